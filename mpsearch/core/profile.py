@@ -1,0 +1,107 @@
+"""HardwareProfile: what a device can run (capabilities, rules) and what it costs.
+
+Plain frozen data. Reading and validating YAML lives in ``mpsearch.hardware``; the types
+sit here so that ``quant/`` (below ``hardware/`` in the stack) can read capabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+SCALE_KINDS = ("float", "dyadic", "power_of_two")
+MODES = ("symmetric", "asymmetric")
+GRANULARITIES = ("per_channel", "per_tensor", "per_group")
+
+
+@dataclass(frozen=True)
+class OpCapabilities:
+    """Overrides of the bit sets for one op kind (e.g. depthwise_conv2d only at 8 bits)."""
+
+    weight_bits: tuple[int, ...] | None = None
+    activation_bits: tuple[int, ...] | None = None
+    pairs: tuple[tuple[int, int], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the device can execute."""
+
+    weight_bits: tuple[int, ...] = (8,)
+    activation_bits: tuple[int, ...] = (8,)
+    pairs: tuple[tuple[int, int], ...] | None = None  # whitelist of (w, a); None = all combinations
+    weight_mode: str = "symmetric"
+    weight_granularity: tuple[str, ...] = ("per_channel", "per_tensor")
+    activation_mode: str = "asymmetric"
+    scale: str = "dyadic"
+    integer_only: bool = True
+    per_op: Mapping[str, OpCapabilities] = field(default_factory=dict)
+
+    def allowed_pairs(self, op_kind: str | None = None) -> list[tuple[int, int]]:
+        """The (w_bits, a_bits) pairs the device runs for ``op_kind``, sorted high to low."""
+        over = self.per_op.get(op_kind) if op_kind else None
+        wb = (over.weight_bits if over and over.weight_bits else None) or self.weight_bits
+        ab = (over.activation_bits if over and over.activation_bits else None) or self.activation_bits
+        pairs = (over.pairs if over and over.pairs else None) or self.pairs
+        out = [(w, a) for w in wb for a in ab]
+        if pairs is not None:
+            allowed = {tuple(p) for p in pairs}
+            out = [p for p in out if p in allowed]
+        return sorted(out, reverse=True)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Placement rules: bits fixed for the first and last quantized layer, if any."""
+
+    first_layer: tuple[int, int] | None = None  # (w_bits, a_bits)
+    last_layer: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class LatencyStat:
+    """A measured latency: mean and standard deviation over ``count`` repeats."""
+
+    mean: float
+    std: float = 0.0
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class LutEntry:
+    """Measured latency of one op signature at several (w, a) pairs (keys like "w8a8")."""
+
+    op: str
+    shape: Mapping[str, Any]
+    latency_ms: Mapping[str, LatencyStat]
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Analytic fallback: time = max(ops / ops_per_s[pair], bytes / bytes_per_s) + overhead."""
+
+    ops_per_s: Mapping[str, float]
+    bytes_per_s: float
+    overhead_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """What running costs on the device: a roofline, measured entries, optional extras."""
+
+    roofline: Roofline | None = None
+    lut: tuple[LutEntry, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """A device: its capabilities, placement rules and cost model."""
+
+    name: str
+    description: str = ""
+    source: Mapping[str, Any] = field(default_factory=dict)
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    rules: Rules = field(default_factory=Rules)
+    cost: CostModel = field(default_factory=CostModel)
+    path: str | None = None  # file it was read from, for messages

@@ -1,0 +1,191 @@
+"""Layer, Candidate and Sensitivity: the plain values the pipeline passes around."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Mapping
+
+from mpsearch.errors import ConfigError, rule_error, unknown_name
+
+#: Layer kinds that mpsearch quantizes. Others stay in floating point.
+LAYER_KINDS = ("conv1d", "conv2d", "depthwise_conv1d", "depthwise_conv2d", "linear")
+
+#: Bit-widths a quantizer accepts (16 is for near-lossless reference runs).
+VALID_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
+
+
+def check_bits(bits: Any, where: str = "", key: str = "bits") -> int:
+    """Return ``bits`` as an int, or raise if it is not one of :data:`VALID_BITS`."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in VALID_BITS:
+        raise rule_error(where, key, f"an integer in 2..8 or 16", bits)
+    return bits
+
+
+@dataclass(frozen=True)
+class Join:
+    """A point where the outputs of several layers meet (residual add or concat).
+
+    Attributes:
+        name: the graph node (or module) name of the add / cat.
+        op: "add" or "cat".
+        inputs: names of the quantizable layers whose outputs reach this join, possibly
+            through ops that keep the scale (ReLU, pooling, flatten, BatchNorm).
+    """
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One quantizable layer of a model.
+
+    Shapes include the batch dimension of the example inputs; ``macs`` is per example
+    (the batch dimension divided out).
+    """
+
+    name: str
+    kind: str
+    weight_shape: tuple[int, ...]
+    n_params: int  # weight + bias elements
+    macs: int  # multiply-accumulates for one example
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    index: int = 0  # order of execution in the forward pass
+    has_bias: bool = False
+    in_channels: int = 0
+    out_channels: int = 0
+    kernel_size: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    groups: int = 1
+    shares_input_with: tuple[str, ...] = ()  # other layers that read the same input tensor
+    joins: tuple[str, ...] = ()  # names of the Join nodes this layer's output reaches
+
+    @property
+    def n_weights(self) -> int:
+        """Number of weight elements (no bias)."""
+        return math.prod(self.weight_shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, order=True)
+class Candidate:
+    """One option for a layer: weight and activation bit-widths.
+
+    ``w_granularity`` is how the weight scale is shared ("per_channel", "per_tensor",
+    "per_group"); ``a_bits`` is the bit-width of the layer's input activation.
+    """
+
+    w_bits: int
+    a_bits: int
+    w_granularity: str = "per_channel"
+
+    def __post_init__(self) -> None:
+        check_bits(self.w_bits, "Candidate", "w_bits")
+        check_bits(self.a_bits, "Candidate", "a_bits")
+        if self.w_granularity not in ("per_channel", "per_tensor", "per_group"):
+            raise rule_error("Candidate", "w_granularity", "one of per_channel, per_tensor, per_group", self.w_granularity)
+
+    @property
+    def key(self) -> str:
+        """Short name such as ``"w4a8"`` (the form profiles use for LUT keys)."""
+        return f"w{self.w_bits}a{self.a_bits}"
+
+    @classmethod
+    def parse(cls, key: str, where: str = "") -> "Candidate":
+        """Parse ``"w4a8"`` into ``Candidate(4, 8)``."""
+        import re
+
+        m = re.fullmatch(r"w(\d+)a(\d+)", str(key).strip().lower())
+        if not m:
+            raise rule_error(where, "candidate key", 'of the form "w<bits>a<bits>" such as "w4a8"', key)
+        return cls(int(m.group(1)), int(m.group(2)))
+
+
+@dataclass(frozen=True)
+class LayerSensitivity:
+    """Sensitivity figures of one layer; absent figures are None.
+
+    Attributes:
+        trace: Hessian trace of the loss w.r.t. the layer's weights (sum of the diagonal).
+        trace_stderr: standard error of ``trace`` over probes.
+        n_probes: probes used for ``trace``.
+        n_params: weight elements the trace covers (mean trace = trace / n_params).
+        eigenvalue: top Hessian eigenvalue of the layer's weight block.
+        activation_trace: Hessian trace w.r.t. the layer's input activation (per example).
+        activation_trace_stderr: its standard error.
+        activation_numel: elements of one example's input activation.
+        fisher: trace of the empirical Fisher (sum of squared per-batch gradients).
+        empirical: candidate key -> measured loss increase with this layer alone quantized.
+    """
+
+    trace: float | None = None
+    trace_stderr: float | None = None
+    n_probes: int = 0
+    n_params: int = 0
+    eigenvalue: float | None = None
+    activation_trace: float | None = None
+    activation_trace_stderr: float | None = None
+    activation_numel: int = 0
+    fisher: float | None = None
+    empirical: Mapping[str, float] | None = None
+
+    @property
+    def mean_trace(self) -> float | None:
+        """Hessian trace divided by the number of parameters (HAWQ-V2's scale)."""
+        if self.trace is None or not self.n_params:
+            return None
+        return self.trace / self.n_params
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["empirical"] is not None:
+            d["empirical"] = dict(d["empirical"])
+        return d
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """Per-layer sensitivity, keyed by module name, and how it was measured."""
+
+    layers: Mapping[str, LayerSensitivity]
+    method: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> LayerSensitivity:
+        try:
+            return self.layers[name]
+        except KeyError:
+            raise unknown_name("layer", name, self.layers, "Sensitivity") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "meta": dict(self.meta),
+            "layers": {k: v.to_dict() for k, v in self.layers.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "sensitivity") -> "Sensitivity":
+        from mpsearch.core.io import check_keys
+
+        check_keys(data, ("method", "meta", "layers"), where, required=("method", "layers"))
+        valid = LayerSensitivity.__dataclass_fields__.keys()
+        layers = {}
+        for name, rec in dict(data["layers"]).items():
+            check_keys(rec, valid, where, f"layers.{name}")
+            layers[name] = LayerSensitivity(**rec)
+        if not isinstance(data["method"], str):
+            raise ConfigError(f"{where}: method must be a string, but got {data['method']!r}")
+        return cls(layers=layers, method=data["method"], meta=dict(data.get("meta") or {}))

@@ -36,6 +36,7 @@ class Capabilities:
     scale: str = "dyadic"
     integer_only: bool = True
     per_op: Mapping[str, OpCapabilities] = field(default_factory=dict)
+    group_size: int = 128  # weights per scale along the input dim when w_granularity is per_group
 
     def allowed_pairs(self, op_kind: str | None = None) -> list[tuple[int, int]]:
         """The (w_bits, a_bits) pairs the device runs for ``op_kind``, sorted high to low."""
@@ -86,12 +87,39 @@ class Roofline:
 
 
 @dataclass(frozen=True)
+class EnergyModel:
+    """Energy of one layer run, in microjoules:
+
+    ``active_mw * latency_ms + (ops * pj_per_op[pair] + bytes * pj_per_byte) * 1e-6``
+    (1 mW for 1 ms is 1 uJ; 1e6 pJ is 1 uJ). Any term may be absent (zero).
+    """
+
+    active_mw: float = 0.0
+    pj_per_op: Mapping[str, float] = field(default_factory=dict)  # keyed like "w8a8"
+    pj_per_byte: float = 0.0
+
+
+@dataclass(frozen=True)
+class MemoryLimits:
+    """Memory of the device, in bytes; None = no limit.
+
+    ``weight_bytes`` bounds the model's total size (e.g. flash); ``activation_bytes`` bounds
+    each layer's working set, input + output activations (e.g. SRAM).
+    """
+
+    weight_bytes: int | None = None
+    activation_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class CostModel:
     """What running costs on the device: a roofline, measured entries, optional extras."""
 
     roofline: Roofline | None = None
     lut: tuple[LutEntry, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    energy: EnergyModel | None = None
+    memory: MemoryLimits | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,122 @@
+"""Allocation benchmark: ILP solve time vs table size, and a Pareto sweep.
+
+Tables are random but shaped like real ones: per layer a parameter count and MACs drawn
+log-normally, 6 candidates (w in 2/4/8 x a in 4/8), omega falling as 4^-bits (HAWQ-V2's
+trace x quantization-noise form, +-20 % noise), size_bytes = n_params x w / 8,
+bops = MACs x w x a, latency_ms from a roofline with +-10 % noise. Three budgets at once, each
+at 50 % of the way from its smallest to its largest total (HAWQ-V3's relative setting).
+
+Run:  python benchmarks/bench_allocation.py [--quick] [--sizes 50 200 1000 10000]
+Prints a table and writes benchmarks/results/allocation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mpsearch.allocation import allocate, pareto
+from mpsearch.allocation.allocate import check_budgets
+from mpsearch.allocation.budgets import parse_budgets
+from mpsearch.allocation.problem import Problem
+from mpsearch.allocation.solvers import get_backend
+from mpsearch.core.cost_table import CostTable
+
+PAIRS = [(w, a) for w in (2, 4, 8) for a in (4, 8)]
+BUDGETS = {"size_bytes": "50%", "bops": "50%", "latency_ms": "50%"}
+
+
+def make_table(n_layers: int, seed: int = 0) -> CostTable:
+    """A realistic random table (see module docstring), built from flat arrays."""
+    rng = np.random.default_rng(seed)
+    n_params = rng.lognormal(11.0, 1.5, n_layers)
+    macs = n_params * rng.lognormal(4.0, 1.0, n_layers)
+    w_trace = rng.lognormal(-8.0, 2.0, n_layers)  # mean Hessian trace x weight range^2
+    a_trace = rng.lognormal(-10.0, 2.0, n_layers)
+    k = len(PAIRS)
+    w = np.array([p[0] for p in PAIRS], dtype=float)
+    a = np.array([p[1] for p in PAIRS], dtype=float)
+    omega = (w_trace[:, None] * n_params[:, None] * 4.0 ** -w * rng.uniform(0.8, 1.2, (n_layers, k))
+             + a_trace[:, None] * n_params[:, None] * 4.0 ** -a * rng.uniform(0.8, 1.2, (n_layers, k)))
+    size = n_params[:, None] * w / 8
+    bops = macs[:, None] * w * a
+    ops_per_s = 1e12 * (8.0 / np.maximum(w, a))  # narrower pairs run faster
+    latency = (np.maximum(macs[:, None] / ops_per_s, size / 2.5e10) * 1e3 + 0.005) * rng.uniform(0.9, 1.1, (n_layers, k))
+    cands = tuple(__import__("mpsearch.core.types", fromlist=["Candidate"]).Candidate(wb, ab) for wb, ab in PAIRS)
+    return CostTable(layers=tuple(f"layer{i}" for i in range(n_layers)), candidates=(cands,) * n_layers,
+                     offsets=np.arange(0, n_layers * k + 1, k), omega=omega.ravel(),
+                     resources={"size_bytes": size.ravel(), "bops": bops.ravel(), "latency_ms": latency.ravel()})
+
+
+def time_allocate(table: CostTable, solver: str, gap_rel: float, time_limit_s: float | None) -> dict:
+    t0 = time.perf_counter()
+    plan = allocate(table, budgets=BUDGETS, solver=solver, gap_rel=gap_rel, time_limit_s=time_limit_s)
+    total = time.perf_counter() - t0
+    return {"total_s": total, "build_s": plan.meta["build_time_s"], "solve_s": plan.solve_time_s,
+            "status": plan.status, "gap": plan.gap, "objective": plan.objective,
+            "n_vars": plan.meta["n_vars"], "n_candidates": plan.meta["n_candidates"]}
+
+
+def cbc_write_s(table: CostTable) -> float:
+    """Seconds PuLP spends writing the MPS file for CBC (part of CBC's solve time)."""
+    import tempfile
+
+    problem = Problem(table, "omega", list(BUDGETS))
+    backend = get_backend("cbc")(problem)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        backend.lp.writeMPS(os.path.join(d, "m.mps"), rename=1)
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000, 10000])
+    ap.add_argument("--solvers", nargs="+", default=["cbc", "highs"])
+    ap.add_argument("--gaps", type=float, nargs="+", default=[0.0, 1e-4])
+    ap.add_argument("--time-limit-s", type=float, default=60.0)
+    ap.add_argument("--pareto-points", type=int, default=50)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "allocation.json"))
+    args = ap.parse_args()
+    rows = []
+    print(f"{'layers':>7} {'solver':>6} {'gap_rel':>8} {'total_s':>8} {'build_s':>8} {'solve_s':>8} {'status':>11} {'gap':>9} vars")
+    for n in args.sizes:
+        table = make_table(n)
+        for solver in args.solvers:
+            for gap_rel in args.gaps:
+                r = {"n_layers": n, "n_candidates_per_layer": len(PAIRS), "n_budgets": len(BUDGETS),
+                     "solver": solver, "gap_rel": gap_rel, "time_limit_s": args.time_limit_s,
+                     **time_allocate(table, solver, gap_rel, args.time_limit_s)}
+                if solver == "cbc":
+                    r["cbc_mps_write_s"] = cbc_write_s(table)
+                rows.append(r)
+                gap = "-" if r["gap"] is None else f"{r['gap']:.1e}"
+                print(f"{n:>7} {solver:>6} {gap_rel:>8.0e} {r['total_s']:>8.3f} {r['build_s']:>8.3f} {r['solve_s']:>8.3f} "
+                      f"{r['status']:>11} {gap:>9} {r['n_vars']}/{r['n_candidates']}", flush=True)
+    sweeps = []
+    table = make_table(54, seed=1)  # ResNet-50 has 54 quantizable conv/linear layers
+    for solver in args.solvers:
+        for others in ({}, {"latency_ms": "50%"}):
+            t0 = time.perf_counter()
+            front = pareto(table, "size_bytes", args.pareto_points, other_budgets=others, solver=solver)
+            total = time.perf_counter() - t0
+            solve = sum(p.solve_time_s for p in front.points)
+            sweeps.append({"n_layers": 54, "n_points": args.pareto_points, "solver": solver, "other_budgets": others,
+                           "total_s": total, "n_distinct": len(front)})
+            print(f"pareto 54 layers x 6, {args.pareto_points} points, {solver}, other budgets {others or 'none'}: "
+                  f"{total:.3f} s, {len(front)} distinct points", flush=True)
+    out = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU", "python": platform.python_version(),
+           "allocate": rows, "pareto": sweeps}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

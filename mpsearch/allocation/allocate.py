@@ -1,0 +1,125 @@
+"""allocate(): the exact ILP over per-layer candidates under any number of budgets."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from mpsearch.allocation.budgets import Budget, parse_budgets
+from mpsearch.allocation.diagnose import _slack, infeasible_error
+from mpsearch.allocation.pins import resolve_pins
+from mpsearch.allocation.problem import Problem, greedy_start
+from mpsearch.allocation.solvers import get_backend
+from mpsearch.allocation.status import INFEASIBLE, OPTIMAL, SolverOutcome
+from mpsearch.core.cost_table import CostTable
+from mpsearch.core.plan import BitPlan
+from mpsearch.core.profile import Rules
+from mpsearch.errors import MpsearchError, rule_error, unknown_name
+
+
+def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None = None,
+             pins: Mapping[str, Any] | None = None, solver: str = "cbc", time_limit_s: float | None = None,
+             *, relative: Mapping[str, float] | None = None, rules: Rules | None = None,
+             gap_rel: float = 0.0, msg: bool = False) -> BitPlan:
+    """Choose one candidate per layer minimizing total omega under every budget at once.
+
+    Binary one-hot variables per layer x candidate (one set per tie group, with omega and
+    resources summed over the group), one ``<=`` row per budget; dominated candidates are
+    dropped first (exact, see :mod:`mpsearch.allocation.problem`).
+
+    Args:
+        table: the cost table (``CostTable.from_records`` builds one from plain dicts).
+        budgets: ``{"size_bytes": 120_000, "latency_ms": "50%"}`` or a list of specs
+            (``"bops=2.5G"``, ``("latency_ms", 2.5)``, :class:`Budget`); see :func:`parse_budget`.
+        pins: layer name -> candidate (``"w8a8"``, ``(8, 8)``, ``LayerBits``): fixed layers.
+        solver: ``"cbc"`` (bundled with PuLP) or ``"highs"`` (needs ``highspy``).
+        time_limit_s: stop after this many seconds and return the best plan found
+            (``status="time_limit"``, ``optimal=False``).
+        relative: resource -> fraction in [0, 1]: the limit is ``lo + f * (hi - lo)`` where
+            ``lo``/``hi`` are the smallest/largest totals of that resource over assignments
+            that respect ties and pins (the other budgets are not taken into account).
+        rules: a profile's placement rules; first/last layer become pins (explicit pins win).
+        gap_rel: stop once proven within this relative gap (0, the default, proves the
+            optimum; a gap > 0 gives ``status="within_gap"`` and ``optimal=False``).
+        msg: let the solver print its log.
+
+    Returns:
+        A :class:`BitPlan` with the chosen bits, totals of every resource, objective (total
+        omega), solver, status, optimal, gap, solve_time_s and ``meta`` (budgets in absolute
+        units, relative fractions, pins, build time, model size).
+
+    Raises:
+        InfeasibleBudgetError: no assignment meets the budgets; names each budget and the
+            smallest value it can take under the others (also in ``error.smallest``).
+        UnknownNameError: a budget names a resource the table lacks, or an unknown solver/layer.
+        ConfigError: a malformed budget, or a pin to a candidate the layer lacks.
+    """
+    t_start = time.perf_counter()
+    parsed = check_budgets(table, parse_budgets(budgets, relative))
+    if isinstance(gap_rel, bool) or not isinstance(gap_rel, (int, float)) or not 0.0 <= gap_rel < 1.0:
+        raise rule_error("allocate", "gap_rel", "a number in [0, 1)", gap_rel)
+    if time_limit_s is not None and (not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0):
+        raise rule_error("allocate", "time_limit_s", "a positive number of seconds or None", time_limit_s)
+    backend_cls = get_backend(solver)
+    pinned = resolve_pins(table, pins, rules)
+    problem = Problem(table, "omega", [b.resource for b in parsed], pinned)
+    limits = {b.resource: b.absolute(float(lo), float(hi)) for b, lo, hi in zip(parsed, problem.lo, problem.hi)}
+    labels = {b.resource: label(b, limits[b.resource]) for b in parsed}
+    values = np.array(list(limits.values()))
+    if np.any(values < problem.lo - _slack(problem.lo)):  # out of reach even alone: skip the solve
+        raise infeasible_error(table, limits, pinned, solver, labels)
+    backend = backend_cls(problem, msg=msg)
+    scaled = problem.scale_limits(values)
+    backend.set_limits(scaled)
+    start = greedy_start(problem, scaled) if time_limit_s is not None else None
+    build_time_s = time.perf_counter() - t_start
+    outcome = backend.solve(time_limit_s, float(gap_rel), start)
+    if outcome.status == INFEASIBLE:
+        raise infeasible_error(table, limits, pinned, solver, labels)
+    meta = {
+        "budgets": limits,
+        "relative": {b.resource: b.limit for b in parsed if b.relative},
+        "pins": {table.layers[i]: f"w{w}a{a}" for i, (w, a) in pinned.items()},
+        "gap_rel": float(gap_rel),
+        "time_limit_s": None if time_limit_s is None else float(time_limit_s),
+        "build_time_s": build_time_s,
+        "n_vars": int(problem.n_vars),
+        "n_candidates": int(problem.n_candidates),
+    }
+    return plan_from_outcome(problem, outcome, solver, meta)
+
+
+def check_budgets(table: CostTable, budgets: tuple[Budget, ...]) -> tuple[Budget, ...]:
+    """Refuse budgets on resources the table does not have."""
+    for b in budgets:
+        if b.resource not in table.resources:
+            raise unknown_name("resource", b.resource, table.resource_names, "budgets")
+    return budgets
+
+
+def label(budget: Budget, limit: float) -> str:
+    """``"size_bytes <= 1.2e+05"``, plus the relative form where it was given as one."""
+    rel = f" ({budget.limit * 100:g}% of the way from its smallest to its largest total)" if budget.relative else ""
+    return f"{budget.resource} <= {limit:.12g}{rel}"
+
+
+def plan_from_outcome(problem: Problem, outcome: SolverOutcome, solver: str, meta: dict[str, Any]) -> BitPlan:
+    """Turn a solver outcome that holds a solution into a :class:`BitPlan`."""
+    if outcome.chosen is None:
+        raise MpsearchError(f"allocate: the solver must find a plan, but it stopped with {outcome.raw!r} before "
+                            f"finding any; raise time_limit_s (was {meta.get('time_limit_s')})")
+    rows = problem.table_rows(outcome.chosen)
+    objective = float(problem.table.omega[rows].sum())
+    gap = None
+    if outcome.status == OPTIMAL:
+        gap = 0.0
+    elif outcome.bound is not None:  # bound is in solver units: undo the shift and scale
+        bound = problem.cost_const + problem.cost_scale * outcome.bound
+        gap = max(0.0, objective - bound) / max(abs(objective), 1e-300)
+    meta = dict(meta, solver_status=outcome.raw)
+    return problem.table.plan_from_rows(
+        rows, solver=solver, status=outcome.status, optimal=outcome.status == OPTIMAL,
+        gap=gap if gap is None or math.isfinite(gap) else None, solve_time_s=outcome.solve_time_s, meta=meta)

@@ -1,0 +1,52 @@
+"""Contract of a solver backend (one module per engine; ``SOLVERS`` maps names to them).
+
+A backend is built once from a :class:`~mpsearch.allocation.problem.Problem` and then solved
+any number of times, changing only the budget limits in between (``pareto`` sweeps one limit
+this way without rebuilding the model). It must:
+
+* model one binary variable per ``Problem`` variable, one ``== 1`` row per group, and one
+  ``<=`` row per budgeted resource (``problem.coef``), minimizing ``problem.cost``;
+* start with every budget row unbounded until :meth:`set_limits` is called;
+* in :meth:`solve`, honour ``time_limit_s`` (None = none) and ``gap_rel`` (0 = prove the
+  optimum), use ``start`` (chosen variable per group) as a MIP start when given and feasible,
+  and return a :class:`~mpsearch.allocation.status.SolverOutcome` whose status comes from the
+  functions in :mod:`mpsearch.allocation.status`;
+* never print unless ``msg`` is true; import its engine lazily (inside ``__init__``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from mpsearch.allocation.problem import Problem
+from mpsearch.allocation.status import SolverOutcome
+
+#: Feasibility and integrality tolerances given to the engines (rows are scaled to max 1).
+FEAS_TOL = 1e-9
+
+
+class Backend(ABC):
+    """One engine holding one built model."""
+
+    name: ClassVar[str]
+
+    def __init__(self, problem: Problem, msg: bool = False) -> None:
+        self.problem = problem
+        self.msg = msg
+
+    @abstractmethod
+    def set_limits(self, scaled_limits: np.ndarray) -> None:
+        """Set the right-hand side of every budget row (solver units, see Problem.scale_limits)."""
+
+    @abstractmethod
+    def solve(self, time_limit_s: float | None, gap_rel: float, start: np.ndarray | None = None) -> SolverOutcome:
+        """Solve with the current limits."""
+
+
+def chosen_from_values(problem: Problem, values: np.ndarray) -> np.ndarray:
+    """The variable with the largest value in each group (binary values up to tolerance)."""
+    order = np.lexsort((-values, problem.var_group))
+    return order[problem.group_ptr[:-1]]

@@ -1,0 +1,289 @@
+"""The ``quantize`` verb: a simulated-quantization copy of a model for a :class:`BitPlan`.
+
+Structure of the result (what the integer executor reads):
+
+* BatchNorm is folded first (``config.fold_bn``, eval statistics) with
+  :func:`mpsearch.model.fold_batchnorm`.
+* Every layer of the plan becomes a :class:`~mpsearch.quant.modules.QuantConv1d` /
+  ``QuantConv2d`` / ``QuantLinear`` under the same module name, with ``w_bits``, ``a_bits``,
+  ``weight_quant`` and ``input_quant_name`` (path of the :class:`ActQuant` feeding it).
+* **Graph mode** (torch.fx traces the model; the result is an ``fx.GraphModule``): every
+  tensor read by a quantized layer is fake-quantized once, right after the node that
+  produces it, by ``act_quant.<producer node name>``; ALL readers of that tensor (other
+  layers, residual adds, concats, the output) read the quantized value. The shared quantizer
+  takes the largest ``a_bits`` of its quantized readers; a reader that asked for fewer bits
+  re-quantizes through ``act_quant.<producer>__<layer name with dots as _>``.
+* **Per-layer mode** (fx cannot trace): each quantized layer quantizes its own input with
+  its child ``<layer>.input_quant``; other readers of that tensor (skip paths) see floats.
+
+:func:`quant_mode` says which mode a quantized model uses ("graph" / "per_layer"); the
+``qmodel.quant_mode`` attribute says the same but does not survive ``copy.deepcopy`` of a
+GraphModule.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import fx, nn
+
+from mpsearch.core.plan import BitPlan, LayerBits
+from mpsearch.core.profile import HardwareProfile
+from mpsearch.errors import ConfigError, MpsearchError, UnsupportedModelError, rule_error, unknown_name
+from mpsearch.model import fold_batchnorm
+from mpsearch.model.kinds import is_quantizable
+from mpsearch.quant.config import QuantizeConfig
+from mpsearch.quant.modules import QUANT_LAYER_TYPES, ActQuant, quant_class_for
+
+log = logging.getLogger("mpsearch")
+
+ACT_QUANT_DICT = "act_quant"  # name of the ModuleDict holding graph-mode quantizers
+
+
+def quantizable_layer_names(model: nn.Module) -> list[str]:
+    """Names of the modules :func:`quantize` can quantize (Conv1d, Conv2d, Linear), in order."""
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"quantizable_layer_names: model must be a torch.nn.Module, but got "
+                                    f"{type(model).__qualname__}")
+    return [n for n, m in model.named_modules() if n and quant_class_for(m) is not None]
+
+
+def quant_mode(model: nn.Module) -> str:
+    """ "graph", "per_layer", or "none" (no quantized layer), read from the model's structure."""
+    layers = [m for m in model.modules() if isinstance(m, QUANT_LAYER_TYPES)]
+    if not layers:
+        return "none"
+    if isinstance(model, fx.GraphModule) and isinstance(getattr(model, ACT_QUANT_DICT, None), nn.ModuleDict):
+        return "graph"
+    return "per_layer" if any(getattr(m, "input_quant", None) is not None for m in layers) else "none"
+
+
+class _Tracer(fx.Tracer):
+    """Keeps quantizable layers (user subclasses too) and quantized layers as single nodes."""
+
+    def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
+        return (is_quantizable(m) or isinstance(m, (ActQuant, *QUANT_LAYER_TYPES))
+                or super().is_leaf_module(m, qualified_name))
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    tracer = _Tracer()
+    graph = tracer.trace(model)
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+def _plan_layers(plan: Any) -> dict[str, LayerBits]:
+    if isinstance(plan, BitPlan):
+        return dict(plan.layers)
+    if isinstance(plan, Mapping) and plan and all(isinstance(v, LayerBits) for v in plan.values()):
+        return dict(plan)
+    raise rule_error("quantize", "plan", "a BitPlan (or a non-empty mapping of layer name -> LayerBits)", plan)
+
+
+def _batch_input(batch: Any, index: int) -> tuple[Any, ...]:
+    """Positional model inputs of one calibration batch: a tensor, or the first element."""
+    if isinstance(batch, torch.Tensor):
+        return (batch,)
+    if isinstance(batch, (tuple, list)) and batch:
+        first = batch[0]
+        if isinstance(first, torch.Tensor):
+            return (first,)
+        if isinstance(first, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in first):
+            return tuple(first)
+    raise rule_error("quantize", f"calib_batches[{index}]",
+                     "a tensor or an (inputs, labels) tuple/list whose first element is a tensor",
+                     type(batch).__name__)
+
+
+def _take_batches(calib_batches: Iterable[Any] | None, cap: int) -> list[tuple[Any, ...]]:
+    if calib_batches is None:
+        return []
+    if isinstance(calib_batches, torch.Tensor):  # one batch given bare
+        return [(calib_batches,)]
+    try:
+        iterator = iter(calib_batches)
+    except TypeError:
+        raise rule_error("quantize", "calib_batches", "an iterable of tensors or (inputs, labels) batches",
+                         type(calib_batches).__name__) from None
+    out = []
+    for i, batch in enumerate(iterator):
+        if i >= cap:
+            break
+        out.append(_batch_input(batch, i))
+    return out
+
+
+def _unique_key(holder: nn.ModuleDict, key: str) -> str:
+    while hasattr(holder, key) or key in holder:  # ModuleDict method names (keys, pop, ...) clash
+        key += "_"
+    return key
+
+
+def _insert_graph_quantizers(gm: fx.GraphModule, layers: Mapping[str, LayerBits],
+                             make_aq: Callable[[int, str], ActQuant]) -> list[str]:
+    """Insert one ActQuant per tensor read by a quantized layer (see the module docstring)."""
+    if hasattr(gm, ACT_QUANT_DICT):
+        raise ConfigError(f"quantize: model must not already have an attribute {ACT_QUANT_DICT!r} "
+                          "(is it already quantized?)")
+    holder = nn.ModuleDict()
+    gm.add_module(ACT_QUANT_DICT, holder)
+    graph = gm.graph
+    by_producer: dict[fx.Node, list[fx.Node]] = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and node.target in layers:
+            src = node.args[0] if node.args else node.kwargs.get("input")
+            if isinstance(src, fx.Node):
+                by_producer.setdefault(src, []).append(node)
+            else:
+                log.warning("quantize: input of %s is not a graph value; it is not quantized", node.target)
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    for src, readers in by_producer.items():
+        bits = max(layers[n.target].a_bits for n in readers)
+        key = _unique_key(holder, src.name)
+        shared = make_aq(bits, src.name)
+        holder[key] = shared
+        anchor = placeholders[-1] if src.op == "placeholder" else src  # placeholders stay first
+        with graph.inserting_after(anchor):
+            aq_node = graph.call_module(f"{ACT_QUANT_DICT}.{key}", (src,))
+        src.replace_all_uses_with(aq_node, delete_user_cb=lambda user: user is not aq_node)
+        for node in readers:
+            target = str(node.target)
+            layer = gm.get_submodule(target)
+            name, quantizer = f"{ACT_QUANT_DICT}.{key}", shared
+            if layers[target].a_bits < bits:
+                rkey = _unique_key(holder, f"{key}__{target.replace('.', '_')}")
+                quantizer = make_aq(layers[target].a_bits, src.name)
+                holder[rkey] = quantizer
+                with graph.inserting_before(node):
+                    r_node = graph.call_module(f"{ACT_QUANT_DICT}.{rkey}", (aq_node,))
+                node.replace_input_with(aq_node, r_node)
+                name = f"{ACT_QUANT_DICT}.{rkey}"
+            if layer.input_quant_name and layer.input_quant_name != name:
+                log.warning("quantize: %s is called on several tensors; input_quant_name keeps the first (%s)",
+                            target, layer.input_quant_name)
+            else:
+                layer.input_quant_name = name
+            quantizer.consumers.append(target)
+    graph.lint()
+    gm.recompile()
+    return [f"{ACT_QUANT_DICT}.{k}" for k in holder]
+
+
+def quantize(model: nn.Module, plan: BitPlan | Mapping[str, LayerBits], calib_batches: Iterable[Any] | None,
+             profile: HardwareProfile | None = None, config: QuantizeConfig | None = None) -> nn.Module:
+    """A simulated-quantization (fake-quant) copy of ``model`` with the bits of ``plan``.
+
+    Args:
+        model: the float model; it is not modified.
+        plan: layer name -> (w_bits, a_bits); layers not in the plan stay float.
+        calib_batches: iterable of input tensors or ``(inputs, labels)`` tuples/lists whose
+            first element is the input tensor (or a tuple of input tensors for a model with
+            several inputs); at most ``config.n_calib_batches`` are used (the first also serves
+            as example input for BN folding). May be None or empty only with
+            ``activation_range="dynamic"``.
+        profile: hardware profile whose capabilities give symmetric/asymmetric, granularity
+            and scale kind where ``config`` leaves them None.
+        config: options (:class:`QuantizeConfig`); default min-max calibration.
+
+    Returns:
+        The quantized copy in eval mode (an ``fx.GraphModule`` in graph mode), with attribute
+        ``quant_mode`` ("graph" or "per_layer").
+
+    Raises:
+        UnsupportedModelError: ``model`` is not an ``nn.Module``.
+        UnknownNameError: the plan names a module that does not exist or is not quantizable.
+        ConfigError: bad config, a bad or empty ``calib_batches``, or a quantizer that saw no data.
+    """
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"quantize: model must be a torch.nn.Module, but got "
+                                    f"{type(model).__module__}.{type(model).__qualname__}")
+    config = QuantizeConfig() if config is None else config
+    if not isinstance(config, QuantizeConfig):
+        raise rule_error("quantize", "config", "a QuantizeConfig or None", config)
+    if profile is not None and not isinstance(profile, HardwareProfile):
+        raise rule_error("quantize", "profile", "a HardwareProfile or None (see mpsearch.load_profile)", profile)
+    layers = _plan_layers(plan)
+    valid = quantizable_layer_names(model)
+    for name in layers:
+        if name not in valid:
+            raise unknown_name("quantizable layer (Conv1d, Conv2d, Linear)", name, valid, "quantize: plan")
+    batches = _take_batches(calib_batches, config.n_calib_batches)
+    static = config.activation_range == "static"
+    if static and not batches:
+        raise ConfigError("quantize: calib_batches must hold at least one batch for static activation ranges, "
+                          "but it is empty (pass data, or use QuantizeConfig(activation_range='dynamic'))")
+
+    if config.fold_bn:
+        qmodel = fold_batchnorm(model, example_inputs=batches[0] if batches else None)
+    else:
+        qmodel = copy.deepcopy(model)
+    qmodel.eval()
+    try:
+        root: nn.Module = _trace(qmodel)
+        mode, why = "graph", ""
+    except Exception as exc:  # fx raises many types for untraceable code
+        root, mode = qmodel, "per_layer"
+        why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+
+    if mode == "graph":
+        called = {n.target for n in root.graph.nodes if n.op == "call_module"}  # type: ignore[union-attr]
+        for name in layers:
+            if name not in called:
+                raise ConfigError(f"quantize: plan layer {name!r} must be called as a module by the model's "
+                                  "forward, but the torch.fx trace never calls it")
+    for name, bits in layers.items():
+        float_layer = root.get_submodule(name)
+        base = next(c for c in (nn.Conv1d, nn.Conv2d, nn.Linear) if isinstance(float_layer, c))
+        if type(float_layer).forward is not base.forward:
+            log.warning("quantize: %s is a %s with its own forward; its quantized replacement runs the plain "
+                        "%s op", name, type(float_layer).__qualname__, base.__name__)
+        try:
+            w_spec = config.weight_spec(profile, bits.w_bits)
+            qlayer = quant_class_for(float_layer).from_float(  # type: ignore[union-attr]
+                float_layer, bits.w_bits, bits.a_bits, w_spec, config.weight_calibrator,
+                dict(config.weight_calibrator_options))
+        except MpsearchError as exc:
+            raise type(exc)(f"quantize: layer {name!r}: {exc}") from None
+        root.set_submodule(name, qlayer)
+
+    def make_aq(a_bits: int, source: str) -> ActQuant:
+        spec = config.activation_spec(profile, a_bits)
+        return ActQuant(spec, config.activation_calibrator, "observe" if static else "dynamic",
+                        dict(config.activation_calibrator_options), source=source)
+
+    if mode == "graph":
+        names = _insert_graph_quantizers(root, layers, make_aq)  # type: ignore[arg-type]
+        log.info("quantize: graph mode (torch.fx): %d activation quantizers, each on a tensor where it is "
+                 "produced; every reader (skip paths included) sees the quantized value", len(names))
+    else:
+        names = []
+        for name in layers:
+            layer = root.get_submodule(name)
+            layer.input_quant = make_aq(layers[name].a_bits, "")
+            layer.input_quant.consumers.append(name)
+            layer.input_quant_name = f"{name}.input_quant"
+            names.append(layer.input_quant_name)
+        log.warning("quantize: per-layer mode (torch.fx could not trace the model: %s): each quantized layer "
+                    "quantizes its own input, so skip paths and other readers see float values", why)
+
+    if static:
+        _calibrate(root, names, batches)
+    root.quant_mode = mode
+    root.eval()
+    return root
+
+
+def _calibrate(root: nn.Module, names: list[str], batches: list[tuple[Any, ...]]) -> None:
+    """Run the calibration batches with every quantizer observing, then freeze them."""
+    with torch.no_grad():
+        for inputs in batches:
+            root(*inputs)
+    for name in names:
+        aq = root.get_submodule(name)
+        if aq.calibrator is None or aq.calibrator.n_batches == 0:
+            raise ConfigError(f"quantize: activation quantizer {name!r} (input of {aq.consumers}) must see data "
+                              "during calibration, but the calibration batches never reached it")
+        aq.freeze()

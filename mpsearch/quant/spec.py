@@ -1,0 +1,163 @@
+"""QuantSpec: how one tensor is quantized (bits, sign, symmetry, range, granularity, scale kind).
+
+A spec is pure data; :mod:`mpsearch.quant.quantizer` turns it into integers. Integer range
+(``qmin``/``qmax``) by spec:
+
+=========  ==========  ==========================================  =========
+signed     restricted  range                                       levels
+=========  ==========  ==========================================  =========
+True       False       ``[-2^(b-1), 2^(b-1) - 1]``                   ``2^b``
+True       True        ``[-(2^(b-1) - 1), 2^(b-1) - 1]``             ``2^b - 1``
+False      False       ``[0, 2^b - 1]``                              ``2^b``
+False      True        ``[0, 2^b - 2]``                              ``2^b - 1``
+=========  ==========  ==========================================  =========
+
+Activations are signed by default so that any width from 2 to 8 bits fits in an int8
+(DESIGN.md, "Integer-only execution"); post-ReLU tensors then use an asymmetric spec whose
+zero point sits at ``qmin``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from mpsearch.core.profile import GRANULARITIES, MODES, SCALE_KINDS, Capabilities
+from mpsearch.core.types import check_bits
+from mpsearch.errors import rule_error
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How one tensor is quantized.
+
+    Attributes:
+        bits: bit-width, 2..8 or 16.
+        symmetric: zero point fixed at 0 (scale from ``max(|min|, |max|)``).
+        signed: integers centred on 0 (True) or starting at 0 (False).
+        restricted_range: drop one code so a signed range is symmetric (``-127..127``).
+        granularity: "per_tensor", "per_channel" (one scale per index of ``axis``) or
+            "per_group" (per channel, and within it groups of ``group_size`` consecutive
+            elements of the flattened remaining dimensions).
+        axis: channel axis for per_channel / per_group (0 for weights, 1 for NC... activations).
+        group_size: elements per group (per_group only).
+        scale_kind: "float", "dyadic" (a float scale whose rescales the integer executor
+            turns into ``m / 2^s``; quantization itself is as "float") or "power_of_two"
+            (scale rounded UP to ``2^k`` so the min-max range stays covered).
+    """
+
+    bits: int
+    symmetric: bool
+    signed: bool
+    restricted_range: bool = False
+    granularity: str = "per_tensor"
+    axis: int = 0
+    group_size: int | None = None
+    scale_kind: str = "float"
+
+    def __post_init__(self) -> None:
+        check_bits(self.bits, "QuantSpec", "bits")
+        for key in ("symmetric", "signed", "restricted_range"):
+            if not isinstance(getattr(self, key), bool):
+                raise rule_error("QuantSpec", key, "a bool", getattr(self, key))
+        if self.granularity not in GRANULARITIES:
+            raise rule_error("QuantSpec", "granularity", f"one of {', '.join(GRANULARITIES)}", self.granularity)
+        if isinstance(self.axis, bool) or not isinstance(self.axis, int) or self.axis < 0:
+            raise rule_error("QuantSpec", "axis", "an integer >= 0", self.axis)
+        if self.granularity == "per_group":
+            if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
+                raise rule_error("QuantSpec", "group_size", "an integer >= 1 when granularity is per_group",
+                                 self.group_size)
+        elif self.group_size is not None:
+            raise rule_error("QuantSpec", "group_size", f"None unless granularity is per_group (it is "
+                             f"{self.granularity})", self.group_size)
+        if self.scale_kind not in SCALE_KINDS:
+            raise rule_error("QuantSpec", "scale_kind", f"one of {', '.join(SCALE_KINDS)}", self.scale_kind)
+
+    @property
+    def qmin(self) -> int:
+        """Smallest integer code."""
+        if not self.signed:
+            return 0
+        return -(2 ** (self.bits - 1)) + (1 if self.restricted_range else 0)
+
+    @property
+    def qmax(self) -> int:
+        """Largest integer code."""
+        if self.signed:
+            return 2 ** (self.bits - 1) - 1
+        return 2**self.bits - 1 - (1 if self.restricted_range else 0)
+
+    @property
+    def n_levels(self) -> int:
+        """Number of integer codes, ``qmax - qmin + 1``."""
+        return self.qmax - self.qmin + 1
+
+    @property
+    def layout(self) -> tuple[str, int, int | None]:
+        """What decides the shape of scale / zero point: (granularity, axis, group_size)."""
+        if self.granularity == "per_tensor":
+            return ("per_tensor", 0, None)
+        return (self.granularity, self.axis, self.group_size)
+
+    def with_bits(self, bits: int) -> "QuantSpec":
+        """The same spec at another bit-width."""
+        return replace(self, bits=bits)
+
+
+def _pick_granularity(caps: Capabilities | None, wanted: str | None, key: str) -> str:
+    if wanted is not None:
+        if wanted not in GRANULARITIES:
+            raise rule_error("QuantSpec", key, f"one of {', '.join(GRANULARITIES)}", wanted)
+        return wanted
+    if caps is None or "per_channel" in caps.weight_granularity or not caps.weight_granularity:
+        return "per_channel"
+    return caps.weight_granularity[0]
+
+
+def _mode(value: Any, key: str) -> bool:
+    if value not in MODES:
+        raise rule_error("Capabilities", key, f"one of {', '.join(MODES)}", value)
+    return value == "symmetric"
+
+
+def weight_spec(caps: Capabilities | None, bits: int, *, granularity: str | None = None,
+                group_size: int | None = None, symmetric: bool | None = None,
+                restricted_range: bool = False, scale_kind: str | None = None) -> QuantSpec:
+    """Spec for a layer's weight (channel axis 0, signed).
+
+    Args:
+        caps: device capabilities; None means symmetric, per-channel, float scales.
+        bits: weight bit-width.
+        granularity: overrides the device's preferred granularity (per_channel when allowed).
+        group_size: elements per group when granularity is per_group.
+        symmetric: overrides ``caps.weight_mode``.
+        restricted_range: use ``-(2^(b-1)-1)..2^(b-1)-1``.
+        scale_kind: overrides ``caps.scale``.
+    """
+    sym = symmetric if symmetric is not None else (True if caps is None else _mode(caps.weight_mode, "weight_mode"))
+    kind = scale_kind if scale_kind is not None else ("float" if caps is None else caps.scale)
+    return QuantSpec(bits=bits, symmetric=sym, signed=True, restricted_range=restricted_range,
+                     granularity=_pick_granularity(caps, granularity, "weight_granularity"), axis=0,
+                     group_size=group_size, scale_kind=kind)
+
+
+def activation_spec(caps: Capabilities | None, bits: int, *, granularity: str = "per_tensor",
+                    symmetric: bool | None = None, signed: bool = True, scale_kind: str | None = None,
+                    axis: int = 1) -> QuantSpec:
+    """Spec for an activation tensor (per-tensor by default, channel axis 1 otherwise).
+
+    Args:
+        caps: device capabilities; None means asymmetric with float scales.
+        bits: activation bit-width.
+        granularity: per_tensor (default) or per_channel along ``axis``.
+        symmetric: overrides ``caps.activation_mode``.
+        signed: signed codes (default, fits int8 storage for every width up to 8).
+        scale_kind: overrides ``caps.scale``.
+        axis: channel axis of the activation (1 for N, C, ... layouts).
+    """
+    sym = (symmetric if symmetric is not None
+           else (False if caps is None else _mode(caps.activation_mode, "activation_mode")))
+    kind = scale_kind if scale_kind is not None else ("float" if caps is None else caps.scale)
+    return QuantSpec(bits=bits, symmetric=sym, signed=signed, granularity=granularity,
+                     axis=axis, scale_kind=kind)

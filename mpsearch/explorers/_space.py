@@ -1,0 +1,314 @@
+"""The space every explorer searches: free units (tie groups / single layers), pins, budgets.
+
+A *unit* is what an explorer decides once: a tie group (all members take one candidate)
+or a single untied layer. Pinned units are fixed and never offered. A unit's candidates
+are its candidate keys ("w4a8") sorted by cost, cheapest first, where the cost of a
+candidate is the sum over the budgeted resources (or all resources when there are no
+budgets) of its resource value divided by that resource's range over the table. This
+order is what "lowering" a layer means for the repair step and what the RL action maps to.
+
+Repair (make a plan feasible), registry :data:`REPAIRS`:
+
+* ``"greedy"`` (default): while a budget is exceeded, take the single move (one unit to a
+  cheaper candidate) with the smallest omega increase per unit of normalized violation
+  removed; then raise lowered units back toward the sample, largest omega drop first,
+  while the budgets still hold. Close to the ILP on one budget; cheap (vectorised numpy).
+* ``"haq"``: HAQ's rule: lower the *last* free layer by one step, then the one before it,
+  cycling from the end, until every budget holds.
+
+If repair cannot meet several budgets at once (cheaper in one resource is dearer in
+another), the plan falls back to the cheapest-everywhere assignment when that is
+feasible, else to a feasible anchor from the ILP (:func:`mpsearch.allocation.allocate`
+on the same budgets with every omega set to 0), so explorers only ever hand out
+feasible plans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from mpsearch.core.cost_table import CostTable
+from mpsearch.core.plan import BitPlan
+from mpsearch.core.types import Candidate
+from mpsearch.errors import ConfigError, InfeasibleBudgetError, rule_error, unknown_name
+
+_REL_TOL = 1e-9  # budgets are met up to this relative slack (float sums)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One decision: a tie group or a single layer.
+
+    Attributes:
+        name: parameter name (the first member's layer name).
+        layers: indices of the member layers in the table.
+        keys: candidate keys, cheapest first.
+        rows: int array (n_members, n_keys): table row of member m at key k.
+    """
+
+    name: str
+    layers: tuple[int, ...]
+    keys: tuple[str, ...]
+    rows: np.ndarray
+
+
+def resolve_budgets(table: CostTable, budgets: Any, pins: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Absolute limit per resource, parsed by :func:`mpsearch.allocation.parse_budgets`.
+
+    Accepts what :func:`mpsearch.allocation.allocate` accepts (``{"size_bytes": 120_000}``,
+    ``{"size_bytes": "50%"}``, ``["bops=2.5G"]``, :class:`~mpsearch.allocation.Budget`).
+    A relative limit is ``lo + f * (hi - lo)`` with ``lo``/``hi`` the smallest/largest total
+    over assignments that respect ties and pins, as in ``allocate``.
+    """
+    return SearchSpace(table, budgets, pins).budgets
+
+
+def normalize_pins(table: CostTable, pins: Mapping[str, Any] | None) -> dict[int, int]:
+    """Layer index -> pinned row, with :func:`mpsearch.allocation.pins.resolve_pins`'s rules."""
+    from mpsearch.allocation.pins import resolve_pins
+
+    return {i: table.row_of(table.layers[i], w, a) for i, (w, a) in resolve_pins(table, pins).items()}
+
+
+class SearchSpace:
+    """Units, pins and budgets of one table, with totals, feasibility and repair.
+
+    Args:
+        table: the cost table.
+        budgets: see :func:`resolve_budgets`.
+        pins: layer name -> candidate (see :func:`normalize_pins`); pinning one member of a
+            tie group pins the group.
+        repair: name in :data:`REPAIRS`.
+    """
+
+    def __init__(self, table: CostTable, budgets: Any = None, pins: Mapping[str, Any] | None = None,
+                 repair: str = "greedy") -> None:
+        if repair not in REPAIRS:
+            raise unknown_name("repair", repair, REPAIRS, "explorer")
+        self.table = table
+        self.repair_name = repair
+        pinned_rows = normalize_pins(table, pins)
+        groups = [tuple(table.index_of(n) for n in g) for g in table.ties]
+        in_group = {i for g in groups for i in g}
+        groups += [(i,) for i in range(table.n_layers) if i not in in_group]
+        groups.sort(key=min)
+        from mpsearch.allocation import parse_budgets  # the project's one budget parser
+
+        parsed = parse_budgets(budgets or None)
+        for bud in parsed:
+            if bud.resource not in table.resources:
+                raise unknown_name("resource", bud.resource, table.resource_names, "budgets")
+        cost_names = tuple(b.resource for b in parsed) or table.resource_names
+        scale = {}
+        for r in cost_names:
+            lo, hi = table.extremes(r)
+            scale[r] = 1.0 / max(float(np.abs(table.resources[r]).max()), 1e-300) if hi <= lo else 1.0 / (hi - lo)
+        self._row_cost = sum((table.resources[r] * scale[r] for r in cost_names), np.zeros(table.n_rows))
+        self.fixed_rows = np.full(table.n_layers, -1, dtype=np.int64)
+        self.units: list[Unit] = []
+        for g in groups:
+            key_rows = {c.key: int(table.offsets[g[0]]) + j for j, c in enumerate(table.candidates[g[0]])}
+            pinned_keys = {_key_of(table, i, pinned_rows[i]) for i in g if i in pinned_rows}
+            if len(pinned_keys) > 1:
+                names = [table.layers[i] for i in g]
+                raise ConfigError(f"pins: tied layers {names} must be pinned to one candidate, but got {sorted(pinned_keys)}")
+            if pinned_keys:
+                key = pinned_keys.pop()
+                for i in g:
+                    self.fixed_rows[i] = table.row_of(table.layers[i], *_bits(key))
+                continue
+            keys = sorted(key_rows, key=lambda k: (sum(self._row_cost[table.row_of(table.layers[i], *_bits(k))]
+                                                       for i in g), k))
+            rows = np.array([[table.row_of(table.layers[i], *_bits(k)) for k in keys] for i in g], dtype=np.int64)
+            self.units.append(Unit(table.layers[g[0]], g, tuple(keys), rows))
+        self._res_names = tuple(b.resource for b in parsed)
+        self._fixed_totals = np.array([table.resources[r][self.fixed_rows[self.fixed_rows >= 0]].sum()
+                                       for r in self._res_names], dtype=np.float64)
+        self.budgets: dict[str, float] = {}
+        _, res = self._arrays()
+        for r, bud in enumerate(parsed):
+            lo = float(self._fixed_totals[r] + res[r].min(axis=1).sum())
+            hi = float(self._fixed_totals[r] + np.where(np.isinf(res[r]), -np.inf, res[r]).max(axis=1).sum())
+            limit = bud.absolute(lo, hi)
+            if not np.isfinite(limit):
+                raise rule_error("budgets", bud.resource, "finite", limit)
+            self.budgets[bud.resource] = limit
+        self._limits = np.array([self.budgets[r] for r in self._res_names], dtype=np.float64)
+        self._anchor: np.ndarray | None = None
+        self._check_budgets()
+
+    # -- basic maps ------------------------------------------------------------------------
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+    def fingerprint(self) -> str:
+        """Short hash of units, keys and budgets (a stored study must match it to resume)."""
+        data = {"units": [[u.name, list(u.keys)] for u in self.units],
+                "fixed": self.fixed_rows.tolist(), "budgets": self.budgets}
+        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def rows(self, choice: Sequence[int]) -> np.ndarray:
+        """Table row per layer for a choice (key index per unit)."""
+        rows = self.fixed_rows.copy()
+        for u, k in zip(self.units, choice):
+            rows[list(u.layers)] = u.rows[:, int(k)]
+        return rows
+
+    def choice_from_keys(self, keys: Mapping[str, str]) -> list[int]:
+        """Key index per unit from ``unit name -> candidate key``."""
+        return [u.keys.index(keys[u.name]) for u in self.units]
+
+    def keys_of(self, choice: Sequence[int]) -> dict[str, str]:
+        return {u.name: u.keys[int(k)] for u, k in zip(self.units, choice)}
+
+    def unit_totals(self, choice: Sequence[int]) -> np.ndarray:
+        """Budgeted resource totals of a choice, in the order of :attr:`budgets`."""
+        rows = self.rows(choice)
+        return np.array([self.table.resources[r][rows].sum() for r in self._res_names], dtype=np.float64)
+
+    def is_feasible(self, choice: Sequence[int]) -> bool:
+        return bool(np.all(self.unit_totals(choice) <= self._limits * (1 + _REL_TOL)))
+
+    def plan_is_feasible(self, plan: BitPlan) -> bool:
+        """Whether a plan meets every budget (checked from the table, not the plan's totals)."""
+        rows = self.table.rows_for_plan(plan)
+        return all(self.table.resources[r][rows].sum() <= lim * (1 + _REL_TOL) for r, lim in self.budgets.items())
+
+    def plan(self, choice: Sequence[int], **fields: Any) -> BitPlan:
+        meta = dict(fields.pop("meta", {}))
+        meta.setdefault("budgets", dict(self.budgets))
+        return self.table.plan_from_rows(self.rows(choice), meta=meta, **fields)
+
+    # -- repair ----------------------------------------------------------------------------
+    def repair(self, choice: Sequence[int]) -> list[int]:
+        """A feasible choice close to ``choice`` (unchanged when already feasible)."""
+        choice = [int(k) for k in choice]
+        if not self.budgets or self.is_feasible(choice):
+            return choice
+        fixed = REPAIRS[self.repair_name](self, choice)
+        if self.is_feasible(fixed):
+            return fixed
+        cheapest = [0] * self.n_units
+        if self.is_feasible(cheapest):
+            return REPAIRS[self.repair_name](self, cheapest)
+        return list(self._feasible_anchor())
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(omega, resources) per unit x key, padded with +inf where a unit has fewer keys."""
+        if not hasattr(self, "_cache"):
+            n_keys = max((len(u.keys) for u in self.units), default=1)
+            om = np.full((self.n_units, n_keys), np.inf)
+            res = np.full((len(self._res_names), self.n_units, n_keys), np.inf)
+            for j, u in enumerate(self.units):
+                om[j, :len(u.keys)] = self.table.omega[u.rows].sum(axis=0)  # tie group: summed over members
+                for r, name in enumerate(self._res_names):
+                    res[r, j, :len(u.keys)] = self.table.resources[name][u.rows].sum(axis=0)
+            self._cache = (om, res)
+        return self._cache
+
+    def _feasible_anchor(self) -> np.ndarray:
+        if self._anchor is None:
+            try:
+                from mpsearch.allocation import allocate
+            except ImportError:
+                raise InfeasibleBudgetError("explorer repair: budgets must be jointly reachable by lowering layers, "
+                                            f"but no repair met {self.budgets}") from None
+            zero = CostTable(self.table.layers, self.table.candidates, self.table.offsets,
+                             np.zeros_like(self.table.omega), self.table.resources, self.table.ties)
+            pins = {self.table.layers[i]: _key_of(self.table, i, r) for i, r in enumerate(self.fixed_rows) if r >= 0}
+            plan = allocate(zero, budgets=self.budgets, pins=pins or None)
+            rows = self.table.rows_for_plan(plan)
+            self._anchor = np.array([list(u.rows[0]).index(rows[u.layers[0]]) for u in self.units])
+        return self._anchor
+
+    def _check_budgets(self) -> None:
+        if not self.budgets:
+            return
+        _, res = self._arrays()
+        smallest = {}
+        for r, name in enumerate(self._res_names):
+            # padding is +inf, and every unit has one finite key, so the row minimum is finite
+            smallest[name] = float(self._fixed_totals[r] + res[r].min(axis=1).sum())
+        bad = {k: v for k, v in smallest.items() if v > self.budgets[k] * (1 + _REL_TOL)}
+        if bad:
+            k = next(iter(bad))
+            raise InfeasibleBudgetError(f"budgets: {k} must be >= {bad[k]:.6g} (the smallest total with pins and ties), "
+                                        f"but got {self.budgets[k]!r}", smallest=smallest)
+
+
+def _bits(key: str) -> tuple[int, int]:
+    c = Candidate.parse(key)
+    return c.w_bits, c.a_bits
+
+
+def _key_of(table: CostTable, layer: int, row: int) -> str:
+    return table.candidates[layer][int(row) - int(table.offsets[layer])].key
+
+
+def _greedy(space: SearchSpace, choice: list[int]) -> list[int]:
+    om, res = space._arrays()
+    limits = np.maximum(space._limits, 1e-300)  # normalizes violations; a 0 limit must not divide by 0
+    start, choice = list(choice), list(choice)
+    idx = np.arange(space.n_units)
+    for _ in range(int(np.isfinite(om).sum()) + 1):
+        cur_res = res[:, idx, choice]  # (n_res, n_units)
+        totals = space._fixed_totals + cur_res.sum(axis=1)
+        over = np.maximum(totals - limits, 0.0) / limits
+        if not np.any(over > _REL_TOL):
+            break
+        # move unit j to key k: new normalized violation, omega change
+        new_totals = totals[:, None, None] - cur_res[:, :, None] + res  # (n_res, n_units, n_keys)
+        new_over = (np.maximum(new_totals - limits[:, None, None], 0.0) / limits[:, None, None]).sum(axis=0)
+        gain = over.sum() - new_over
+        d_omega = om - om[idx, choice][:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.where(gain > 1e-15, np.maximum(d_omega, 0.0) / gain - (d_omega < 0) * gain, np.inf)
+        j, k = np.unravel_index(int(np.argmin(score)), score.shape)
+        if not np.isfinite(score[j, k]):
+            break
+        choice[int(j)] = int(k)
+    return _raise_back(space, start, choice)
+
+
+def _raise_back(space: SearchSpace, start: list[int], choice: list[int]) -> list[int]:
+    """Undo lowering where budgets allow: raise units back toward ``start``, biggest omega drop first."""
+    om, res = space._arrays()
+    choice = list(choice)
+    idx = np.arange(space.n_units)
+    while True:
+        totals = space._fixed_totals + res[:, idx, choice].sum(axis=1)
+        best, move = 0.0, None
+        for j in range(space.n_units):
+            for k in range(choice[j] + 1, start[j] + 1):
+                new = totals - res[:, j, choice[j]] + res[:, j, k]
+                gain = om[j, choice[j]] - om[j, k]
+                if gain > best and np.all(new <= space._limits * (1 + _REL_TOL)):
+                    best, move = gain, (j, k)
+        if move is None:
+            return choice
+        choice[move[0]] = move[1]
+
+
+def _haq(space: SearchSpace, choice: list[int]) -> list[int]:
+    choice = list(choice)
+    while not space.is_feasible(choice):
+        lowered = False
+        for j in reversed(range(space.n_units)):
+            if choice[j] > 0:
+                choice[j] -= 1
+                lowered = True
+                if space.is_feasible(choice):
+                    return choice
+        if not lowered:
+            break
+    return choice
+
+
+#: Repair strategies: name -> function(space, choice) -> choice.
+REPAIRS: dict[str, Callable[[SearchSpace, list[int]], list[int]]] = {"greedy": _greedy, "haq": _haq}

@@ -1,0 +1,12 @@
+"""Per-layer sensitivity (Hessian traces, eigenvalues, Fisher, empirical) and omega tables.
+
+    sens = analyze(model, loss_fn, batches, method="hessian")
+    table = cost_table(model, layers, sens, profile, w_bits=[2, 4, 8], a_bits=[8])
+"""
+
+from mpsearch.sensitivity.analyze import analyze
+from mpsearch.sensitivity.config import EigenConfig, EmpiricalConfig, FisherConfig, HessianConfig
+from mpsearch.sensitivity.methods import METHODS
+from mpsearch.sensitivity.omega import cost_table
+
+__all__ = ["METHODS", "EigenConfig", "EmpiricalConfig", "FisherConfig", "HessianConfig", "analyze", "cost_table"]

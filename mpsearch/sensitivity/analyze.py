@@ -1,0 +1,85 @@
+"""The ``analyze`` verb: per-layer sensitivity of a model on calibration data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from mpsearch.core.types import Layer, Sensitivity
+from mpsearch.errors import ConfigError, unknown_name
+from mpsearch.sensitivity.data import Data, LossFn
+from mpsearch.sensitivity.distributed import Comm
+from mpsearch.sensitivity.layers import select_layers
+from mpsearch.sensitivity.methods import METHODS, Context
+
+
+def analyze(model: torch.nn.Module, loss_fn: LossFn, batches: Iterable[Any], method: str = "hessian",
+            config: Any = None, layers: Sequence[Layer | str] | None = None, *,
+            distributed: bool | None = None) -> Sensitivity:
+    """Measure how sensitive each quantizable layer of ``model`` is.
+
+    Args:
+        model: the float network (left in its original train/eval mode and unchanged).
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``, the *mean* loss of a batch (e.g.
+            ``nn.CrossEntropyLoss()``). Batches are weighted by their number of examples, so
+            the figures are those of the data set's mean loss.
+        batches: ``(inputs, targets)`` pairs; inputs a tensor (or tuple of tensors) whose
+            first dimension is the batch. Held in memory for the whole run.
+        method: "hessian" (Hutchinson traces, optional activation traces), "eigen" (top
+            eigenvalue per layer), "fisher" (empirical Fisher trace, first order only) or
+            "empirical" (loss increase with one layer quantized).
+        config: the method's config (:class:`HessianConfig`, :class:`EigenConfig`,
+            :class:`FisherConfig`, :class:`EmpiricalConfig`); None for defaults.
+        layers: layers to analyse (``Layer`` values or module names); None means those
+            found by ``mpsearch.model.discover``.
+        distributed: shorthand for ``HessianConfig(distributed=True)``: split probes over
+            the initialised ``torch.distributed`` group.
+
+    Returns:
+        :class:`Sensitivity` keyed by module name, in layer order, with ``meta`` saying how
+        it was measured.
+
+    Raises:
+        UnsupportedModelError: "hessian"/"eigen" on a model whose backward cannot be
+            differentiated (the message names the module and suggests method="fisher").
+        ConfigError, UnknownNameError: bad arguments.
+    """
+    cls = METHODS.get(method)
+    if cls is None:
+        raise unknown_name("method", method, METHODS, "analyze")
+    if config is None:
+        config = cls.config_cls()
+    elif not isinstance(config, cls.config_cls):
+        raise ConfigError(f"analyze: config must be a {cls.config_cls.__name__} for method={method!r}, "
+                          f"but got {type(config).__name__}")
+    if distributed is not None:
+        if not hasattr(config, "distributed"):
+            raise ConfigError(f"analyze: distributed must be used with method='hessian', but got method={method!r}")
+        config = replace(config, distributed=bool(distributed))
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"analyze: model must be a torch.nn.Module, but got {type(model).__name__}")
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        raise ConfigError("analyze: model must have parameters, but it has none") from None
+    data = Data(batches, device)
+    chosen = select_layers(model, layers, data.batches[0].inputs)
+    comm = Comm(bool(getattr(config, "distributed", False)))
+    # Sensitivity is measured in eval mode (BatchNorm uses running statistics, dropout off),
+    # with every analysed weight requiring grad; both are restored afterwards.
+    was_training = model.training
+    flags = [(m.weight, m.weight.requires_grad) for _, m in chosen]
+    model.eval()
+    try:
+        for w, _ in flags:
+            w.requires_grad_(True)
+        ctx = Context(model=model, loss_fn=loss_fn, data=data, names=[n for n, _ in chosen],
+                      modules=[m for _, m in chosen], comm=comm)
+        with torch.enable_grad():
+            return cls().run(ctx, config)
+    finally:
+        for w, flag in flags:
+            w.requires_grad_(flag)
+        model.train(was_training)

@@ -1,0 +1,85 @@
+"""Measured sensitivity: the loss (or output KL) increase with one layer alone quantized."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from mpsearch.core.types import LayerSensitivity, Sensitivity
+from mpsearch.sensitivity._quant import quantize_activation, quantize_weight, weight_spec_for
+from mpsearch.sensitivity.config import EmpiricalConfig
+from mpsearch.sensitivity.data import batch_loss, run_model
+from mpsearch.sensitivity.methods._base import Context, Method
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+class EmpiricalMethod(Method):
+    """ZeroQ-style: for each layer and bit-width, quantize that layer only and measure.
+
+    ``empirical[key]`` is the increase of the data set's mean loss (``metric="loss"``), or
+    the mean over examples of ``KL(softmax(float) || softmax(quantized))`` (``"kl"``), with
+    keys ``"w4"`` (weight only) or ``"w4a8"`` (weight and the layer's input, the latter
+    quantized per tensor with dynamic min-max ranges). The weight quantizer is
+    ``mpsearch.quant``'s when present (symmetric per-channel min-max by default).
+    """
+
+    name = "empirical"
+    config_cls = EmpiricalConfig
+
+    def run(self, ctx: Context, config: EmpiricalConfig) -> Sensitivity:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ref = self._measure(ctx, config, None)
+            base = ref[0]
+            layers = {}
+            for l, (name, mod) in enumerate(zip(ctx.names, ctx.modules)):
+                res: dict[str, float] = {}
+                saved = mod.weight.detach().clone()
+                try:
+                    for wb in config.w_bits:
+                        spec = weight_spec_for(wb, granularity=config.granularity, symmetric=config.symmetric)
+                        mod.weight.copy_(quantize_weight(saved, spec))
+                        for ab in (config.a_bits or (None,)):
+                            hook = None
+                            if ab is not None:
+                                hook = mod.register_forward_pre_hook(
+                                    (lambda b: lambda _m, a: (quantize_activation(a[0], b), *a[1:]))(ab))
+                            try:
+                                val = self._measure(ctx, config, ref[1])[0]
+                            finally:
+                                if hook is not None:
+                                    hook.remove()
+                            key = f"w{wb}" if ab is None else f"w{wb}a{ab}"
+                            res[key] = val - base if config.metric == "loss" else val
+                finally:
+                    mod.weight.copy_(saved)
+                layers[name] = LayerSensitivity(empirical=res, n_params=mod.weight.numel())
+                if config.progress is not None:
+                    config.progress({"stage": "empirical", "layer": l + 1, "n_layers": len(ctx.names)})
+        meta = {"metric": config.metric, "base_loss": base if config.metric == "loss" else None,
+                "w_bits": list(config.w_bits), "a_bits": list(config.a_bits) if config.a_bits else None,
+                "symmetric": config.symmetric, "granularity": config.granularity,
+                "n_examples": ctx.data.n_examples, "seconds": time.perf_counter() - t0}
+        return Sensitivity(layers=layers, method=self.name, meta=meta)
+
+    @staticmethod
+    def _measure(ctx: Context, config: EmpiricalConfig, ref_probs: list[torch.Tensor] | None
+                 ) -> tuple[float, list[torch.Tensor]]:
+        """(loss or KL over the data set, per-batch log-probabilities)."""
+        total, logps = 0.0, []
+        for i, (w, batch) in enumerate(zip(ctx.data.weights, ctx.data.batches)):
+            if config.metric == "loss":
+                total += w * float(batch_loss(ctx.model, ctx.loss_fn, batch))
+                continue
+            logp = torch.log_softmax(_logits(run_model(ctx.model, batch.inputs)).double(), dim=-1)
+            logps.append(logp)
+            if ref_probs is not None:
+                ref = ref_probs[i]
+                kl = (ref.exp() * (ref - logp)).sum(-1).mean()  # mean over the batch's examples
+                total += w * float(kl)
+        return total, logps

@@ -1,0 +1,61 @@
+"""Per-layer Hessian traces by Hutchinson's method (HAWQ-V2), optionally activation traces."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mpsearch.core.types import LayerSensitivity, Sensitivity
+from mpsearch.sensitivity.config import HessianConfig
+from mpsearch.sensitivity.double_backward import find_custom_ops, unsupported_error
+from mpsearch.sensitivity.hutchinson import DoubleBackwardFailure, estimate_traces
+from mpsearch.sensitivity.methods._base import Context, Method
+from mpsearch.sensitivity.targets import ActivationTarget, WeightTarget
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+class HessianMethod(Method):
+    """Weight-Hessian trace of every layer with its standard error (and activation traces)."""
+
+    name = "hessian"
+    config_cls = HessianConfig
+
+    def run(self, ctx: Context, config: HessianConfig) -> Sensitivity:
+        custom = find_custom_ops(ctx.model, ctx.loss_fn, ctx.data)
+        strict = not custom  # a custom Function may have a non-differentiable backward
+        names = list(ctx.names)
+        try:
+            wt = WeightTarget(ctx.model, ctx.loss_fn, ctx.data, ctx.modules, config.seed)
+            w_stats, w_ok, w_count = estimate_traces(wt, ctx.data, config, ctx.comm, names, "trace", strict)
+            a_stats = a_ok = a_count = at = None
+            if config.activations:
+                at = ActivationTarget(ctx.model, ctx.loss_fn, ctx.data, ctx.modules, names, config.seed)
+                a_stats, a_ok, a_count = estimate_traces(at, ctx.data, config, ctx.comm, names, "activation_trace",
+                                                         strict)
+        except DoubleBackwardFailure as exc:
+            raise unsupported_error(ctx.model, ctx.loss_fn, ctx.data, self.name, str(exc), exc.layer) from exc
+        layers = {}
+        for i, name in enumerate(names):
+            rec: dict[str, Any] = {"trace": w_stats[i].mean, "trace_stderr": _finite(w_stats[i].stderr),
+                                   "n_probes": w_stats[i].n, "n_params": wt.n_elements[i]}
+            if a_stats is not None and at is not None:
+                rec.update(activation_trace=a_stats[i].mean, activation_trace_stderr=_finite(a_stats[i].stderr),
+                           activation_numel=at.n_elements[i])
+            layers[name] = LayerSensitivity(**rec)
+        meta: dict[str, Any] = {
+            "strategy": config.strategy, "rel_stderr_target": config.rel_stderr_target,
+            "min_probes": config.min_probes, "max_probes": config.max_probes, "seed": config.seed,
+            "probes_per_batch": config.probes_per_batch, "vmap_probes": config.vmap_probes,
+            "n_examples": ctx.data.n_examples, "n_batches": len(ctx.data),
+            "batch_weighting": "examples (n_b / N)", "world_size": ctx.comm.world,
+            "converged": {n: ok for n, ok in zip(names, w_ok)},
+            "seconds": w_count["seconds"], "hvp_calls": w_count["hvp_calls"], "rounds": w_count["rounds"],
+        }
+        if a_ok is not None and a_count is not None:
+            meta["activation_converged"] = {n: ok for n, ok in zip(names, a_ok)}
+            meta["activation_seconds"] = a_count["seconds"]
+            meta["activation_trace_scale"] = "per example"
+        return Sensitivity(layers=layers, method=self.name, meta=meta)

@@ -1,0 +1,181 @@
+"""The ``cost_table`` verb: omega per layer x candidate, plus the hardware resources.
+
+``omega = mean_trace_W * ||Q_w(W) - W||^2 + mean_trace_A * E_x ||Q_a(x) - x||^2`` (HAWQ-V2/V3):
+``mean_trace_W`` is the weight-Hessian trace over the weight's elements, ``Q_w`` the profile's
+weight quantizer (mode, granularity of the candidate, scale kind); ``mean_trace_A`` the
+per-example activation-Hessian trace over one example's input elements and the expectation
+is over calibration examples, with one static per-tensor min-max range per layer taken over
+the whole calibration set (the profile's activation mode and scale kind). The activation
+term is left out (0) when the sensitivity has no activation traces or no calibration
+batches are given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from mpsearch.core.cost_table import CostTable
+from mpsearch.core.profile import HardwareProfile
+from mpsearch.core.types import Layer, Sensitivity
+from mpsearch.errors import ConfigError, rule_error
+from mpsearch.sensitivity._quant import weight_error, weight_spec_for
+from mpsearch.sensitivity.data import Data, run_model
+
+#: which per-parameter curvature scales ||dW||^2, in order of preference for "auto"
+CURVATURES = ("trace", "fisher", "eigenvalue")
+
+
+def _curvature(rec: Any, which: str) -> tuple[str, float] | None:
+    names = CURVATURES if which == "auto" else (which,)
+    for name in names:
+        value = getattr(rec, name)
+        if value is not None:
+            # traces are spread over the elements (mean trace); an eigenvalue is already a
+            # per-direction curvature (HAWQ-V1 uses it unscaled)
+            return name, float(value) / (rec.n_params if name != "eigenvalue" and rec.n_params else 1)
+    return None
+
+
+def activation_errors(model: torch.nn.Module, layers: Sequence[Layer], calib_batches: Iterable[Any],
+                      a_bits: Sequence[int], profile: HardwareProfile | None) -> dict[str, dict[int, float]]:
+    """``E_x ||Q_a(x) - x||^2`` per example, for each layer input and activation bit-width.
+
+    Two passes: per-tensor min/max of each layer's input over all batches (a static range,
+    as deployed), then the mean per-example squared error with that range.
+    """
+    device = next(model.parameters()).device
+    data = Data(calib_batches, device, where="cost_table")
+    modules = dict(model.named_modules())
+    caps = profile.capabilities if profile is not None else None
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    err = {lay.name: {b: 0.0 for b in a_bits} for lay in layers}
+
+    def ranges(name: str):
+        def pre(_m: torch.nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            lo[name] = min(lo.get(name, 0.0), float(x.min()))
+            hi[name] = max(hi.get(name, 0.0), float(x.max()))
+        return pre
+
+    def errors(name: str):
+        def pre(_m: torch.nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            for b in a_bits:
+                d = _fake_quant_activation(x, b, lo[name], hi[name], caps).double() - x.double()
+                err[name][b] += float((d * d).sum())
+        return pre
+
+    was_training = model.training
+    model.eval()
+    try:
+        for make in (ranges, errors):
+            hooks = [modules[lay.name].register_forward_pre_hook(make(lay.name)) for lay in layers]
+            try:
+                with torch.no_grad():
+                    for batch in data.batches:
+                        run_model(model, batch.inputs)
+            finally:
+                for h in hooks:
+                    h.remove()
+    finally:
+        model.train(was_training)
+    return {n: {b: e / data.n_examples for b, e in per.items()} for n, per in err.items()}
+
+
+def _fake_quant_activation(x: torch.Tensor, bits: int, lo: float, hi: float, caps: Any) -> torch.Tensor:
+    try:
+        from mpsearch.quant.quantizer import fake_quantize, qparams
+        from mpsearch.quant.spec import activation_spec
+    except ImportError:
+        scale = max(hi - lo, 1e-12) / (2**bits - 1)
+        zp = round(-lo / scale)
+        return (torch.clamp(torch.round(x / scale) + zp, 0, 2**bits - 1) - zp) * scale
+    spec = activation_spec(caps, bits)
+    scale, zp = qparams(torch.tensor(lo), torch.tensor(hi), spec)
+    return fake_quantize(x, scale.to(x.device), zp.to(x.device), spec)
+
+
+def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivity, profile: HardwareProfile | str,
+               w_bits: Sequence[int] | None = (2, 4, 8), a_bits: Sequence[int] | None = (8,), *,
+               calib_batches: Iterable[Any] | None = None, granularity: str | None = None,
+               curvature: str = "auto", ties: Sequence[Sequence[str]] | None = None,
+               batch: int | None = None) -> CostTable:
+    """Omega and resources for every layer x candidate the profile allows.
+
+    Args:
+        model: the float model (weights give ``||Q(W) - W||^2``; inputs for activations).
+        layers: from ``mpsearch.discover`` (shapes are needed for the costs).
+        sens: from :func:`analyze`; must cover every layer.
+        profile: a :class:`HardwareProfile`, or a shipped name / path.
+        w_bits, a_bits: the user's bit-widths (None: all the device runs).
+        calib_batches: ``(inputs, targets)`` pairs for the activation term.
+        granularity: weight granularity of the candidates (default: the profile's first).
+        curvature: "auto" (trace, else Fisher, else eigenvalue), "trace", "fisher" or
+            "eigenvalue": which sensitivity figure scales ``||Q(W) - W||^2``.
+        ties: groups of layers that must take one candidate; None means the groups of
+            layers reading the same input tensor (``mpsearch.model.input_ties``: they share
+            one activation quantizer); pass ``[]`` for none.
+        batch: examples per run for latency (default: the layers' recorded batch).
+
+    Returns:
+        A :class:`CostTable` with resources ``size_bytes``, ``bops``, ``latency_ms`` (+
+        ``energy_uj`` where the profile models energy) and ``sources["latency_ms"]``.
+    """
+    from mpsearch.hardware import candidates_for_layers, layer_costs, load_profile
+
+    if curvature != "auto" and curvature not in CURVATURES:
+        raise rule_error("cost_table", "curvature", f"one of auto, {', '.join(CURVATURES)}", curvature)
+    if not isinstance(profile, HardwareProfile):
+        profile = load_profile(profile)
+    layers = list(layers)
+    if not layers:
+        raise rule_error("cost_table", "layers", "non-empty", layers)
+    missing = [lay.name for lay in layers if lay.name not in sens.layers]
+    if missing:
+        raise ConfigError(f"cost_table: sens must cover every layer, but it lacks {missing[:5]}")
+    modules = dict(model.named_modules())
+    cands = candidates_for_layers(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch)
+    all_a = sorted({c.a_bits for cs in cands.values() for c in cs})
+    use_act = calib_batches is not None and any(sens[lay.name].activation_trace is not None for lay in layers)
+    act_err = activation_errors(model, layers, calib_batches, all_a, profile) if use_act else {}
+    records, lat_sources = [], []
+    for lay in layers:  # table rows follow the given layer order
+        rec = sens[lay.name]
+        curv = _curvature(rec, curvature)
+        if curv is None:
+            raise ConfigError(f"cost_table: sensitivity of layer {lay.name!r} must have a {curvature} figure, "
+                              f"but it has none (method {sens.method!r})")
+        weight = modules[lay.name].weight
+        act_curv = (rec.activation_trace / rec.activation_numel
+                    if use_act and rec.activation_trace is not None and rec.activation_numel else 0.0)
+        w_err_cache: dict[tuple[int, str], float] = {}
+        for cand in cands[lay.name]:
+            key = (cand.w_bits, cand.w_granularity)
+            if key not in w_err_cache:
+                spec = weight_spec_for(cand.w_bits, profile.capabilities, granularity=cand.w_granularity)
+                w_err_cache[key] = weight_error(weight, spec)
+            omega = curv[1] * w_err_cache[key] + act_curv * act_err.get(lay.name, {}).get(cand.a_bits, 0.0)
+            cost = layer_costs(lay, cand, profile, batch)
+            records.append({"layer": lay.name, "w_bits": cand.w_bits, "a_bits": cand.a_bits,
+                            "w_granularity": cand.w_granularity, "omega": omega, **cost.resources()})
+            lat_sources.append(cost.latency_source)
+    if ties is None:
+        ties = _graph_ties(layers)
+    table = CostTable.from_records(records, ties=ties, where="cost_table")
+    order = {(r["layer"], r["w_bits"], r["a_bits"]): s for r, s in zip(records, lat_sources)}
+    src = np.array([order[(name, c.w_bits, c.a_bits)] for i, name in enumerate(table.layers)
+                    for c in table.candidates[i]], dtype=object)
+    return replace(table, sources={"latency_ms": src})
+
+
+def _graph_ties(layers: Sequence[Layer]) -> list[tuple[str, ...]]:
+    try:
+        from mpsearch.model import input_ties
+    except ImportError:
+        return []
+    return [tuple(g) for g in input_ties(layers)]

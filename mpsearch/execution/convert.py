@@ -1,0 +1,202 @@
+"""``to_integer``: turn a fake-quant model (from :func:`mpsearch.quant.quantize`) into an integer program.
+
+How the fake-quant graph maps to integers (one rounding where the simulation has one):
+
+* the activation quantizer on the model input is the float -> int boundary (:class:`~.ir.InputQuant`);
+* a quantized conv / linear reads int8 codes and produces an int32 accumulator at scale
+  ``S_w[c] * S_a`` (BatchNorm was folded into it by ``quantize``; bias rounded to that scale);
+* ReLU / ReLU6 / clamps are kept as pending real-valued clamps and folded into the next
+  rescale as integer bounds (exact, rounding is monotone), or applied as an integer clamp
+  where a sum comes first (avgpool, add);
+* max pooling and reshapes act on the integers directly (they commute with the affine map);
+* average pooling is a window SUM; the 1/N goes into the scale of the value, so the next
+  rescale divides by N with the same single rounding;
+* a residual add rescales both operands to the finer of their scales (int32) and adds;
+* every activation quantizer becomes one dyadic rescale ``(x * m + 2^(s-1)) >> s`` straight to
+  its scale and zero point;
+* the graph output (float logits in the simulation) stays an int32 accumulator; a per-channel
+  scale is rescaled to one per-tensor scale so that ``argmax`` of the integers is the argmax.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from mpsearch.errors import UnsupportedModelError, rule_error
+from mpsearch.execution import ir
+from mpsearch.execution._builder import INT32_MAX, INT32_MIN, Builder, Rep, is_scalar
+from mpsearch.execution._handlers import (
+    FUNCTION_HANDLERS,
+    METHOD_HANDLERS,
+    MODULE_HANDLERS,
+    Context,
+    Handler,
+    describe,
+)
+from mpsearch.execution.dyadic import ROUNDINGS
+from mpsearch.execution.program import IntegerModel
+
+log = logging.getLogger("mpsearch")
+
+
+@dataclass(frozen=True)
+class IntegerConfig:
+    """Options of :func:`to_integer`.
+
+    Attributes:
+        rounding: rounding of every dyadic rescale: "half_up" (DESIGN.md: add ``2^(s-1)``, shift)
+            or "half_even" (the simulation's ``torch.round``; differs only on exact ties, which
+            power-of-two scales make common).
+    """
+
+    rounding: str = "half_up"
+
+    def __post_init__(self) -> None:
+        if self.rounding not in ROUNDINGS:
+            raise rule_error("IntegerConfig", "rounding", f"one of {', '.join(ROUNDINGS)}", self.rounding)
+
+
+class _ShapeRecorder(fx.Interpreter):
+    """Runs the graph once and stores each tensor node's shape in ``node.meta["tensor_meta"]``.
+
+    (``torch.fx.passes.shape_prop.ShapeProp`` does the same but imports sympy, about a second.)
+    """
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor):
+            n.meta["tensor_meta"] = _Meta(tuple(out.shape))
+        return out
+
+
+@dataclass(frozen=True)
+class _Meta:
+    shape: tuple[int, ...]
+
+
+def _handler(node: fx.Node, gm: fx.GraphModule) -> tuple[Handler, nn.Module | None] | None:
+    if node.op == "call_module":
+        module = gm.get_submodule(str(node.target))
+        for cls, fn in MODULE_HANDLERS:
+            if isinstance(module, cls):
+                return fn, module
+        return None
+    if node.op == "call_function":
+        fn = FUNCTION_HANDLERS.get(node.target)
+        return (fn, None) if fn is not None else None
+    if node.op == "call_method":
+        fn = METHOD_HANDLERS.get(str(node.target))
+        return (fn, None) if fn is not None else None
+    return None
+
+
+def check_supported(gm: fx.GraphModule) -> None:
+    """Raise :class:`UnsupportedModelError` naming the first op the executor cannot run.
+
+    Runs on the graph only (nothing is computed), so a bad model fails before any work.
+    """
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        if _handler(node, gm) is not None:
+            if node.op == "call_module":
+                module = gm.get_submodule(str(node.target))
+                mode = getattr(module, "mode", "quantize")
+                if type(module).__name__ == "ActQuant" and mode != "quantize":
+                    raise UnsupportedModelError(
+                        f"to_integer: node {node.name!r} ({describe(node, gm)}) is in mode {mode!r}; the integer "
+                        "executor needs frozen static activation ranges (calibrate with activation_range='static')")
+            continue
+        what = describe(node, gm)
+        hint = ""
+        if node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)),
+                                                   (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            hint = " (the layer is not quantized: it is missing from the plan; every conv/linear must be quantized)"
+        elif node.op == "call_module" and "BatchNorm" in what:
+            hint = " (a BatchNorm that could not be folded into a conv before it)"
+        elif node.op == "get_attr":
+            hint = " (a constant tensor read inside forward)"
+        valid = sorted({c.__name__ for c, _ in MODULE_HANDLERS}
+                       | {getattr(f, "__name__", str(f)) for f in FUNCTION_HANDLERS} | set(METHOD_HANDLERS))
+        raise UnsupportedModelError(
+            f"to_integer: op {what} at node {node.name!r} is not supported by the integer executor{hint}. "
+            f"Supported: {', '.join(valid)}")
+
+
+def _output(ctx: Context, node: fx.Node) -> ir.OutputSpec:
+    arg = node.args[0]
+    if isinstance(arg, (tuple, list)):
+        if len(arg) != 1:
+            raise UnsupportedModelError(f"to_integer: the model must return one tensor, but returns {len(arg)}")
+        arg = arg[0]
+    rep: Rep = ctx.rep(arg, node)
+    rep = ctx.b.materialize(rep, "output")
+    if not (is_scalar(rep.scale) and is_scalar(rep.zp)):
+        # Per-channel logits (S_w[c] * S_a): one per-tensor scale so the integers compare directly.
+        (rep,) = ctx.b.common_scale([rep], "output")
+    return ir.OutputSpec(name=rep.value, scale=float(rep.scale), zero_point=int(rep.zp), sample_shape=rep.shape)
+
+
+def to_integer(qmodel: nn.Module, example_inputs: Any, config: IntegerConfig | None = None) -> IntegerModel:
+    """Build the integer-only program of a fake-quant model.
+
+    Args:
+        qmodel: the result of :func:`mpsearch.quant.quantize` in graph mode (an
+            ``fx.GraphModule`` with calibrated activation quantizers).
+        example_inputs: a tensor or a tuple of tensors (one batch), used for shapes only.
+        config: options (:class:`IntegerConfig`).
+
+    Returns:
+        The :class:`~mpsearch.execution.program.IntegerModel` (on the device of the example inputs).
+
+    Raises:
+        UnsupportedModelError: ``qmodel`` is not a graph-mode fake-quant model, or an op in it is not
+            supported (named with its node and module), checked before anything is computed.
+    """
+    config = IntegerConfig() if config is None else config
+    if not isinstance(config, IntegerConfig):
+        raise rule_error("to_integer", "config", "an IntegerConfig or None", config)
+    if not isinstance(qmodel, fx.GraphModule):
+        mode = getattr(qmodel, "quant_mode", None)
+        why = ("it was quantized in per-layer mode because torch.fx could not trace it" if mode == "per_layer"
+               else f"it is a {type(qmodel).__name__}, not the fx.GraphModule that mpsearch.quantize returns")
+        raise UnsupportedModelError(f"to_integer: qmodel must be a graph-mode fake-quant model, but {why}")
+    check_supported(qmodel)
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
+        raise rule_error("to_integer", "example_inputs", "a tensor or a tuple of tensors", type(example_inputs))
+    was_training = qmodel.training
+    qmodel.eval()
+    with torch.no_grad():
+        _ShapeRecorder(qmodel).run(*inputs)  # per-node shapes; the only float run, at build time
+    qmodel.train(was_training)
+
+    ctx = Context(qmodel, Builder(config.rounding))
+    output: ir.OutputSpec | None = None
+    for node in qmodel.graph.nodes:
+        if node.op == "placeholder":
+            ctx.reps[node] = Rep(value=node.name, dtype="float", shape=(), scale=np.float64(1), zp=np.int64(0),
+                                 lo=np.int64(0), hi=np.int64(0))
+        elif node.op == "output":
+            output = _output(ctx, node)
+        else:
+            found = _handler(node, qmodel)
+            assert found is not None  # check_supported ran
+            fn, module = found
+            ctx.reps[node] = fn(ctx, node, module) if module is not None else fn(ctx, node)
+    assert output is not None
+    used = {name for op in ctx.b.ops for name in op.inputs} | {output.name}
+    for inp in ctx.inputs:
+        if inp.name not in used:
+            log.warning("to_integer: model input %s is quantized but never used", inp.source)
+    meta = {"rounding": config.rounding, "int32_range": [INT32_MIN, INT32_MAX],
+            "layers": dict(ctx.layers)}
+    device = inputs[0].device
+    return IntegerModel(tuple(ctx.inputs), tuple(ctx.b.ops), output, dict(ctx.taps), meta).to(device)
+

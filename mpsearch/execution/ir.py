@@ -1,0 +1,203 @@
+"""The integer program: a list of integer ops (frozen dataclasses) and its two float boundaries.
+
+Values are named tensors with a leading batch dimension. Every tensor parameter of an op is an
+integer tensor whose shape broadcasts against the op's output WITHOUT the batch dimension
+(``()`` per tensor, ``(C, 1, 1)`` per channel of an ``N, C, H, W`` tensor). Dtypes: weights int8
+(any width 2..8 fits), bias / multipliers / shifts / zero points / bounds int32.
+
+The only float steps are the boundaries, outside the integer path:
+
+* :class:`InputQuant` turns the float input into integer codes,
+  ``clamp(round(x / scale) + zero_point, qmin, qmax)`` (IEEE float32 division, round half to
+  even: the same integers as the fake-quant model's input quantizer);
+* :class:`OutputSpec` says how to read the integer logits: ``scale * (q - zero_point)``.
+
+Semantics of each op (``x``, ``y`` integer tensors, int64 where a product needs it):
+
+* ``conv`` / ``linear``: ``acc = (sum(w * (x - input_zp)) << bias_shift) + bias``, int32 (int8 x
+  int8 products; padding holds ``input_zp``, the code of a real 0). ``bias_shift`` (0..16) gives
+  the bias bits below S_w * S_a where the int32 range allows (it is 0 in the textbook form).
+* ``requant``: ``y = clamp(round((x - zp_in) * multiplier / 2^shift) + zp_out, lo, hi)`` in
+  ``out_dtype``; ``round`` is ``rounding`` ("half_up": add ``2^(shift-1)`` then shift right).
+* ``clamp``: ``y = clamp(x, lo, hi)``; ``add``: ``y = a + b`` (int32); ``cat``: concatenation.
+* ``maxpool``: window max (padding is ``-inf``); ``avgpool_sum``: window SUM (padding holds
+  ``pad_value``), the division by the window size is folded into the next rescale;
+  ``sum_reduce``: sum over ``dims``; ``reshape``: reshape to ``(N, *shape)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """Base of every integer op: ``name`` is its output value, ``inputs`` the values it reads.
+
+    ``source`` names what it was built from (fx node and module) for reports and errors.
+    """
+
+    KIND: ClassVar[str] = ""
+    name: str
+    inputs: tuple[str, ...]
+    source: str = ""
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The op's tensor parameters by field name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), Tensor)}
+
+
+@dataclass(frozen=True, eq=False)
+class Conv(Op):
+    KIND: ClassVar[str] = "conv"
+    weight: Tensor = field(default=None)  # type: ignore[assignment]  # int8 (Cout, Cin/groups, kh, kw)
+    bias: Tensor = field(default=None)  # type: ignore[assignment]  # int32 (Cout,), scale S_w * S_a / 2^bias_shift
+    bias_shift: int = 0
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # (left, right, top, bottom)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    input_zp: int = 0
+    spatial_dims: int = 2  # 1 for Conv1d (run as 2-d with height 1)
+    w_bits: int = 8
+    a_bits: int = 8
+
+
+@dataclass(frozen=True, eq=False)
+class Linear(Op):
+    KIND: ClassVar[str] = "linear"
+    weight: Tensor = field(default=None)  # type: ignore[assignment]  # int8 (Cout, Cin)
+    bias: Tensor = field(default=None)  # type: ignore[assignment]  # int32 (Cout,), scale S_w * S_a / 2^bias_shift
+    bias_shift: int = 0
+    input_zp: int = 0
+    w_bits: int = 8
+    a_bits: int = 8
+
+
+@dataclass(frozen=True, eq=False)
+class Requant(Op):
+    KIND: ClassVar[str] = "requant"
+    zp_in: Tensor = field(default=None)  # type: ignore[assignment]
+    multiplier: Tensor = field(default=None)  # type: ignore[assignment]
+    shift: Tensor = field(default=None)  # type: ignore[assignment]
+    zp_out: Tensor = field(default=None)  # type: ignore[assignment]
+    lo: Tensor = field(default=None)  # type: ignore[assignment]
+    hi: Tensor = field(default=None)  # type: ignore[assignment]
+    out_dtype: str = "int8"
+    bits: int | None = None  # bit-width of the codes when it produces a quantized activation
+    rounding: str = "half_up"
+
+
+@dataclass(frozen=True, eq=False)
+class Clamp(Op):
+    KIND: ClassVar[str] = "clamp"
+    lo: Tensor = field(default=None)  # type: ignore[assignment]
+    hi: Tensor = field(default=None)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class Add(Op):
+    KIND: ClassVar[str] = "add"
+
+
+@dataclass(frozen=True, eq=False)
+class Cat(Op):
+    KIND: ClassVar[str] = "cat"
+    dim: int = 1  # including the batch dimension
+    out_dtype: str = "int32"
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool(Op):
+    KIND: ClassVar[str] = "maxpool"
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    spatial_dims: int = 2
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPoolSum(Op):
+    KIND: ClassVar[str] = "avgpool_sum"
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    pad_value: int = 0
+    spatial_dims: int = 2
+
+
+@dataclass(frozen=True, eq=False)
+class SumReduce(Op):
+    KIND: ClassVar[str] = "sum_reduce"
+    dims: tuple[int, ...] = (2, 3)  # including the batch dimension
+    keepdim: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape(Op):
+    KIND: ClassVar[str] = "reshape"
+    shape: tuple[int, ...] = ()  # per-sample shape
+
+
+#: op kind -> class (used by load and by the kernel registry).
+OPS: dict[str, type[Op]] = {c.KIND: c for c in (Conv, Linear, Requant, Clamp, Add, Cat, MaxPool, AvgPoolSum,
+                                                SumReduce, Reshape)}
+
+
+@dataclass(frozen=True)
+class InputQuant:
+    """Float -> integer boundary for one model input (outside the integer path)."""
+
+    name: str  # value name of the codes
+    source: str
+    scale: float
+    zero_point: int
+    qmin: int
+    qmax: int
+    bits: int
+    sample_shape: tuple[int, ...]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        scale = torch.tensor(self.scale, dtype=torch.float32, device=x.device)
+        q = torch.round(x.float() / scale) + self.zero_point  # the same float32 division as fake quant
+        return torch.clamp(q, self.qmin, self.qmax).to(torch.int8)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How to read the integer output: real value ``scale * (q - zero_point)``."""
+
+    name: str
+    scale: float
+    zero_point: int
+    sample_shape: tuple[int, ...]
+
+
+def op_to_dict(op: Op) -> dict[str, Any]:
+    """Non-tensor fields of ``op`` as plain data (tensors are listed separately)."""
+    out: dict[str, Any] = {"op": op.KIND}
+    for f in dataclasses.fields(op):
+        v = getattr(op, f.name)
+        if not isinstance(v, Tensor):
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def op_from_dict(data: dict[str, Any], tensors: dict[str, Tensor]) -> Op:
+    """Inverse of :func:`op_to_dict` plus the op's tensors."""
+    cls = OPS[data["op"]]
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in tensors:
+            kwargs[f.name] = tensors[f.name]
+        elif f.name in data:
+            v = data[f.name]
+            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**kwargs)

@@ -1,0 +1,301 @@
+"""Integer kernels of the ops in :mod:`mpsearch.execution.ir`, on CPU and CUDA.
+
+``KERNELS[kind](op, device)`` prepares one op (moves and reshapes its constants, precomputes the
+zero-point correction) and returns a function of the op's input tensors. Every tensor these
+functions touch is an integer tensor: int8 operands, int32 accumulators, int64 for the
+products of a rescale. Matrix products go through :func:`int_matmul` (``torch._int_mm``:
+int8 x int8 -> int32).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mpsearch.execution import ir
+
+log = logging.getLogger("mpsearch")
+
+Kernel = Callable[..., Tensor]
+DTYPES = {"int8": torch.int8, "int32": torch.int32}
+_FALLBACK_LOGGED: set[str] = set()
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+GEMMS = ("auto", "int_mm", "int32")
+
+
+def resolve_gemm(gemm: str, device: torch.device) -> str:
+    """The GEMM backend for ``device``: "auto" is ``_int_mm`` on CUDA and the int32 matmul on CPU.
+
+    On CPU ``torch._int_mm`` (oneDNN s8s8s32) measured about 4x slower than an int32 matmul of the
+    same int8 values (benchmarks/bench_executor.py); both are exact integer arithmetic.
+    """
+    if gemm == "auto":
+        return "int_mm" if device.type == "cuda" else "int32"
+    return gemm
+
+
+def int_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for int8 ``a (M, K)`` and ``b (K, N)`` with int32 accumulation -> int32 ``(M, N)``.
+
+    CUDA's ``_int_mm`` needs ``M > 16`` and ``K``, ``N`` multiples of 8: the operands are padded
+    with zeros (which add nothing) and the result sliced. Where ``_int_mm`` refuses, an int32
+    matmul is used instead and a log line says so (once per device type).
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    if a.is_cuda:
+        mp, kp, np_ = max(m, 17), _round_up(max(k, 8), 8), _round_up(max(n, 8), 8)
+        if (mp, kp) != (m, k):
+            a = F.pad(a, (0, kp - k, 0, mp - m))
+        if (kp, np_) != (k, n):
+            b = F.pad(b, (0, np_ - n, 0, kp - k))
+        return torch._int_mm(a.contiguous(), b.contiguous())[:m, :n]
+    try:
+        return torch._int_mm(a, b)
+    except RuntimeError as exc:  # an older build or an odd shape: int32 matmul, still integer
+        key = a.device.type
+        if key not in _FALLBACK_LOGGED:
+            _FALLBACK_LOGGED.add(key)
+            log.info("int_matmul: torch._int_mm refused %s x %s on %s (%s); using an int32 matmul",
+                     tuple(a.shape), tuple(b.shape), key, str(exc).splitlines()[0])
+        return a.to(torch.int32) @ b.to(torch.int32)
+
+
+class _Gemm:
+    """``(cols @ w) * 2^k + corr`` for one weight: int8 ``_int_mm`` or an int32 ``addmm``.
+
+    The int32 form multiplies the same int8 values widened to int32, with the ``2^k`` folded into
+    its int32 copy of the weight (the conversion checked that it cannot overflow).
+    """
+
+    def __init__(self, w_kn: Tensor, corr: Tensor, k: int, backend: str) -> None:
+        self.backend, self.k = backend, k
+        self.corr = corr
+        if backend == "int32":
+            self.w = (w_kn.to(torch.int32) << k).contiguous()
+        else:
+            self.w = w_kn.contiguous()
+
+    @property
+    def in_dtype(self) -> torch.dtype:
+        return torch.int32 if self.backend == "int32" else torch.int8
+
+    def __call__(self, cols: Tensor) -> Tensor:
+        if self.backend == "int32":
+            return torch.addmm(self.corr, cols, self.w)
+        acc = int_matmul(cols, self.w)
+        if self.k:
+            acc = acc << self.k
+        return acc.add_(self.corr)
+
+
+def _windows(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
+    """Sliding windows of ``x (N, C, H, W)`` -> ``(N, C, OH, OW, kh, kw)`` (a strided view)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    x = x.unfold(2, (kh - 1) * dh + 1, sh).unfold(3, (kw - 1) * dw + 1, sw)
+    if dh > 1 or dw > 1:
+        x = x[..., ::dh, ::dw]
+    return x
+
+
+def _as_2d(x: Tensor, spatial_dims: int) -> Tensor:
+    return x.unsqueeze(2) if spatial_dims == 1 else x
+
+
+def _from_2d(y: Tensor, spatial_dims: int) -> Tensor:
+    return y.squeeze(2) if spatial_dims == 1 else y
+
+
+def _prep_conv(op: ir.Conv, device: torch.device, gemm: str) -> Kernel:
+    """Convolution as im2col + GEMM in channels-last order (NHWC windows copy fast; columns are
+    ordered (kh, kw, C) and the weight is permuted to match). Depthwise: int32 multiply-add per tap."""
+    w = op.weight.to(device)
+    cout, cin_g, kh, kw = w.shape
+    groups = op.groups
+    cg = cout // groups
+    k = op.bias_shift
+    # Zero-point correction: sum(w * (x - zp)) = sum(w * x) - zp * sum(w); folded into the bias.
+    corr = (op.bias.to(device) - (op.input_zp * w.to(torch.int32).sum((1, 2, 3), dtype=torch.int32) << k)
+            ).to(torch.int32)
+    depthwise = cin_g == 1 and groups > 1
+    backend = resolve_gemm(gemm, device)
+    if depthwise:
+        w_dw = (w.reshape(groups, cg, kh * kw).to(torch.int32) << k)  # (G, mult, kk)
+        in_dtype = torch.int32
+    else:
+        # per group: (kh * kw * Cin/G, Cout/G), rows in (kh, kw, c) order like the columns
+        w_rows = w.permute(0, 2, 3, 1).reshape(cout, kh * kw * cin_g)
+        gemms = [_Gemm(w_rows[g * cg:(g + 1) * cg].t(), corr[g * cg:(g + 1) * cg], k, backend)
+                 for g in range(groups)]
+        in_dtype = gemms[0].in_dtype
+    (pl, pr, pt, pb), (sh, sw), (dh, dw) = op.padding, op.stride, op.dilation
+
+    def run(x: Tensor) -> Tensor:
+        xh = _as_2d(x, op.spatial_dims).permute(0, 2, 3, 1)  # NHWC (a view when x came from a conv)
+        if pl or pr or pt or pb:
+            xh = F.pad(xh, (0, 0, pl, pr, pt, pb), value=op.input_zp)
+        xh = xh.to(in_dtype)
+        win = xh.unfold(1, (kh - 1) * dh + 1, sh).unfold(2, (kw - 1) * dw + 1, sw)  # (N, OH, OW, C, kh', kw')
+        if dh > 1 or dw > 1:
+            win = win[..., ::dh, ::dw]
+        n, oh, ow = win.shape[0], win.shape[1], win.shape[2]
+        if depthwise:
+            acc = corr.view(groups, cg).expand(n, oh, ow, groups, cg).clone()
+            for i in range(kh * kw):  # int32 multiply-accumulate, one tap at a time
+                acc.addcmul_(win[..., i // kw, i % kw].unsqueeze(-1), w_dw[:, :, i])
+            acc = acc.reshape(n, oh, ow, cout)
+        else:
+            cols = win.permute(0, 1, 2, 4, 5, 3)  # (N, OH, OW, kh, kw, C)
+            if groups == 1:
+                acc = gemms[0](cols.reshape(n * oh * ow, -1))
+            else:
+                cols = cols.reshape(n * oh * ow, kh * kw, groups, cin_g)
+                acc = torch.cat([gemms[g](cols[:, :, g].reshape(n * oh * ow, -1)) for g in range(groups)], dim=1)
+            acc = acc.reshape(n, oh, ow, cout)
+        return _from_2d(acc.permute(0, 3, 1, 2), op.spatial_dims)  # NCHW view of NHWC memory
+
+    return run
+
+
+def _prep_linear(op: ir.Linear, device: torch.device, gemm: str) -> Kernel:
+    w = op.weight.to(device)
+    k = op.bias_shift
+    corr = (op.bias.to(device) - (op.input_zp * w.to(torch.int32).sum(1, dtype=torch.int32) << k)).to(torch.int32)
+    g = _Gemm(w.t(), corr, k, resolve_gemm(gemm, device))
+
+    def run(x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        acc = g(x.reshape(-1, x.shape[-1]).to(g.in_dtype).contiguous())
+        return acc.reshape(*lead, w.shape[0])
+
+    return run
+
+
+def _scalar_or(t: Tensor) -> int | Tensor:
+    return int(t.reshape(-1)[0]) if t.numel() == 1 else t
+
+
+def _prep_requant(op: ir.Requant, device: torch.device, gemm: str) -> Kernel:
+    def c(t: Tensor) -> Tensor:
+        return t.to(device=device, dtype=torch.int64)
+
+    zp_in, m, s, zp_out = c(op.zp_in), c(op.multiplier), c(op.shift), c(op.zp_out)
+    lo, hi = _scalar_or(c(op.lo)), _scalar_or(c(op.hi))
+    one = torch.ones_like(s)
+    half = torch.where(s > 0, torch.bitwise_left_shift(one, (s - 1).clamp(min=0)), torch.zeros_like(s))
+    mask = torch.bitwise_left_shift(one, s) - 1
+    # (x - zp_in) * m + half + (zp_out << s), then >> s: one multiply-add, one shift.
+    offset = half + torch.bitwise_left_shift(zp_out, s) - zp_in * m
+    identity_m = bool((op.multiplier == 1).all() and (op.shift == 0).all())
+    even = op.rounding == "half_even"
+    out_dtype = DTYPES[op.out_dtype]
+    m_, s_, off_ = _scalar_or(m), _scalar_or(s), _scalar_or(offset)
+    tensor_bounds = isinstance(lo, Tensor) or isinstance(hi, Tensor)
+
+    def clamp(y: Tensor) -> Tensor:
+        if tensor_bounds:
+            return torch.minimum(torch.maximum(y, lo if isinstance(lo, Tensor) else torch.tensor(lo, device=y.device)),
+                                 hi if isinstance(hi, Tensor) else torch.tensor(hi, device=y.device))
+        return y.clamp_(lo, hi)
+
+    def run(x: Tensor) -> Tensor:
+        p = x.to(torch.int64, copy=True)  # a fresh tensor: updated in place below
+        if identity_m:  # only zero points change (int64 so the subtraction cannot wrap)
+            return clamp(p - zp_in + zp_out).to(out_dtype)
+        if even:
+            prod = (p - zp_in) * m
+            y = torch.bitwise_right_shift(prod + half, s)
+            tie = torch.bitwise_and(prod, mask) == half
+            y = y - (tie & (s > 0) & (torch.bitwise_and(y, 1) == 1)).to(torch.int64) + zp_out
+            return clamp(y).to(out_dtype)
+        p.mul_(m_).add_(off_)
+        y = p.bitwise_right_shift_(s_) if isinstance(s_, int) else torch.bitwise_right_shift(p, s_)
+        return clamp(y).to(out_dtype)
+
+    return run
+
+
+def _prep_clamp(op: ir.Clamp, device: torch.device, gemm: str) -> Kernel:
+    lo, hi = _scalar_or(op.lo.to(device)), _scalar_or(op.hi.to(device))
+
+    def run(x: Tensor) -> Tensor:
+        if isinstance(lo, int) and isinstance(hi, int):
+            return x.clamp(lo, hi)
+        lo_t = lo.to(x.dtype) if isinstance(lo, Tensor) else torch.tensor(lo, dtype=x.dtype, device=x.device)
+        hi_t = hi.to(x.dtype) if isinstance(hi, Tensor) else torch.tensor(hi, dtype=x.dtype, device=x.device)
+        return torch.minimum(torch.maximum(x, lo_t), hi_t)
+
+    return run
+
+
+def _prep_add(op: ir.Add, device: torch.device, gemm: str) -> Kernel:
+    return lambda a, b: a.to(torch.int32) + b.to(torch.int32)
+
+
+def _prep_cat(op: ir.Cat, device: torch.device, gemm: str) -> Kernel:
+    dtype = DTYPES[op.out_dtype]
+    return lambda *xs: torch.cat([x.to(dtype) for x in xs], dim=op.dim)
+
+
+def _prep_maxpool(op: ir.MaxPool, device: torch.device, gemm: str) -> Kernel:
+    native = [True]  # F.max_pool2d takes integer tensors on CPU; elsewhere fall back to windows
+
+    def run(x: Tensor) -> Tensor:
+        x = _as_2d(x, op.spatial_dims)
+        if any(op.padding):
+            x = F.pad(x, op.padding, value=torch.iinfo(x.dtype).min)
+        if native[0]:
+            try:
+                y = F.max_pool2d(x, op.kernel, op.stride, 0, op.dilation)
+                return _from_2d(y, op.spatial_dims)
+            except (RuntimeError, NotImplementedError):
+                native[0] = False
+        win = _windows(x, op.kernel, op.stride, op.dilation)
+        return _from_2d(win.amax(dim=(-2, -1)), op.spatial_dims)
+
+    return run
+
+
+def _prep_avgpool_sum(op: ir.AvgPoolSum, device: torch.device, gemm: str) -> Kernel:
+    def run(x: Tensor) -> Tensor:
+        x = _as_2d(x, op.spatial_dims)
+        if any(op.padding):
+            x = F.pad(x, op.padding, value=op.pad_value)
+        if x.shape[2] == op.kernel[0] and x.shape[3] == op.kernel[1]:  # global: a plain sum
+            return _from_2d(x.sum((2, 3), keepdim=True, dtype=torch.int32), op.spatial_dims)
+        win = _windows(x, op.kernel, op.stride, (1, 1))
+        return _from_2d(win.sum((-2, -1), dtype=torch.int32), op.spatial_dims)
+
+    return run
+
+
+def _prep_sum_reduce(op: ir.SumReduce, device: torch.device, gemm: str) -> Kernel:
+    return lambda x: x.sum(op.dims, keepdim=op.keepdim, dtype=torch.int32)
+
+
+def _prep_reshape(op: ir.Reshape, device: torch.device, gemm: str) -> Kernel:
+    return lambda x: x.reshape(x.shape[0], *op.shape)
+
+
+#: op kind -> prepare(op, device, gemm backend) -> kernel(*inputs).
+KERNELS: dict[str, Callable[[ir.Op, torch.device, str], Kernel]] = {
+    "conv": _prep_conv,  # type: ignore[dict-item]
+    "linear": _prep_linear,  # type: ignore[dict-item]
+    "requant": _prep_requant,  # type: ignore[dict-item]
+    "clamp": _prep_clamp,  # type: ignore[dict-item]
+    "add": _prep_add,  # type: ignore[dict-item]
+    "cat": _prep_cat,  # type: ignore[dict-item]
+    "maxpool": _prep_maxpool,  # type: ignore[dict-item]
+    "avgpool_sum": _prep_avgpool_sum,  # type: ignore[dict-item]
+    "sum_reduce": _prep_sum_reduce,  # type: ignore[dict-item]
+    "reshape": _prep_reshape,  # type: ignore[dict-item]
+}

@@ -1,0 +1,199 @@
+"""IntegerModel: an integer program, its float boundaries, and its export.
+
+``imodel(x)`` quantizes the float input (boundary), runs the integer ops and dequantizes the
+logits (boundary); :meth:`IntegerModel.run` is the integer path alone (integer codes in,
+integer logits out). :meth:`IntegerModel.save` writes ``graph.json`` (ops, shapes, multipliers,
+shifts, zero points, bit-widths; small tensors inline) and ``weights.npz`` (every tensor,
+integer arrays), enough for a C runtime; :meth:`IntegerModel.load` reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mpsearch.core.io import check_keys
+from mpsearch.errors import ConfigError, rule_error
+from mpsearch.execution import ir
+from mpsearch.execution.dyadic import is_pure_shift
+from mpsearch.execution.kernels import GEMMS, KERNELS
+
+FORMAT = "mpsearch-integer-program"
+_INLINE_MAX = 4096  # tensors up to this many elements are also written inline in graph.json
+
+
+class IntegerModel:
+    """An integer-only program built by :func:`mpsearch.execution.to_integer`.
+
+    Attributes:
+        inputs: the input boundaries (float -> int8 codes), one per model input.
+        ops: the integer ops in execution order.
+        output: the output value and how to read it (scale, zero point).
+        taps: activation quantizer module path (in the fake-quant model) -> value name of its codes.
+        meta: plain data (rounding, layer name -> accumulator value).
+    """
+
+    def __init__(self, inputs: tuple[ir.InputQuant, ...], ops: tuple[ir.Op, ...], output: ir.OutputSpec,
+                 taps: Mapping[str, str], meta: Mapping[str, Any] | None = None) -> None:
+        self.inputs = tuple(inputs)
+        self.ops = tuple(ops)
+        self.output = output
+        self.taps = dict(taps)
+        self.meta = dict(meta or {})
+        self.device = torch.device("cpu")
+        self.gemm = "auto"
+        self._kernels: list[Any] | None = None
+        self._last_use = self._lifetimes()
+
+    # -- running ------------------------------------------------------------------------
+    def _lifetimes(self) -> dict[str, int]:
+        last: dict[str, int] = {}
+        for i, op in enumerate(self.ops):
+            for name in op.inputs:
+                last[name] = i
+        return last
+
+    def to(self, device: str | torch.device | None = None, gemm: str | None = None) -> "IntegerModel":
+        """Prepare the kernels on ``device`` (in place; returns self).
+
+        Args:
+            device: where to run (default: unchanged).
+            gemm: matrix-product backend, one of ``kernels.GEMMS``: "auto" (``torch._int_mm`` on
+                CUDA, int32 matmul on CPU, the faster there), "int_mm" or "int32".
+        """
+        if gemm is not None:
+            if gemm not in GEMMS:
+                raise rule_error("IntegerModel.to", "gemm", f"one of {', '.join(GEMMS)}", gemm)
+            self.gemm = gemm
+        if device is not None:
+            self.device = torch.device(device)
+        self._kernels = [KERNELS[op.KIND](op, self.device, self.gemm) for op in self.ops]
+        return self
+
+    def quantize_input(self, *xs: Tensor) -> tuple[Tensor, ...]:
+        """Float inputs -> int8 codes (the float boundary)."""
+        if len(xs) != len(self.inputs):
+            raise rule_error("IntegerModel", "inputs", f"{len(self.inputs)} tensor(s)", len(xs))
+        return tuple(q(x.to(self.device)) for q, x in zip(self.inputs, xs))
+
+    def run(self, *codes: Tensor, keep: Iterable[str] | None = None) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """The integer path: int8 input codes -> integer logits (int32 or int8).
+
+        Args:
+            codes: one int8 tensor per input (see :meth:`quantize_input`).
+            keep: value names to return as well (e.g. ``self.taps.values()``).
+
+        Returns:
+            The output integers, or ``(output, {name: tensor})`` when ``keep`` is given.
+        """
+        if self._kernels is None:
+            self.to(self.device)
+        env: dict[str, Tensor] = {inp.name: c for inp, c in zip(self.inputs, codes)}
+        wanted = set(keep) if keep is not None else set()
+        kept: dict[str, Tensor] = {k: env[k] for k in wanted if k in env}
+        for i, (op, kernel) in enumerate(zip(self.ops, self._kernels)):  # type: ignore[arg-type]
+            env[op.name] = kernel(*(env[n] for n in op.inputs))
+            if op.name in wanted:
+                kept[op.name] = env[op.name]
+            for n in op.inputs:  # free what no later op reads
+                if self._last_use.get(n) == i and n != self.output.name:
+                    env.pop(n, None)
+        out = env[self.output.name]
+        return (out, kept) if keep is not None else out
+
+    def logits_int(self, *xs: Tensor) -> Tensor:
+        """Integer logits of float inputs (boundary quantization + integer path)."""
+        return self.run(*self.quantize_input(*xs))  # type: ignore[return-value]
+
+    def dequantize(self, q: Tensor) -> Tensor:
+        """Integer logits -> float32 ``scale * (q - zero_point)`` (the output boundary)."""
+        return (q.to(torch.float64) - self.output.zero_point).mul(self.output.scale).to(torch.float32)
+
+    def __call__(self, *xs: Tensor) -> Tensor:
+        """Float logits, for drop-in comparison with the float or fake-quant model."""
+        return self.dequantize(self.logits_int(*xs))
+
+    def predict(self, *xs: Tensor) -> Tensor:
+        """Top-1 class per sample (argmax of the integer logits)."""
+        return self.logits_int(*xs).argmax(dim=-1)
+
+    # -- inspection ---------------------------------------------------------------------
+    def is_pure_shift(self) -> bool:
+        """True when every rescale is a shift (what power-of-two scale profiles demand)."""
+        return all(is_pure_shift(op.multiplier.numpy(), op.shift.numpy())
+                   for op in self.ops if isinstance(op, ir.Requant))
+
+    def describe(self) -> dict[str, Any]:
+        """The program as plain data (the content of ``graph.json``)."""
+        ops = []
+        for op in self.ops:
+            rec = ir.op_to_dict(op)
+            rec["tensors"] = {}
+            for field, t in op.tensors().items():
+                info: dict[str, Any] = {"key": f"{op.name}.{field}", "dtype": str(t.dtype).replace("torch.", ""),
+                                        "shape": list(t.shape)}
+                if t.numel() <= _INLINE_MAX and field != "weight":
+                    info["values"] = t.cpu().reshape(-1).tolist()
+                rec["tensors"][field] = info
+            ops.append(rec)
+        return {
+            "version": 1,
+            "format": FORMAT,
+            "inputs": [dict(vars(i)) | {"sample_shape": list(i.sample_shape)} for i in self.inputs],
+            "output": dict(vars(self.output)) | {"sample_shape": list(self.output.sample_shape)},
+            "taps": self.taps,
+            "meta": self.meta,
+            "ops": ops,
+        }
+
+    def __repr__(self) -> str:
+        kinds: dict[str, int] = {}
+        for op in self.ops:
+            kinds[op.KIND] = kinds.get(op.KIND, 0) + 1
+        return f"IntegerModel({len(self.ops)} ops: {kinds}, output scale {self.output.scale:.3g})"
+
+    # -- export -------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``graph.json`` and ``weights.npz`` into ``directory`` (created if missing)."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{op.name}.{field}": t.cpu().numpy() for op in self.ops for field, t in op.tensors().items()}
+        np.savez(path / "weights.npz", **arrays)
+        tmp = path / "graph.json.tmp"
+        tmp.write_text(json.dumps(self.describe(), indent=1))
+        tmp.replace(path / "graph.json")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> "IntegerModel":
+        """Read a program written by :meth:`save`."""
+        path = Path(directory)
+        graph_file = path / "graph.json"
+        try:
+            data = json.loads(graph_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{graph_file}: must be a readable graph.json written by IntegerModel.save, "
+                              f"but got {type(exc).__name__}: {exc}") from None
+        check_keys(data, ("version", "format", "inputs", "output", "taps", "meta", "ops"), str(graph_file),
+                   required=("version", "format", "inputs", "output", "ops"))
+        if data["format"] != FORMAT or data["version"] != 1:
+            raise rule_error(str(graph_file), "format/version", f"{FORMAT!r} version 1",
+                             (data["format"], data["version"]))
+        with np.load(path / "weights.npz") as npz:
+            arrays = {k: torch.from_numpy(npz[k].copy()) for k in npz.files}
+        ops = []
+        for rec in data["ops"]:
+            if rec.get("op") not in ir.OPS:
+                raise rule_error(str(graph_file), "ops[].op", f"one of {', '.join(ir.OPS)}", rec.get("op"))
+            tensors = {f: arrays[info["key"]] for f, info in rec.pop("tensors", {}).items()}
+            ops.append(ir.op_from_dict(rec, tensors))
+        inputs = tuple(ir.InputQuant(**(d | {"sample_shape": tuple(d["sample_shape"])})) for d in data["inputs"])
+        out = data["output"]
+        output = ir.OutputSpec(**(out | {"sample_shape": tuple(out["sample_shape"])}))
+        return cls(inputs, tuple(ops), output, data.get("taps", {}), data.get("meta", {})).to(device)

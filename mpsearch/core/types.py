@@ -120,7 +120,8 @@ class LayerSensitivity:
         activation_trace: Hessian trace w.r.t. the layer's input activation (per example).
         activation_trace_stderr: its standard error.
         activation_numel: elements of one example's input activation.
-        fisher: trace of the empirical Fisher (sum of squared per-batch gradients).
+        fisher: trace of the empirical Fisher: the mean over examples of the squared per-example
+            gradient norm (``FisherConfig(granularity="per_batch")`` uses batch gradients).
         empirical: candidate key -> measured loss increase with this layer alone quantized.
     """
 

@@ -137,8 +137,10 @@ VARIANTS = {
     "blockwise_vmap": dict(strategy="blockwise", probes_per_batch=16, vmap_probes=True, control_rank=0),
     "shared_vmap": dict(strategy="shared", probes_per_batch=16, vmap_probes=True, control_rank=0),
     "per_layer_cv16": dict(strategy="per_layer", probes_per_batch=16, vmap_probes=True, control_rank=16),
-    # the default HessianConfig: blockwise, 16 vmapped probes per pass, Nystrom control of rank 16
+    # the default HessianConfig: blockwise, 8 vmapped probes per pass, Nystrom control of rank 16
     "default": dict(),
+    # the earlier default: 16 vmapped probes per pass (more memory, more probes in flight)
+    "default_p16": dict(probes_per_batch=16),
 }
 
 

@@ -70,7 +70,7 @@ class HessianConfig:
     floor_rel: float = 1e-3
     seed: int = 0
     strategy: str = "blockwise"
-    probes_per_batch: int = 16
+    probes_per_batch: int = 8
     vmap_probes: bool = True
     drop_converged: bool = True
     control_rank: int = 16

@@ -22,6 +22,12 @@ from mpsearch.errors import MpsearchError
 #: command name -> module under mpsearch.commands (imported only when listed or run).
 COMMANDS: dict[str, str] = {
     "profiles": "mpsearch.commands.profiles",
+    "profile": "mpsearch.commands.profile",
+    "run": "mpsearch.commands.run",
+    "analyze": "mpsearch.commands.analyze",
+    "allocate": "mpsearch.commands.allocate",
+    "search": "mpsearch.commands.search",
+    "validate": "mpsearch.commands.validate",
 }
 
 EXIT_OK, EXIT_USAGE = 0, 2

@@ -33,7 +33,18 @@ def _console():
 def _bits(profile) -> str:
     pairs = sorted({p for op in (None, *profile.capabilities.per_op) for p in profile.capabilities.allowed_pairs(op)},
                    reverse=True)
+    if len(pairs) > 9:  # every combination of two bit sets: say so instead of listing dozens
+        ws, as_ = sorted({w for w, _ in pairs}), sorted({a for _, a in pairs})
+        if len(pairs) == len(ws) * len(as_):
+            return f"w{{{_span(ws)}}} x a{{{_span(as_)}}} ({len(pairs)} pairs)"
     return " ".join(f"w{w}a{a}" for w, a in pairs)
+
+
+def _span(bits: list[int]) -> str:
+    """"2-8" for a run of consecutive bit-widths, else "2,4,8"."""
+    if bits == list(range(bits[0], bits[-1] + 1)) and len(bits) > 2:
+        return f"{bits[0]}-{bits[-1]}"
+    return ",".join(map(str, bits))
 
 
 def _list() -> int:

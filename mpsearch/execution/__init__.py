@@ -12,7 +12,15 @@ from mpsearch.execution.dyadic import dyadic, is_pure_shift, rescale_int
 from mpsearch.execution.program import IntegerModel
 from mpsearch.execution.validate import LayerDiff, ValidationReport, validate
 
+# The profiler measures our integer kernels, so it sits here, above hardware/ whose profile it writes.
+from mpsearch.execution.profiler import DEFAULT_PAIRS, measure_layer, measure_model, parse_pairs, profile_device
+
 __all__ = [
+    "DEFAULT_PAIRS",
+    "measure_layer",
+    "measure_model",
+    "parse_pairs",
+    "profile_device",
     "DtypeAudit",
     "IntegerConfig",
     "IntegerModel",

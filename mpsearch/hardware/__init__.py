@@ -4,6 +4,10 @@
     cands = candidates_for(layer, profile, w_bits=[4, 8], a_bits=[8])
     cost = layer_costs(layer, cands[0], profile)          # size_bytes, bops, latency_ms (+ source)
 
+Measuring a profile on this machine (imports torch and the executor, so it is loaded lazily)::
+
+    profile = profile_device(model, example_inputs, device="cpu", batch=1, name="my-cpu")
+
 Schema: :mod:`mpsearch.hardware.schema`; cost definitions: :mod:`mpsearch.hardware.costs`;
 where names are looked up: :mod:`mpsearch.hardware.loader`.
 """

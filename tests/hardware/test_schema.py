@@ -206,7 +206,8 @@ def test_shipped_files_are_package_data_and_hw_profiles_points_there():
     from mpsearch.hardware import SHIPPED_DIR
 
     repo = Path(__file__).resolve().parents[2]
-    assert set(shipped_profiles()) == {"cortex-m7-cmsis-nn", "gap8-pulp-nn", "edge-tpu", "nvidia-t4", "nvidia-a100"}
+    assert set(shipped_profiles()) == {"cortex-m7-cmsis-nn", "gap8-pulp-nn", "edge-tpu", "nvidia-t4", "nvidia-a100",
+                                       "x86-2core-int"}
     package_data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     patterns = package_data["mpsearch"]
     pkg = repo / "mpsearch"

@@ -1,0 +1,57 @@
+"""``mpsearch allocate``: the exact ILP plan under budgets, from a cost table or a recipe.
+
+    mpsearch allocate --table cost_table.json --budget size_bytes=20k --budget latency_ms=2.5 -o plan.yaml
+    mpsearch allocate --recipe recipes/demo.yaml --budget size_bytes=50% -o plan.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mpsearch.commands._common import add_budget_flag, budgets_from_flags, checked_budgets, load
+
+HELP = "Choose bits per layer with the exact ILP under one or more budgets; write the plan."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--table", help="a cost table JSON written by 'mpsearch analyze --table' (or run's cost_table.json)")
+    src.add_argument("--recipe", help="a recipe: its sensitivity and cost table are computed first")
+    add_budget_flag(parser)
+    parser.add_argument("--solver", default="cbc", help="ILP engine: cbc (bundled with PuLP) or highs")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop the solver after this long and keep the best plan found")
+    parser.add_argument("-o", "--output", default="plan.yaml", help="where the plan goes (YAML, or JSON by suffix)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mpsearch.allocation import allocate
+    from mpsearch.core.io import read_structured
+    from mpsearch.errors import InfeasibleBudgetError
+    from mpsearch.pipeline import resolve_budgets, steps
+    from mpsearch.report import progress
+
+    budgets = budgets_from_flags(args.budget)
+    if args.table:
+        table = steps.table_from_dict(read_structured(args.table), args.table)
+        where = args.table
+        resolved = resolve_budgets(budgets or {}, table, "--budget")
+    else:
+        recipe = load(args.recipe)
+        checked_budgets(recipe, budgets)
+        with progress(args.quiet) as bars:
+            prep = steps.prepare(recipe, budgets)
+            table = steps.table_step(prep, steps.sensitivity_step(prep, bars))
+        where, resolved = recipe.path, prep.budgets
+    try:
+        plan = allocate(table, resolved, solver=args.solver, time_limit_s=args.time_limit)
+    except InfeasibleBudgetError as exc:
+        raise InfeasibleBudgetError(f"{where}: {exc} (fix: raise the --budget values)", smallest=exc.smallest) from None
+    plan = steps.stable_plan(plan)
+    plan.save(args.output)
+    if not args.quiet:
+        bits = " ".join(f"{n}={b.key}" for n, b in plan.layers.items())
+        totals = ", ".join(f"{k}={v:.6g}" for k, v in plan.totals.items())
+        print(f"{plan.status}: omega {plan.objective:.6g}; {totals}\n{bits}\nwrote {args.output}")
+    return 0

@@ -1,0 +1,53 @@
+"""``mpsearch search``: explore bit plans with Optuna or RL (ask/tell) on a recipe's cost table.
+
+    mpsearch search --recipe recipes/demo.yaml --explorer optuna --n-trials 200 -o plan.yaml
+    mpsearch search --recipe recipes/demo.yaml --explorer optuna --workers 2 --storage sqlite:///study.db
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mpsearch.commands._common import add_budget_flag, budgets_from_flags, checked_budgets, load
+
+HELP = "Search bit plans with an explorer (optuna | rl) under the recipe's budgets; write the best plan."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", required=True, help="a recipe YAML (its sensitivity and budgets are used)")
+    parser.add_argument("--explorer", default="optuna", help="explorer name: optuna (TPE) or rl (HAQ-style DDPG)")
+    parser.add_argument("--n-trials", type=int, default=200, help="plans evaluated (RL: episodes)")
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the study (optuna; needs --storage)")
+    parser.add_argument("--storage", default=None, help="optuna storage URL (sqlite:///x.db, postgresql://...) to "
+                                                       "resume or share a study")
+    add_budget_flag(parser)
+    parser.add_argument("-o", "--output", default="plan.yaml", help="where the best plan goes")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mpsearch.explorers import search
+    from mpsearch.pipeline import steps
+    from mpsearch.report import progress
+
+    recipe = load(args.recipe)
+    budgets = budgets_from_flags(args.budget)
+    checked_budgets(recipe, budgets)
+    options = {"storage": args.storage} if args.storage else {}
+    with progress(args.quiet) as bars:
+        prep = steps.prepare(recipe, budgets)
+        table = steps.table_step(prep, steps.sensitivity_step(prep, bars))
+        task = bars.add(f"search ({args.explorer})", total=args.n_trials)
+        result = search(table, explorer=args.explorer, budgets=prep.budgets, n_trials=args.n_trials,
+                        n_workers=args.workers, seed=recipe.seed,
+                        progress=(lambda _e: bars.update(task, advance=1)) if args.workers == 1 else None, **options)
+    if result.best is None:
+        from mpsearch.errors import MpsearchError
+
+        raise MpsearchError(f"search: every one of {result.n_evaluations} trials failed; no plan to write")
+    plan = steps.stable_plan(result.best)
+    plan.save(args.output)
+    if not args.quiet:
+        print(f"best of {result.n_evaluations} trials: {dict(result.best_metrics)}; totals "
+              f"{ {k: round(v, 6) for k, v in plan.totals.items()} }\nwrote {args.output}")
+    return 0

@@ -1,0 +1,243 @@
+"""Timing of the integer executor's kernels, for the profiler.
+
+Two ways to time a layer, both running the executor's own kernels
+(``mpsearch.execution.kernels.KERNELS``) on int8 codes with int32 accumulation:
+
+* **isolated** (:func:`time_isolated_layer`): a one-layer integer program built from a layer's
+  signature, the conv / linear kernel followed by its requantization epilogue (int32
+  accumulator -> a_bits codes, one dyadic rescale), on random codes of the pair's ranges;
+* **in context** (:func:`time_program`): every op of an :class:`IntegerModel` timed while the
+  program runs, as :meth:`IntegerModel.run` runs it, with each op's time attributed to a layer
+  (:func:`attribute_ops`), so that the per-layer times add up to the end-to-end latency.
+
+Attribution rule (in context): a conv / linear op belongs to its layer; any other op (requant,
+residual rescale, add, clamp, pool, reshape) belongs to the layer that produced its FIRST input,
+followed back through non-layer ops; ops fed only by the model input, and the input
+quantization, belong to the first layer of the program; the output dequantization belongs to
+the layer that produced the output.
+
+This is the one module of ``hardware/`` that reaches up the stack (to ``execution/``), lazily,
+because what it measures is the executor. Times are in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from mpsearch.core.profile import LatencyStat
+from mpsearch.core.types import Layer
+from mpsearch.errors import ConfigError
+
+
+@contextlib.contextmanager
+def intra_op_threads(n_threads: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads for the block (None: leave as is), then restore."""
+    before = torch.get_num_threads()
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+#: fraction of the slowest repeats dropped before the mean (runs disturbed by other processes).
+TRIM = 0.1
+
+
+def keep_fastest(samples_ms: Sequence[float], trim: float = TRIM) -> list[int]:
+    """Indices of the repeats kept: all but the slowest ``trim`` fraction (at least one kept)."""
+    n_keep = max(1, len(samples_ms) - int(len(samples_ms) * trim))
+    return sorted(sorted(range(len(samples_ms)), key=lambda i: samples_ms[i])[:n_keep])
+
+
+def stat_of(samples_ms: Sequence[float], trim: float = TRIM) -> LatencyStat:
+    """Mean, sample standard deviation and count of repeated timings (ms), slowest ``trim`` dropped."""
+    samples_ms = [samples_ms[i] for i in keep_fastest(samples_ms, trim)]
+    n = len(samples_ms)
+    mean = math.fsum(samples_ms) / n
+    var = math.fsum((t - mean) ** 2 for t in samples_ms) / (n - 1) if n > 1 else 0.0
+    return LatencyStat(mean=mean, std=math.sqrt(var), count=n)
+
+
+def pool_stats(stats: Sequence[LatencyStat]) -> LatencyStat:
+    """Pooled mean / std / count of several measurements of one quantity (count-weighted)."""
+    n = sum(s.count for s in stats)
+    mean = math.fsum(s.mean * s.count for s in stats) / n
+    # total sum of squares = within + between
+    ss = math.fsum((s.count - 1) * s.std ** 2 + s.count * (s.mean - mean) ** 2 for s in stats)
+    return LatencyStat(mean=mean, std=math.sqrt(ss / (n - 1)) if n > 1 else 0.0, count=n)
+
+
+# -- isolated: one layer built from its signature ---------------------------------------------
+def _one_layer_ops(layer: Layer, w_bits: int, a_bits: int, generator: torch.Generator) -> list[Any]:
+    """[conv-or-linear op, requant op] for ``layer`` with random codes of the pair's ranges."""
+    from mpsearch.execution import ir
+
+    w_max = 2 ** (w_bits - 1) - 1  # symmetric weights: [-w_max, w_max]
+    cout = int(layer.weight_shape[0])
+    weight = torch.randint(-w_max, w_max + 1, tuple(layer.weight_shape), generator=generator, dtype=torch.int8)
+    bias = torch.randint(-1000, 1000, (cout,), generator=generator, dtype=torch.int32)
+    input_zp = -(2 ** (a_bits - 1)) + 3  # an asymmetric zero point inside the a_bits code range
+    if layer.kind == "linear":
+        main = ir.Linear(name="acc", inputs=("x",), weight=weight, bias=bias, input_zp=input_zp,
+                         w_bits=w_bits, a_bits=a_bits)
+        per_channel: tuple[int, ...] = (cout,)
+    else:
+        nd = len(layer.weight_shape) - 2
+        kernel = tuple(int(k) for k in layer.weight_shape[2:])
+        stride = tuple(int(s) for s in (layer.stride or (1,) * nd))
+        pads = tuple(int(p) for p in (layer.padding or tuple(k // 2 for k in kernel)))
+        if nd == 1:
+            weight = weight.unsqueeze(2)  # the executor runs Conv1d as 2-d with height 1
+            kernel, stride, pads = (1, *kernel), (1, *stride), (0, *pads)
+        main = ir.Conv(name="acc", inputs=("x",), weight=weight, bias=bias, stride=stride,  # type: ignore[arg-type]
+                       padding=(pads[1], pads[1], pads[0], pads[0]), groups=int(layer.groups or 1),
+                       input_zp=input_zp, spatial_dims=nd, w_bits=w_bits, a_bits=a_bits)
+        per_channel = (cout,) + (1,) * nd
+    lo, hi = -(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1
+    requant = ir.Requant(
+        name="y", inputs=("acc",), zp_in=torch.zeros((), dtype=torch.int32),
+        multiplier=torch.randint(2 ** 29, 2 ** 30, per_channel, generator=generator, dtype=torch.int32),
+        shift=torch.full(per_channel, 40, dtype=torch.int32), zp_out=torch.tensor(lo, dtype=torch.int32),
+        lo=torch.tensor(lo, dtype=torch.int32), hi=torch.tensor(hi, dtype=torch.int32), out_dtype="int8",
+        bits=a_bits)
+    return [main, requant]
+
+
+def time_isolated_layer(layer: Layer, pair: tuple[int, int], device: torch.device, batch: int,
+                        warmup: int, repeats: int, seed: int = 0) -> LatencyStat:
+    """Time the conv / linear kernel + requant epilogue of ``layer`` at ``batch`` examples."""
+    from mpsearch.execution.kernels import KERNELS
+
+    g = torch.Generator().manual_seed(seed)
+    w_bits, a_bits = pair
+    ops = _one_layer_ops(layer, w_bits, a_bits, g)
+    kernels = [KERNELS[op.KIND](op, device, "auto") for op in ops]
+    lo, hi = -(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1
+    shape = (batch, *layer.input_shape[1:])
+    x = torch.randint(lo, hi + 1, shape, generator=g, dtype=torch.int8).to(device)
+
+    def once() -> None:
+        y = x
+        for k in kernels:
+            y = k(y)
+
+    samples = []
+    for i in range(warmup + repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        once()
+        _sync(device)
+        if i >= warmup:
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return stat_of(samples)
+
+
+# -- in context: every op of an integer program --------------------------------------------
+def attribute_ops(imodel: Any) -> list[str]:
+    """Layer name that owns each op of ``imodel`` (see the module docstring for the rule)."""
+    acc_to_layer = {acc: layer for layer, acc in imodel.meta.get("layers", {}).items()}
+    if not acc_to_layer:
+        raise ConfigError("profile: the integer program must record its layers (meta['layers']), but it has none")
+    first = next((acc_to_layer[op.name] for op in imodel.ops if op.name in acc_to_layer), None)
+    owner_of_value: dict[str, str] = {inp.name: first for inp in imodel.inputs}  # type: ignore[misc]
+    owners = []
+    for op in imodel.ops:
+        owner = acc_to_layer.get(op.name) or owner_of_value.get(op.inputs[0] if op.inputs else "", first)
+        owner_of_value[op.name] = owner  # type: ignore[assignment]
+        owners.append(owner)
+    return owners  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ProgramTiming:
+    """In-context timing of one program: per-layer stats, and the end-to-end stat (ms)."""
+
+    layers: Mapping[str, LatencyStat]
+    end_to_end: LatencyStat
+    unattributed_ms: float  # mean end-to-end minus the sum of per-layer means (loop overhead)
+
+
+def time_program(imodel: Any, x: Tensor, device: torch.device, warmup: int, repeats: int) -> ProgramTiming:
+    """Run ``imodel`` on float input ``x`` ``warmup + repeats`` times, timing every op.
+
+    The loop mirrors :meth:`IntegerModel.run` (same kernels, same freeing of dead values); the
+    input quantization and output dequantization are timed too. On CUDA each step is
+    synchronised so that its wall time is its own.
+    """
+    from mpsearch.execution.kernels import KERNELS
+
+    imodel.to(device)
+    kernels: list[Callable[..., Tensor]] = [KERNELS[op.KIND](op, device, imodel.gemm) for op in imodel.ops]
+    owners = attribute_ops(imodel)
+    first, out_owner = owners[0], owners[[op.name for op in imodel.ops].index(imodel.output.name)]
+    last_use: dict[str, int] = {}
+    for i, op in enumerate(imodel.ops):
+        for n in op.inputs:
+            last_use[n] = i
+    names = list(dict.fromkeys(owners))
+    x = x.to(device)
+    per_layer: dict[str, list[float]] = {n: [] for n in names}
+    e2e: list[float] = []
+    clock = time.perf_counter
+    for rep in range(warmup + repeats):
+        acc = dict.fromkeys(names, 0.0)
+        _sync(device)
+        start = t0 = clock()
+        codes = imodel.quantize_input(x)
+        _sync(device)
+        t1 = clock()
+        acc[first] += t1 - t0
+        env = {inp.name: c for inp, c in zip(imodel.inputs, codes)}
+        for i, (op, kernel) in enumerate(zip(imodel.ops, kernels)):
+            t0 = clock()
+            env[op.name] = kernel(*(env[n] for n in op.inputs))
+            for n in op.inputs:
+                if last_use.get(n) == i and n != imodel.output.name:
+                    env.pop(n, None)
+            _sync(device)
+            t1 = clock()
+            acc[owners[i]] += t1 - t0
+        t0 = clock()
+        imodel.dequantize(env[imodel.output.name])
+        _sync(device)
+        end = clock()
+        acc[out_owner] += end - t0
+        if rep >= warmup:
+            e2e.append((end - start) * 1e3)
+            for n in names:
+                per_layer[n].append(acc[n] * 1e3)
+    kept = keep_fastest(e2e)  # the same repeats for every layer, so the layers still add up
+    layers = {n: stat_of([v[i] for i in kept], 0.0) for n, v in per_layer.items()}
+    total = stat_of([e2e[i] for i in kept], 0.0)
+    return ProgramTiming(layers=layers, end_to_end=total,
+                         unattributed_ms=total.mean - math.fsum(s.mean for s in layers.values()))
+
+
+def time_end_to_end(imodel: Any, x: Tensor, device: torch.device, warmup: int, repeats: int) -> LatencyStat:
+    """Wall time of ``imodel(x)`` (float in, float out) as users call it, in ms."""
+    imodel.to(device)
+    x = x.to(device)
+    samples = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            imodel(x)
+            _sync(device)
+            if i >= warmup:
+                samples.append((time.perf_counter() - t0) * 1e3)
+    return stat_of(samples)

@@ -1,0 +1,90 @@
+"""The model and batches a recipe names: a demo model on digits, or user import paths.
+
+User contract (import paths in a recipe):
+
+* ``model: "package.module:function"`` - ``function(**model_kwargs)`` returns a trained
+  ``nn.Module`` mapping a batch of inputs to logits.
+* ``data.source: "package.module:function"`` - ``function()`` returns a mapping (or an object
+  with attributes) ``train``, ``val``, ``test``: re-iterable collections of ``(inputs, labels)``
+  batches (lists or DataLoaders).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from mpsearch.errors import ConfigError
+from mpsearch.recipe import Recipe, import_object, is_import_path
+
+
+@dataclass
+class Inputs:
+    """What the pipeline runs on.
+
+    Attributes:
+        model: the float model (eval mode).
+        train / val / test: lists of ``(inputs, labels)`` batches.
+        train_epoch: ``epoch -> batches`` for fine-tuning (shuffled per epoch where possible).
+        example_inputs: a tuple of input tensors (two examples) for tracing.
+        info: facts about where they came from (demo training record, ...).
+    """
+
+    model: nn.Module
+    train: list[Any]
+    val: list[Any]
+    test: list[Any]
+    train_epoch: Callable[[int], Iterable[Any]]
+    example_inputs: tuple[torch.Tensor, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> list[Any]:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def _demo_inputs(recipe: Recipe) -> Inputs:
+    from mpsearch.demo import batches, load_demo_run
+
+    run = load_demo_run(recipe.model)
+    s, bs = run.splits, recipe.data.batch_size
+    ft_bs = recipe.finetune.batch_size if recipe.finetune else bs
+    info = {"demo": {k: run.info.get(k) for k in ("name", "val_accuracy", "test_accuracy", "train_time_s", "n_params")},
+            "from_cache": run.from_cache, "checkpoint": str(run.path)}
+    return Inputs(model=run.model, train=list(batches(s.train, bs)), val=list(batches(s.val, 512)),
+                  test=list(batches(s.test, 512)),
+                  train_epoch=lambda epoch: batches(s.train, ft_bs, shuffle=True, seed=recipe.seed * 1000 + epoch),
+                  example_inputs=s.example_inputs(2), info=info)
+
+
+def _imported_inputs(recipe: Recipe) -> Inputs:
+    where = recipe.path
+    model = import_object(recipe.model, where, "model")(**recipe.model_kwargs)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{where}: model must return a torch.nn.Module, but {recipe.model} returned "
+                          f"{type(model).__name__}")
+    data = import_object(recipe.data.source, where, "data.source")()
+    splits = {}
+    for name in ("train", "val", "test"):
+        part = data.get(name) if isinstance(data, dict) else getattr(data, name, None)
+        if part is None:
+            raise ConfigError(f"{where}: data.source must return train, val and test batches, but "
+                              f"{recipe.data.source} gave no {name!r}")
+        splits[name] = list(part)
+        if not splits[name]:
+            raise ConfigError(f"{where}: data.source split {name!r} must hold batches, but it is empty")
+    x0 = splits["train"][0][0]
+    example = tuple(x0[:2]) if isinstance(x0, (tuple, list)) else (x0[:2],)
+    model.eval()
+    return Inputs(model=model, train=splits["train"], val=splits["val"], test=splits["test"],
+                  train_epoch=lambda _epoch: splits["train"], example_inputs=example,
+                  info={"model": recipe.model, "data": recipe.data.source})
+
+
+def load_inputs(recipe: Recipe) -> Inputs:
+    """The model and batches of ``recipe`` (a demo model trains on first use, seconds)."""
+    if is_import_path(recipe.model):
+        return _imported_inputs(recipe)
+    return _demo_inputs(recipe)

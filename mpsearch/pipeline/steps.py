@@ -1,0 +1,209 @@
+"""The steps of a recipe run, each a thin call of a public verb; ``run.py`` strings them together.
+
+Kept separate so the CLI's smaller commands (``analyze``, ``allocate``, ``search``,
+``validate``) reuse exactly the steps ``run`` uses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from mpsearch.core.cost_table import CostTable
+from mpsearch.core.plan import BitPlan
+from mpsearch.core.profile import HardwareProfile
+from mpsearch.core.types import Layer, Sensitivity
+from mpsearch.errors import InfeasibleBudgetError, MpsearchError
+from mpsearch.pipeline.budgets import check_feasible, resolve_budgets, resource_table
+from mpsearch.pipeline.inputs import Inputs, load_inputs
+from mpsearch.recipe import Recipe, sensitivity_config
+from mpsearch.report.progress import Progress
+
+#: Keys of a plan's ``meta`` that hold wall times; dropped from plan.yaml so reruns match byte for byte.
+_TIME_KEYS = ("time_s", "_time_s", "wall_time_s")
+
+
+@dataclass
+class Prepared:
+    """What every command needs before the heavy work: checked recipe, model, layers, resources."""
+
+    recipe: Recipe
+    profile: HardwareProfile
+    inputs: Inputs
+    layers: list[Layer]
+    resources: CostTable
+    budgets: dict[str, Any]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _fix_hint(recipe: Recipe) -> str:
+    return (f", or allow lower bit-widths in hardware.w_bits / hardware.a_bits (now "
+            f"{list(recipe.hardware.w_bits) if recipe.hardware.w_bits else 'all the profile runs'})")
+
+
+def prepare(recipe: Recipe, budgets: Mapping[str, Any] | None = None) -> Prepared:
+    """Load profile, model and data; discover layers; check the budgets against the resources.
+
+    The demo model trains here on first use (seconds). Everything later is the heavy part.
+
+    Args:
+        recipe: a checked recipe.
+        budgets: override of ``recipe.budgets`` (the CLI's ``--budget`` flags).
+    """
+    from mpsearch.hardware import load_profile
+    from mpsearch.model import discover
+
+    t0 = time.perf_counter()
+    profile = load_profile(recipe.hardware.profile)
+    inputs = load_inputs(recipe)
+    t1 = time.perf_counter()
+    layers = discover(inputs.model, inputs.example_inputs)
+    resources = resource_table(layers, profile, recipe.hardware.w_bits, recipe.hardware.a_bits,
+                               batch=recipe.hardware.batch)
+    given = dict(recipe.budgets if budgets is None else budgets)
+    resolved = resolve_budgets(given, resources, recipe.path)
+    check_feasible(resources, resolved, recipe.path, _fix_hint(recipe))
+    return Prepared(recipe, profile, inputs, list(layers), resources, resolved,
+                    {"load_s": t1 - t0, "discover_s": time.perf_counter() - t1})
+
+
+def sensitivity_step(prep: Prepared, bars: Progress) -> Sensitivity:
+    """``analyze`` on ``sensitivity.n_batches`` train batches, with a progress bar."""
+    from mpsearch.sensitivity import analyze
+
+    task = bars.add(f"sensitivity ({prep.recipe.sensitivity.method})")
+
+    def on_progress(event: dict[str, Any]) -> None:
+        info = " ".join(f"{k}={v}" for k, v in event.items() if k in ("stage", "n_probes", "active_layers"))
+        bars.update(task, completed=event.get("n_probes", event.get("round", 0)), info=info)
+
+    config = sensitivity_config(prep.recipe, progress=on_progress)
+    batches = prep.inputs.train[: prep.recipe.sensitivity.n_batches]
+    sens = analyze(prep.inputs.model, nn.CrossEntropyLoss(), batches, method=prep.recipe.sensitivity.method,
+                   config=config, layers=prep.layers)
+    bars.finish(task, info="done")
+    return sens
+
+
+def table_step(prep: Prepared, sens: Sensitivity) -> CostTable:
+    """``cost_table`` with the recipe's bits, calibrated on the first calibration batches."""
+    from mpsearch.sensitivity import cost_table
+
+    r = prep.recipe
+    return cost_table(prep.inputs.model, prep.layers, sens, prep.profile, w_bits=r.hardware.w_bits,
+                      a_bits=r.hardware.a_bits, calib_batches=prep.inputs.train[: r.data.calib_batches],
+                      batch=r.hardware.batch)
+
+
+def choose_plan(prep: Prepared, table: CostTable, bars: Progress, *, method: str | None = None,
+                n_trials: int | None = None, options: Mapping[str, Any] | None = None) -> BitPlan:
+    """``allocate`` (ILP) or ``search`` (optuna / rl) under the recipe's budgets."""
+    r = prep.recipe
+    method = method or r.allocation.method
+    try:
+        if method == "ilp":
+            from mpsearch.allocation import allocate
+
+            return allocate(table, prep.budgets, solver=r.allocation.solver, rules=prep.profile.rules)
+        from mpsearch.explorers import search
+
+        total = n_trials or r.allocation.n_trials
+        task = bars.add(f"search ({method})", total=total)
+        result = search(table, explorer=method, budgets=prep.budgets, n_trials=total, seed=r.seed,
+                        progress=lambda _e: bars.update(task, advance=1), **dict(options or {}))
+        bars.finish(task)
+        if result.best is None:
+            raise MpsearchError(f"{r.path}: allocation.method {method!r} must find a plan, but all "
+                                f"{result.n_evaluations} trials failed")
+        return result.best
+    except InfeasibleBudgetError as exc:
+        raise InfeasibleBudgetError(f"{r.path}: budgets cannot all be met: {exc}{_fix_hint(r)}",
+                                    smallest=exc.smallest) from None
+
+
+def stable_plan(plan: BitPlan) -> BitPlan:
+    """The plan without wall times, so the same inputs give the same plan.yaml bytes."""
+    from dataclasses import replace
+
+    meta = {k: v for k, v in plan.meta.items() if not any(k.endswith(s) for s in _TIME_KEYS)}
+    return replace(plan, solve_time_s=None, meta=meta)
+
+
+def quantize_plan(prep: Prepared, plan: BitPlan) -> nn.Module:
+    """The fake-quant model of ``plan``, calibrated on ``data.calib_batches`` train batches."""
+    from mpsearch.quant import quantize
+
+    return quantize(prep.inputs.model, plan, prep.inputs.train[: prep.recipe.data.calib_batches], profile=prep.profile)
+
+
+def accuracy(model: nn.Module, batches: list[Any]) -> float:
+    """Top-1 accuracy (fraction) over ``(inputs, labels)`` batches."""
+    from mpsearch.demo import evaluate
+
+    return float(evaluate(model, batches))
+
+
+def finetune_step(prep: Prepared, qmodel: nn.Module, bars: Progress, label: str = "QAT") -> dict[str, Any]:
+    """QAT of ``qmodel`` in place as the recipe's ``finetune`` section says (KD from the float model)."""
+    from mpsearch.qat import DistillConfig, FinetuneConfig, finetune_
+
+    spec = prep.recipe.finetune
+    if spec is None or spec.epochs == 0:
+        return {}
+    task = bars.add(f"fine-tune {label}", total=spec.epochs)
+    config = FinetuneConfig(epochs=spec.epochs, lr=spec.lr, seed=prep.recipe.seed,
+                            progress=lambda e: bars.update(task, completed=e["epoch"], info=f"loss {e['loss']:.4f}"))
+    distill = None
+    if spec.distill is not None:
+        distill = DistillConfig(prep.inputs.model, spec.distill.temperature, spec.distill.alpha)
+    return finetune_(qmodel, prep.inputs.train_epoch, config, distill)
+
+
+def integer_step(prep: Prepared, qmodel: nn.Module, bars: Progress) -> tuple[Any, Any]:
+    """``to_integer`` then ``validate`` on the validation split; returns ``(imodel, report)``."""
+    from mpsearch.execution import to_integer, validate
+
+    task = bars.add("integer validation", total=2)
+    imodel = to_integer(qmodel, prep.inputs.example_inputs)
+    bars.update(task, completed=1, info="converted")
+    report = validate(imodel, qmodel, prep.inputs.split(prep.recipe.validation.split), timing_repeats=1)
+    bars.finish(task, info=f"agreement {100 * report.top1_agreement:.2f}%")
+    return imodel, report
+
+
+def plain(value: Any) -> Any:
+    """numpy / torch scalars and containers -> JSON-safe Python values."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def table_to_dict(table: CostTable) -> dict[str, Any]:
+    """A cost table as plain data (``records`` + ``ties`` + latency ``sources``)."""
+    data: dict[str, Any] = {"records": plain(table.to_records()), "ties": [list(g) for g in table.ties]}
+    if "latency_ms" in table.sources:
+        data["latency_sources"] = [str(s) for s in table.sources["latency_ms"]]
+    return data
+
+
+def table_from_dict(data: Mapping[str, Any], where: str) -> CostTable:
+    """Inverse of :func:`table_to_dict` (latency sources are not restored)."""
+    from mpsearch.core.io import check_keys
+
+    check_keys(data, ("records", "ties", "latency_sources"), where, required=("records",))
+    return CostTable.from_records(data["records"], ties=data.get("ties") or (), where=where)

@@ -1,0 +1,99 @@
+"""``report.md``: what was chosen and why, from a run's summary (plain data, see pipeline/run.py)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from mpsearch.core.io import write_text_atomic
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _num(v: Any, fmt: str = ".4g") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def render_report(s: Mapping[str, Any]) -> str:
+    """The Markdown text of a run's report."""
+    L: list[str] = []
+    prof = s["profile"]
+    L += [f"# mpsearch run `{s['name']}`", "",
+          f"Recipe `{s['recipe']}`: model `{s['model']}` on hardware profile `{prof['name']}` "
+          f"(source: {prof['source']}), sensitivity `{s['sensitivity']['method']}`, allocation "
+          f"`{s['allocation']['method']}` (solver {s['allocation']['solver']}, status {s['allocation']['status']}"
+          f"{', proven optimal' if s['allocation']['optimal'] else ''}), seed {s['seed']}.", ""]
+    L += ["## Budgets and totals", "", "| resource | budget given | budget (absolute) | plan total |", "|---|---|---|---|"]
+    for res, given in s["budgets"]["given"].items():
+        L.append(f"| {res} | `{given}` | {_num(s['budgets']['absolute'].get(res), '.6g')} | {_num(s['totals'].get(res), '.6g')} |")
+    others = [k for k in s["totals"] if k not in s["budgets"]["given"]]
+    for res in others:
+        L.append(f"| {res} | - | - | {_num(s['totals'][res], '.6g')} |")
+    L += ["", f"Total omega (expected loss increase, the ILP objective): {_num(s['objective'], '.6g')}.", ""]
+    L += ["## Chosen bits per layer", "",
+          "Why: each layer's omega = mean Hessian trace x ||Q(W) - W||^2 (+ the activation term) at its bits; "
+          "the allocator picked the candidates with the smallest total omega that fit the budgets, so layers "
+          "with a large trace keep more bits.", "",
+          "| layer | kind | params | bits | trace | mean trace | omega | size (B) | latency (ms) | latency from | candidates |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in s["layers"]:
+        L.append(f"| `{r['layer']}` | {r['kind']} | {r['n_params']} | **w{r['w_bits']}a{r['a_bits']}** | "
+                 f"{_num(r['trace'])} | {_num(r['mean_trace'])} | {_num(r['omega'])} | {_num(r.get('size_bytes'), '.0f')} | "
+                 f"{_num(r.get('latency_ms'))} | {r.get('latency_source') or '-'} | {' '.join(r['candidates'])} |")
+    srcs = sorted({r.get("latency_source") for r in s["layers"] if r.get("latency_source")})
+    L += ["", f"Latency numbers came from: {', '.join(srcs) or '-'} "
+          f"(the profile has {prof['n_lut_entries']} measured LUT entries; 'roofline' means the analytic model).", ""]
+    split = s.get("validation_split", "test")
+    L += ["## Against uniform baselines", "",
+          f"Accuracy on the `{split}` split. PTQ: min-max calibration, no training; QAT: the recipe's fine-tuning.", "",
+          "| plan | size (B) | latency (ms) | omega | acc PTQ | acc QAT | acc integer |", "|---|---|---|---|---|---|---|",
+          f"| float32 | - | - | 0 | {_pct(s['float_accuracy'])} | - | - |"]
+    c = s["chosen"]
+    L.append(f"| **chosen (mixed)** | {_num(c.get('size_bytes'), '.0f')} | {_num(c.get('latency_ms'))} | {_num(c['omega'])} | "
+             f"{_pct(c.get('acc_ptq'))} | {_pct(c.get('acc_qat'))} | {_pct(c.get('acc_int'))} |")
+    for k, b in s["baselines"].items():
+        note = f" ({len(b['layers_at_other_bits'])} layers at other bits: device rules)" if b.get("layers_at_other_bits") else ""
+        L.append(f"| uniform {k.upper()}{note} | {_num(b.get('size_bytes'), '.0f')} | {_num(b.get('latency_ms'))} | "
+                 f"{_num(b['omega'])} | {_pct(b.get('acc_ptq'))} | {_pct(b.get('acc_qat'))} | - |")
+    L.append("")
+    for k, b in s["baselines"].items():
+        if c.get("size_bytes") is not None and b.get("size_bytes") is not None and c["size_bytes"] <= b["size_bytes"]:
+            verdict = lambda x, y: "beats" if x > y else ("ties" if x == y else "trails")  # noqa: E731
+            line = (f"At {c['size_bytes'] / max(b['size_bytes'], 1):.0%} of uniform {k.upper()}'s size, the chosen plan "
+                    f"{verdict(c['acc_ptq'], b['acc_ptq'])} it after PTQ ({_pct(c['acc_ptq'])} vs {_pct(b['acc_ptq'])})")
+            if c.get("acc_qat") is not None and b.get("acc_qat") is not None:
+                line += f" and {verdict(c['acc_qat'], b['acc_qat'])} it after QAT ({_pct(c['acc_qat'])} vs {_pct(b['acc_qat'])})"
+            L += [line + ".", ""]
+            break
+    ft = s.get("finetune")
+    if ft:
+        d = ft.get("distill")
+        L += ["## Fine-tuning (QAT)", "",
+              f"{ft['epochs']} epochs, Adam lr {ft['lr']} with cosine decay, straight-through estimator; "
+              + (f"knowledge distillation from the float model (T = {d['temperature']}, alpha = {d['alpha']})." if d
+                 else "hard labels only.")
+              + (f" Train loss per epoch: {', '.join(f'{x:.4f}' for x in ft.get('train_loss', []))}." if ft.get("train_loss") else ""), ""]
+    v = s.get("validation")
+    if v:
+        L += ["## Integer-only validation", "",
+              f"On {v['n_images']} images: integer accuracy {_pct(v['accuracy_int'])}, fake-quant {_pct(v['accuracy_fake'])}, "
+              f"top-1 agreement {_pct(v['top1_agreement'])}, logits within 1 LSB {_pct(v['within_1_lsb'])} "
+              f"(mean |diff| {v['mean_abs_lsb']:.3f} LSB, max {v['max_abs_lsb']:.1f}). The integer program is in `integer_model/`.", ""]
+    if s.get("frontier"):
+        res = s["pareto_resource"]
+        L += ["## Pareto frontier", "", f"{len(s['frontier'])} ILP optima sweeping `{res}` "
+              "(`pareto.csv`, `pareto.json`, `pareto.png`).", "",
+              f"| {res} | omega | acc PTQ |", "|---|---|---|"]
+        for p in s["frontier"]:
+            L.append(f"| {p[res]:.6g} | {p['omega']:.4g} | {_pct(p.get('acc_ptq'))} |")
+        L.append("")
+    t = s.get("timings_s", {})
+    L += ["## Timings", "", ", ".join(f"{k} {v:.1f}" for k, v in t.items()), ""]
+    return "\n".join(L)
+
+
+def write_report(path: str | os.PathLike[str], summary: Mapping[str, Any]) -> None:
+    """Render and write ``report.md`` atomically."""
+    write_text_atomic(path, render_report(summary))

@@ -165,34 +165,27 @@ class _QuantMixin:
         return self.input_quant(x) if self.input_quant is not None else x
 
 
-class QuantConv1d(_QuantMixin, nn.Conv1d):
+class _QuantConv(_QuantMixin):
+    """Shared by the 1-d and 2-d quantized convolutions (the float class supplies ``_conv_forward``)."""
+
+    @classmethod
+    def from_float(cls, m: nn.Conv1d | nn.Conv2d, w_bits: int, a_bits: int, w_spec: QuantSpec,
+                   w_calibrator: str = "minmax", w_calibrator_options: dict[str, Any] | None = None) -> Any:
+        q = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                m.bias is not None, m.padding_mode, device=m.weight.device, dtype=m.weight.dtype)
+        q._init_quant(m, w_bits, a_bits, w_spec, w_calibrator, w_calibrator_options)
+        return q
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(self._maybe_quant_input(x), self.quantized_weight(), self.bias)  # type: ignore[attr-defined]
+
+
+class QuantConv1d(_QuantConv, nn.Conv1d):
     """``nn.Conv1d`` whose forward uses the fake-quantized weight."""
 
-    @classmethod
-    def from_float(cls, m: nn.Conv1d, w_bits: int, a_bits: int, w_spec: QuantSpec, w_calibrator: str = "minmax",
-                   w_calibrator_options: dict[str, Any] | None = None) -> "QuantConv1d":
-        q = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-                m.bias is not None, m.padding_mode, device=m.weight.device, dtype=m.weight.dtype)
-        q._init_quant(m, w_bits, a_bits, w_spec, w_calibrator, w_calibrator_options)
-        return q
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self._maybe_quant_input(x), self.quantized_weight(), self.bias)
-
-
-class QuantConv2d(_QuantMixin, nn.Conv2d):
+class QuantConv2d(_QuantConv, nn.Conv2d):
     """``nn.Conv2d`` (grouped and depthwise too) whose forward uses the fake-quantized weight."""
-
-    @classmethod
-    def from_float(cls, m: nn.Conv2d, w_bits: int, a_bits: int, w_spec: QuantSpec, w_calibrator: str = "minmax",
-                   w_calibrator_options: dict[str, Any] | None = None) -> "QuantConv2d":
-        q = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-                m.bias is not None, m.padding_mode, device=m.weight.device, dtype=m.weight.dtype)
-        q._init_quant(m, w_bits, a_bits, w_spec, w_calibrator, w_calibrator_options)
-        return q
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self._maybe_quant_input(x), self.quantized_weight(), self.bias)
 
 
 class QuantLinear(_QuantMixin, nn.Linear):

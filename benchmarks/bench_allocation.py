@@ -6,7 +6,8 @@ trace x quantization-noise form, +-20 % noise), size_bytes = n_params x w / 8,
 bops = MACs x w x a, latency_ms from a roofline with +-10 % noise. Three budgets at once, each
 at 50 % of the way from its smallest to its largest total (HAWQ-V3's relative setting).
 
-Run:  python benchmarks/bench_allocation.py [--quick] [--sizes 50 200 1000 10000]
+Each row is the median of --repeats runs (all totals and the load average are recorded).
+Run:  python benchmarks/bench_allocation.py [--sizes 50 200 1000 10000] [--repeats 3]
 Prints a table and writes benchmarks/results/allocation.json.
 """
 
@@ -22,10 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from mpsearch.allocation import allocate, pareto
-from mpsearch.allocation.allocate import check_budgets
-from mpsearch.allocation.budgets import parse_budgets
-from mpsearch.allocation.problem import Problem
-from mpsearch.allocation.solvers import get_backend
 from mpsearch.core.cost_table import CostTable
 
 PAIRS = [(w, a) for w in (2, 4, 8) for a in (4, 8)]
@@ -58,21 +55,26 @@ def time_allocate(table: CostTable, solver: str, gap_rel: float, time_limit_s: f
     t0 = time.perf_counter()
     plan = allocate(table, budgets=BUDGETS, solver=solver, gap_rel=gap_rel, time_limit_s=time_limit_s)
     total = time.perf_counter() - t0
-    return {"total_s": total, "build_s": plan.meta["build_time_s"], "solve_s": plan.solve_time_s,
-            "status": plan.status, "gap": plan.gap, "objective": plan.objective,
-            "n_vars": plan.meta["n_vars"], "n_candidates": plan.meta["n_candidates"]}
+    m = plan.meta
+    return {"total_s": total, "build_s": m["build_time_s"], "solve_s": plan.solve_time_s,
+            "lp_s": m["lp_time_s"], "fix_s": m["fix_time_s"], "mip_s": m["mip_time_s"], "lp": m["lp"],
+            "status": plan.status, "gap": plan.gap, "objective": plan.objective, "lp_gap_rel": m["lp_gap_rel"],
+            "n_vars": m["n_vars"], "n_candidates": m["n_candidates"], "n_vars_after_fixing": m["n_vars_after_fixing"],
+            "n_groups_after_fixing": m["n_groups_after_fixing"], "loadavg": loadavg()}
 
 
-def cbc_write_s(table: CostTable) -> float:
-    """Seconds PuLP spends writing the MPS file for CBC (part of CBC's solve time)."""
-    import tempfile
+def loadavg() -> str:
+    """The 1/5/15-minute load averages (the machine may be shared)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
-    problem = Problem(table, "omega", list(BUDGETS))
-    backend = get_backend("cbc")(problem)
-    with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter()
-        backend.lp.writeMPS(os.path.join(d, "m.mps"), rename=1)
-        return time.perf_counter() - t0
+
+def median_run(fn, repeats: int) -> dict:
+    """Run ``fn`` ``repeats`` times; the run with the median total_s, plus every total."""
+    runs = sorted((fn() for _ in range(repeats)), key=lambda r: r["total_s"])
+    return {**runs[len(runs) // 2], "totals_s": [r["total_s"] for r in runs], "repeats": repeats}
 
 
 def main() -> None:
@@ -80,37 +82,42 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000, 10000])
     ap.add_argument("--solvers", nargs="+", default=["cbc", "highs"])
     ap.add_argument("--gaps", type=float, nargs="+", default=[0.0, 1e-4])
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--time-limit-s", type=float, default=60.0)
     ap.add_argument("--pareto-points", type=int, default=50)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "allocation.json"))
     args = ap.parse_args()
     rows = []
-    print(f"{'layers':>7} {'solver':>6} {'gap_rel':>8} {'total_s':>8} {'build_s':>8} {'solve_s':>8} {'status':>11} {'gap':>9} vars")
+    print(f"{'layers':>7} {'solver':>6} {'gap_rel':>8} {'total_s':>8} {'build_s':>8} {'lp_s':>7} {'fix_s':>7} {'mip_s':>7} "
+          f"{'status':>11} {'gap':>9} vars (after fixing/after pruning/all)  load")
     for n in args.sizes:
         table = make_table(n)
         for solver in args.solvers:
             for gap_rel in args.gaps:
                 r = {"n_layers": n, "n_candidates_per_layer": len(PAIRS), "n_budgets": len(BUDGETS),
                      "solver": solver, "gap_rel": gap_rel, "time_limit_s": args.time_limit_s,
-                     **time_allocate(table, solver, gap_rel, args.time_limit_s)}
-                if solver == "cbc":
-                    r["cbc_mps_write_s"] = cbc_write_s(table)
+                     **median_run(lambda: time_allocate(table, solver, gap_rel, args.time_limit_s), args.repeats)}
                 rows.append(r)
                 gap = "-" if r["gap"] is None else f"{r['gap']:.1e}"
-                print(f"{n:>7} {solver:>6} {gap_rel:>8.0e} {r['total_s']:>8.3f} {r['build_s']:>8.3f} {r['solve_s']:>8.3f} "
-                      f"{r['status']:>11} {gap:>9} {r['n_vars']}/{r['n_candidates']}", flush=True)
+                print(f"{n:>7} {solver:>6} {gap_rel:>8.0e} {r['total_s']:>8.3f} {r['build_s']:>8.3f} {r['lp_s']:>7.3f} "
+                      f"{r['fix_s']:>7.3f} {r['mip_s']:>7.3f} {r['status']:>11} {gap:>9} "
+                      f"{r['n_vars_after_fixing']}/{r['n_vars']}/{r['n_candidates']}  {r['loadavg']}", flush=True)
     sweeps = []
     table = make_table(54, seed=1)  # ResNet-50 has 54 quantizable conv/linear layers
     for solver in args.solvers:
         for others in ({}, {"latency_ms": "50%"}):
-            t0 = time.perf_counter()
-            front = pareto(table, "size_bytes", args.pareto_points, other_budgets=others, solver=solver)
-            total = time.perf_counter() - t0
-            solve = sum(p.solve_time_s for p in front.points)
-            sweeps.append({"n_layers": 54, "n_points": args.pareto_points, "solver": solver, "other_budgets": others,
-                           "total_s": total, "n_distinct": len(front)})
+            def sweep() -> dict:
+                t0 = time.perf_counter()
+                front = pareto(table, "size_bytes", args.pareto_points, other_budgets=others, solver=solver)
+                return {"total_s": time.perf_counter() - t0, "n_distinct": len(front), "loadavg": loadavg(),
+                        "closed_by_fixing": sum(p.meta["closed_by"] == "fixing" for p in front.points)}
+
+            r = {"n_layers": 54, "n_points": args.pareto_points, "solver": solver, "other_budgets": others,
+                 **median_run(sweep, args.repeats)}
+            sweeps.append(r)
             print(f"pareto 54 layers x 6, {args.pareto_points} points, {solver}, other budgets {others or 'none'}: "
-                  f"{total:.3f} s, {len(front)} distinct points", flush=True)
+                  f"{r['total_s']:.3f} s, {r['n_distinct']} distinct points "
+                  f"({r['closed_by_fixing']} closed without a MIP), load {r['loadavg']}", flush=True)
     out = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU", "python": platform.python_version(),
            "allocate": rows, "pareto": sweeps}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

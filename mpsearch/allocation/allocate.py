@@ -11,7 +11,8 @@ import numpy as np
 from mpsearch.allocation.budgets import Budget, parse_budgets
 from mpsearch.allocation.diagnose import _slack, infeasible_error
 from mpsearch.allocation.pins import resolve_pins
-from mpsearch.allocation.problem import Problem, greedy_start
+from mpsearch.allocation.exact import ExactSolver
+from mpsearch.allocation.problem import Problem
 from mpsearch.allocation.solvers import get_backend
 from mpsearch.allocation.status import INFEASIBLE, OPTIMAL, SolverOutcome
 from mpsearch.core.cost_table import CostTable
@@ -23,12 +24,15 @@ from mpsearch.errors import MpsearchError, rule_error, unknown_name
 def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None = None,
              pins: Mapping[str, Any] | None = None, solver: str = "cbc", time_limit_s: float | None = None,
              *, relative: Mapping[str, float] | None = None, rules: Rules | None = None,
-             gap_rel: float = 0.0, msg: bool = False) -> BitPlan:
+             gap_rel: float = 0.0, msg: bool = False, reduce: bool = True) -> BitPlan:
     """Choose one candidate per layer minimizing total omega under every budget at once.
 
     Binary one-hot variables per layer x candidate (one set per tie group, with omega and
     resources summed over the group), one ``<=`` row per budget; dominated candidates are
-    dropped first (exact, see :mod:`mpsearch.allocation.problem`).
+    dropped first (exact, see :mod:`mpsearch.allocation.problem`). The LP relaxation then gives
+    a bound and an incumbent, reduced-cost fixing removes every candidate that cannot beat the
+    incumbent (exact, see :mod:`mpsearch.allocation.reduce`), and ``solver`` proves the optimum
+    on the few layers left free (often none: the incumbent is then proven optimal directly).
 
     Args:
         table: the cost table (``CostTable.from_records`` builds one from plain dicts).
@@ -45,11 +49,14 @@ def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None
         gap_rel: stop once proven within this relative gap (0, the default, proves the
             optimum; a gap > 0 gives ``status="within_gap"`` and ``optimal=False``).
         msg: let the solver print its log.
+        reduce: False skips the LP and fixing and gives the whole ILP to ``solver`` (same
+            optimum, slower; for checking).
 
     Returns:
         A :class:`BitPlan` with the chosen bits, totals of every resource, objective (total
-        omega), solver, status, optimal, gap, solve_time_s and ``meta`` (budgets in absolute
-        units, relative fractions, pins, build time, model size).
+        omega), solver (of the final MIP), status, optimal, gap, solve_time_s (LP + fixing +
+        MIP) and ``meta`` (budgets in absolute units, relative fractions, pins, build time,
+        model size, ``lp`` engine, time split and variables left after fixing).
 
     Raises:
         InfeasibleBudgetError: no assignment meets the budgets; names each budget and the
@@ -63,7 +70,7 @@ def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None
         raise rule_error("allocate", "gap_rel", "a number in [0, 1)", gap_rel)
     if time_limit_s is not None and (not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0):
         raise rule_error("allocate", "time_limit_s", "a positive number of seconds or None", time_limit_s)
-    backend_cls = get_backend(solver)
+    get_backend(solver)  # an unknown solver fails before any work
     pinned = resolve_pins(table, pins, rules)
     problem = Problem(table, "omega", [b.resource for b in parsed], pinned)
     limits = {b.resource: b.absolute(float(lo), float(hi)) for b, lo, hi in zip(parsed, problem.lo, problem.hi)}
@@ -71,12 +78,9 @@ def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None
     values = np.array(list(limits.values()))
     if np.any(values < problem.lo - _slack(problem.lo)):  # out of reach even alone: skip the solve
         raise infeasible_error(table, limits, pinned, solver, labels)
-    backend = backend_cls(problem, msg=msg)
-    scaled = problem.scale_limits(values)
-    backend.set_limits(scaled)
-    start = greedy_start(problem, scaled) if time_limit_s is not None else None
+    exact = ExactSolver(problem, solver, msg=msg, reduce=reduce)
     build_time_s = time.perf_counter() - t_start
-    outcome = backend.solve(time_limit_s, float(gap_rel), start)
+    outcome = exact.solve(problem.scale_limits(values), time_limit_s, float(gap_rel))
     if outcome.status == INFEASIBLE:
         raise infeasible_error(table, limits, pinned, solver, labels)
     meta = {
@@ -88,8 +92,18 @@ def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None
         "build_time_s": build_time_s,
         "n_vars": int(problem.n_vars),
         "n_candidates": int(problem.n_candidates),
+        **solve_meta(exact),
     }
     return plan_from_outcome(problem, outcome, solver, meta)
+
+
+def solve_meta(exact: ExactSolver) -> dict[str, Any]:
+    """The plan's record of the exact solve: LP engine, time split (s), what fixing left."""
+    st = exact.stats
+    return {"lp": st.get("lp"), "lp_time_s": st.get("lp_s"), "fix_time_s": st.get("fix_s"),
+            "mip_time_s": st.get("mip_s"), "n_vars_after_fixing": st.get("n_vars_after_fixing"),
+            "n_groups_after_fixing": st.get("n_groups_after_fixing"), "lp_gap_rel": st.get("lp_gap_rel"),
+            "closed_by": st.get("closed_by")}
 
 
 def check_budgets(table: CostTable, budgets: tuple[Budget, ...]) -> tuple[Budget, ...]:

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mpsearch.allocation.problem import Problem
-from mpsearch.allocation.solvers import get_backend
+from mpsearch.allocation.exact import ExactSolver
 from mpsearch.allocation.status import INFEASIBLE, OPTIMAL
 from mpsearch.core.cost_table import CostTable
 from mpsearch.errors import InfeasibleBudgetError, MpsearchError
@@ -32,9 +32,7 @@ def minimize_resource(table: CostTable, resource: str, limits: Mapping[str, floa
         chosen = problem.group_ptr[:-1] + np.array(
             [np.argmin(problem.cost[a:b]) for a, b in zip(problem.group_ptr[:-1], problem.group_ptr[1:])], dtype=np.int64)
     else:
-        backend = get_backend(solver)(problem)
-        backend.set_limits(problem.scale_limits(values))
-        out = backend.solve(time_limit_s, 0.0)
+        out = ExactSolver(problem, solver).solve(problem.scale_limits(values), time_limit_s, 0.0)
         if out.status == INFEASIBLE:
             return None, None
         if out.chosen is None or out.status != OPTIMAL:

@@ -8,9 +8,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from mpsearch.allocation.allocate import check_budgets, label, plan_from_outcome
+from mpsearch.allocation.allocate import check_budgets, label, plan_from_outcome, solve_meta
 from mpsearch.allocation.budgets import Budget, parse_budgets
 from mpsearch.allocation.diagnose import _slack, infeasible_error, minimize_resource
+from mpsearch.allocation.exact import ExactSolver
 from mpsearch.allocation.pins import resolve_pins
 from mpsearch.allocation.problem import Problem
 from mpsearch.allocation.solvers import get_backend
@@ -72,9 +73,11 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
 
     The sweep runs from the smallest total of ``resource`` that the other budgets allow
     (itself an exact ILP) to the total of the omega-optimal plan with ``resource`` free
-    (beyond it the frontier is flat), evenly spaced. One solver model serves every point:
-    only the right-hand side of the swept row changes, and each solve starts from the
-    previous plan (still feasible, as the limits grow).
+    (beyond it the frontier is flat), evenly spaced. Each point is solved as in
+    :func:`allocate` (LP bound, incumbent, reduced-cost fixing, MIP on what is left); one LP
+    model serves every point (only the swept row's bound changes, so it re-solves from the
+    previous basis), and each point starts from the previous plan (still feasible, as the
+    limits grow).
 
     Args:
         table: the cost table.
@@ -95,7 +98,7 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
     if any(b.resource == resource for b in others):
         raise ConfigError(f"pareto: other_budgets must not budget the swept resource {resource!r}, but it does")
     pinned = resolve_pins(table, pins, rules)
-    backend_cls = get_backend(solver)
+    get_backend(solver)  # an unknown solver fails before any work
     t0 = time.perf_counter()
     problem = Problem(table, "omega", [resource] + [b.resource for b in others], pinned)
     limits = {b.resource: b.absolute(float(lo), float(hi)) for b, lo, hi in zip(others, problem.lo[1:], problem.hi[1:])}
@@ -105,10 +108,10 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
     lo, _ = minimize_resource(table, resource, limits, pinned, solver, time_limit_s)
     if lo is None:
         raise infeasible_error(table, limits, pinned, solver, {b.resource: label(b, limits[b.resource]) for b in others})
-    backend = backend_cls(problem)
+    exact = ExactSolver(problem, solver)
     top = float(problem.hi[0]) + float(_slack([problem.hi[0]])[0])  # resource effectively free
-    backend.set_limits(problem.scale_limits([top, *values]))
-    free = backend.solve(time_limit_s, gap_rel)
+    free = exact.solve(problem.scale_limits([top, *values]), time_limit_s, gap_rel)
+    free_meta = solve_meta(exact)
     hi = float(table.totals(problem.table_rows(free.chosen))[resource]) if free.chosen is not None else float(problem.hi[0])
     build_time_s = time.perf_counter() - t0
     grid = np.linspace(lo, max(lo, hi), n_points)
@@ -116,14 +119,14 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
     plans: list[BitPlan] = []
     start = None
     for v in grid:
-        backend.set_limits(problem.scale_limits([v + _slack([v])[0], *values]))
-        out = free if v >= hi else backend.solve(time_limit_s, gap_rel, start)
+        scaled = problem.scale_limits([v + _slack([v])[0], *values])
+        out = free if v >= hi else exact.solve(scaled, time_limit_s, gap_rel, start)
         if out.status == INFEASIBLE or out.chosen is None:
             continue  # only possible by rounding at the lowest point; its neighbour covers it
         start = out.chosen
         meta = {"budgets": {resource: float(v), **limits}, "gap_rel": float(gap_rel),
                 "time_limit_s": time_limit_s, "sweep_build_time_s": build_time_s,
-                "n_vars": int(problem.n_vars), "n_candidates": int(problem.n_candidates)}
+                "n_vars": int(problem.n_vars), "n_candidates": int(problem.n_candidates), **(free_meta if out is free else solve_meta(exact))}
         plans.append(plan_from_outcome(problem, out, solver, meta))
     return ParetoFront(resource, _frontier(plans, resource), limits)
 

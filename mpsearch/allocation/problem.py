@@ -20,6 +20,7 @@ group has fewer candidates; a 10 000-layer x 6-candidate table is a few 60 000-e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -168,15 +169,22 @@ def _undominated(dense: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return keep
 
 
-def greedy_start(problem: Problem, scaled_limits: np.ndarray) -> np.ndarray | None:
-    """A feasible start if a cheap guess finds one: per group, the smallest sum of scaled rows.
+@dataclass(frozen=True)
+class Core:
+    """What a solver backend reads of a problem: the groups left free after reduced-cost fixing.
 
-    It gives a time-limited solve a plan to return even when the solver finds none itself.
+    Attributes have the meaning they have in :class:`Problem` (solver units).
     """
-    if not problem.n_vars or not len(problem.coef):
-        return None
-    weight = problem.coef.sum(axis=0) + 1e-6 * problem.cost  # break ties toward low objective
-    order = np.lexsort((weight, problem.var_group))
-    chosen = order[problem.group_ptr[:-1]]
-    used = problem.coef[:, chosen].sum(axis=1)
-    return chosen if np.all(used <= np.asarray(scaled_limits) - 1e-9) else None
+
+    cost: np.ndarray  # (n_vars,)
+    coef: np.ndarray  # (n_rows, n_vars)
+    var_group: np.ndarray  # (n_vars,), sorted
+    group_ptr: np.ndarray  # (n_groups + 1,)
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.cost)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_ptr) - 1

@@ -102,7 +102,8 @@ def test_time_limit_status_and_gap_from_bound(monkeypatch):
         return SolverOutcome(TIME_LIMIT, np.array(chosen), (bound_true - p.cost_const) / p.cost_scale, 0.01, "Stopped on time")
 
     monkeypatch.setattr(CbcBackend, "solve", fake_solve)
-    plan = allocate(table, budgets={"size_bytes": limit}, time_limit_s=1.0)
+    # reduce=False: the fake stands in for the MIP on the whole problem (no LP, no fixing)
+    plan = allocate(table, budgets={"size_bytes": limit}, time_limit_s=1.0, reduce=False)
     assert plan.status == "time_limit" and not plan.optimal
     assert plan.objective == pytest.approx(best, rel=1e-12)
     assert plan.gap == pytest.approx(0.5, rel=1e-9)  # (best - best / 2) / best

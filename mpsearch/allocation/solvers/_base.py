@@ -12,20 +12,30 @@ this way without rebuilding the model). It must:
   and return a :class:`~mpsearch.allocation.status.SolverOutcome` whose status comes from the
   functions in :mod:`mpsearch.allocation.status`;
 * never print unless ``msg`` is true; import its engine lazily (inside ``__init__``).
+
+A backend reads only ``n_vars, n_groups, cost, coef, var_group, group_ptr`` of its problem, so
+it also takes the small :class:`~mpsearch.allocation.problem.Core` left after reduced-cost fixing.
+
+An :class:`LpEngine` solves the LP relaxation (variables in [0, 1]) of a full ``Problem`` for
+the bound and budget duals that :mod:`mpsearch.allocation.reduce` needs; it is kept between
+solves too (a new limit re-solves from the previous basis where the engine can).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from mpsearch.allocation.problem import Problem
+from mpsearch.allocation.problem import Core, Problem
 from mpsearch.allocation.status import SolverOutcome
 
 #: Feasibility and integrality tolerances given to the engines (rows are scaled to max 1).
 FEAS_TOL = 1e-9
+
+LP_OPTIMAL, LP_INFEASIBLE, LP_ERROR = "optimal", "infeasible", "error"
 
 
 class Backend(ABC):
@@ -33,7 +43,7 @@ class Backend(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, problem: Problem, msg: bool = False) -> None:
+    def __init__(self, problem: Problem | Core, msg: bool = False) -> None:
         self.problem = problem
         self.msg = msg
 
@@ -46,7 +56,31 @@ class Backend(ABC):
         """Solve with the current limits."""
 
 
-def chosen_from_values(problem: Problem, values: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class LpResult:
+    """One LP solve: status (``LP_*``), values ``(n_vars,)`` and budget duals ``lam >= 0`` ``(n_rows,)``
+    in solver units (None unless optimal), and the engine's wall time."""
+
+    status: str
+    x: np.ndarray | None
+    lam: np.ndarray | None
+    solve_time_s: float
+
+
+class LpEngine(ABC):
+    """The LP relaxation of one problem, re-solved for changing budget limits."""
+
+    name: ClassVar[str]
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+    @abstractmethod
+    def solve(self, scaled_limits: np.ndarray) -> LpResult:
+        """Solve with these budget limits (solver units)."""
+
+
+def chosen_from_values(problem: Problem | Core, values: np.ndarray) -> np.ndarray:
     """The variable with the largest value in each group (binary values up to tolerance)."""
     order = np.lexsort((-values, problem.var_group))
     return order[problem.group_ptr[:-1]]

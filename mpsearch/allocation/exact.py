@@ -1,0 +1,120 @@
+"""The exact solve used by allocate, pareto and the infeasibility diagnosis.
+
+LP relaxation -> incumbent -> reduced-cost fixing (:mod:`mpsearch.allocation.reduce`) -> the
+requested MIP solver on the few groups left free, started from the incumbent. Fixing keeps
+every assignment that costs no more than the incumbent, so the MIP's optimum on the core is
+the optimum of the whole problem; when fixing leaves nothing free, the incumbent is proven
+optimal without a MIP. ``reduce=False`` hands the whole problem to the MIP solver instead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from mpsearch.allocation.problem import Problem
+from mpsearch.allocation.reduce import incumbent, lagrangian, restrict
+from mpsearch.allocation.solvers import get_backend, get_lp_engine
+from mpsearch.allocation.solvers._base import LP_INFEASIBLE, LP_OPTIMAL
+from mpsearch.allocation.status import INFEASIBLE, OPTIMAL, TIME_LIMIT, WITHIN_GAP, SolverOutcome
+
+
+class ExactSolver:
+    """One problem, solved for changing budget limits (solver units).
+
+    After each :meth:`solve`, ``stats`` holds where the time went and how much fixing removed:
+    ``lp``, ``lp_s``, ``fix_s``, ``mip_s``, ``n_vars_after_fixing``, ``n_groups_after_fixing``,
+    ``lp_gap_rel`` (incumbent vs LP bound, relative to the objective) and ``closed_by``
+    (``"fixing"``, ``"gap"``, ``"mip"``, ``"time_limit"`` or ``"infeasible"``).
+    """
+
+    def __init__(self, problem: Problem, solver: str, msg: bool = False, reduce: bool = True) -> None:
+        self.problem = problem
+        self.backend_cls = get_backend(solver)
+        self.msg = msg
+        self.lp = get_lp_engine(solver)(problem) if reduce and problem.n_vars else None
+        self._full = None if self.lp is not None else self.backend_cls(problem, msg=msg)
+        self.stats: dict[str, Any] = {}
+
+    def solve(self, scaled_limits: np.ndarray, time_limit_s: float | None, gap_rel: float,
+              start: np.ndarray | None = None) -> SolverOutcome:
+        """Solve with these limits; ``start`` (chosen variable per group) is used when feasible."""
+        limits = np.asarray(scaled_limits, dtype=np.float64)
+        if self._full is not None:
+            self._full.set_limits(limits)
+            out = self._full.solve(time_limit_s, gap_rel, start)
+            self.stats = {"lp": None, "mip_s": out.solve_time_s, "n_vars_after_fixing": self.problem.n_vars,
+                          "n_groups_after_fixing": self.problem.n_groups, "closed_by": "mip"}
+            return out
+        p = self.problem
+        t0 = time.perf_counter()
+        lp = self.lp.solve(limits)
+        t_lp = time.perf_counter()
+        stats: dict[str, Any] = {"lp": self.lp.name, "lp_s": t_lp - t0, "fix_s": 0.0, "mip_s": 0.0}
+        self.stats = stats
+        if lp.status == LP_INFEASIBLE:  # no fractional assignment fits, so no integral one either
+            stats.update(closed_by="infeasible", n_vars_after_fixing=0, n_groups_after_fixing=0)
+            return SolverOutcome(INFEASIBLE, None, None, t_lp - t0, "LP relaxation infeasible")
+        lam = lp.lam if lp.status == LP_OPTIMAL else np.zeros(len(limits))  # lam = 0 is still a valid bound
+        bound, rc, tol = lagrangian(p, lam, limits)
+        inc = incumbent(p, limits, lp.x, start)
+        if inc is None:  # no incumbent: nothing can be removed, the MIP decides (feasibility too)
+            keep = np.ones(p.n_vars, dtype=bool)
+            upper = np.inf
+        else:
+            upper = float(p.cost[inc].sum())
+            keep = rc <= upper - bound + tol
+            keep[inc] = True  # the incumbent survives exactly; this only guards float noise
+        red = restrict(p, keep, limits)
+        t_fix = time.perf_counter()
+        stats.update(fix_s=t_fix - t_lp, n_vars_after_fixing=red.core.n_vars, n_groups_after_fixing=red.core.n_groups,
+                     lp_gap_rel=_rel(p, upper, bound) if inc is not None else None)
+
+        def done(status: str, chosen: np.ndarray, lower: float, closed_by: str, raw: str) -> SolverOutcome:
+            stats["closed_by"] = closed_by
+            return SolverOutcome(status, chosen, lower, time.perf_counter() - t0, raw)
+
+        if inc is not None:
+            if red.core.n_groups == 0:
+                return done(OPTIMAL, inc, upper, "fixing", "optimal (LP bound + reduced-cost fixing)")
+            if gap_rel > 0 and _rel(p, upper, bound) <= gap_rel:
+                return done(WITHIN_GAP, inc, bound, "gap", "within gap_rel of the LP bound")
+        remaining = None if time_limit_s is None else time_limit_s - (t_fix - t0)
+        if remaining is not None and remaining <= 0:
+            if inc is None:
+                return done(TIME_LIMIT, None, None, "time_limit", "time limit before the MIP (no plan found)")
+            return done(TIME_LIMIT, inc, bound, "time_limit", "time limit before the MIP")
+        backend = self.backend_cls(red.core, msg=self.msg)
+        backend.set_limits(red.limits)
+        core_start = red.to_core(inc) if inc is not None else None
+        out = backend.solve(remaining, _core_gap(p, gap_rel, bound, upper, red.fixed_cost), core_start)
+        stats["mip_s"] = time.perf_counter() - t_fix
+        if out.status == INFEASIBLE:
+            return done(INFEASIBLE, None, None, "infeasible", out.raw)
+        chosen = red.to_problem(out.chosen) if out.chosen is not None else None
+        if inc is not None and (chosen is None or p.cost[chosen].sum() > upper):
+            chosen = inc  # a stopped MIP may not have beaten its start
+        lower = None if out.bound is None else max(bound, red.fixed_cost + out.bound)
+        if out.status == OPTIMAL and chosen is not None:
+            lower = float(p.cost[chosen].sum())
+        return done(out.status, chosen, lower, "mip" if out.status != TIME_LIMIT else "time_limit", out.raw)
+
+
+def _rel(p: Problem, upper: float, lower: float) -> float:
+    """Relative gap between two solver-unit objectives, measured in table units."""
+    top = p.cost_const + p.cost_scale * upper
+    return max(0.0, p.cost_scale * (upper - lower)) / max(abs(top), 1e-300)
+
+
+def _core_gap(p: Problem, gap_rel: float, bound: float, upper: float, fixed_cost: float) -> float:
+    """A relative gap for the core MIP that keeps the whole plan within ``gap_rel`` (0 stays 0).
+
+    Allowed absolute gap (solver units) is ``gap_rel`` x the smallest the objective can be (>= L);
+    the core's own objective is at most ``upper - fixed_cost``.
+    """
+    if gap_rel <= 0:
+        return 0.0
+    allowed = gap_rel * max(p.cost_const + p.cost_scale * bound, 0.0) / p.cost_scale
+    return float(min(gap_rel, allowed / max(upper - fixed_cost, 1e-300)))

@@ -5,7 +5,8 @@
 For each demo model (trained on digits, cached) and each plan (W8A8, W4A4), times one forward
 pass over a batch of ``--batch`` test images (median of ``--repeats``), after a warm-up. The
 integer executor is timed end to end (input quantization + integer program) with each GEMM
-backend: "int32" (int8 values widened to int32, ``addmm``) and "int_mm" (``torch._int_mm``).
+backend: "int32" (int8 values widened to int32, ``addmm``), "int_mm" (``torch._int_mm``) and,
+when numba is installed, "numba" (int16 ``vpmaddwd`` GEMM + channels-last depthwise kernel).
 Prints a table and writes benchmarks/results/bench_executor[_<device>].json.
 """
 
@@ -24,6 +25,7 @@ import torch
 from mpsearch.core import BitPlan
 from mpsearch.demo import batches, load_demo
 from mpsearch.execution import to_integer
+from mpsearch.execution.kernels import resolve_gemm
 from mpsearch.quant import quantizable_layer_names, quantize
 
 MODELS = ("small_cnn", "resnet_tiny", "mobilenet_tiny")
@@ -70,17 +72,21 @@ def main() -> None:
             with torch.no_grad():
                 row["float_img_s"] = args.batch / _time(lambda: fmodel(x), device, args.repeats)
                 row["fake_quant_img_s"] = args.batch / _time(lambda: q(x), device, args.repeats)
-                for gemm in ("int32", "int_mm"):
+                for gemm in ("int32", "int_mm", "numba"):
+                    if resolve_gemm(gemm, device) != gemm:
+                        continue  # numba not installed, or not a CPU
                     imodel.to(device, gemm=gemm)
                     row[f"integer_{gemm}_img_s"] = args.batch / _time(lambda: imodel.logits_int(x), device,
                                                                      args.repeats)
             imodel.to(device, gemm="auto")
-            row["integer_auto_gemm"] = "int_mm" if device.type == "cuda" else "int32"
+            row["integer_auto_gemm"] = resolve_gemm("auto", device)
             row["integer_vs_fake"] = row[f"integer_{row['integer_auto_gemm']}_img_s"] / row["fake_quant_img_s"]
             rows.append(row)
             print(f"{name:<15} {plan_key}  float {row['float_img_s']:>9,.0f}  fake-quant {row['fake_quant_img_s']:>9,.0f}"
                   f"  integer(int32) {row['integer_int32_img_s']:>9,.0f}  integer(_int_mm) "
-                  f"{row['integer_int_mm_img_s']:>9,.0f}  int/fake {row['integer_vs_fake']:.2f}x", flush=True)
+                  f"{row['integer_int_mm_img_s']:>9,.0f}  integer(numba) "
+                  f"{row.get('integer_numba_img_s', float('nan')):>9,.0f}"
+                  f"  auto={row['integer_auto_gemm']}  int/fake {row['integer_vs_fake']:.2f}x", flush=True)
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
     out = {"benchmark": "bench_executor", "device": str(device), "machine": machine, "torch": torch.__version__,

@@ -25,11 +25,14 @@ from mpsearch.explorers import search
 from mpsearch.testing.explorers import random_table
 
 METHODS = {
+    # defaults: greedy repair + local improvement trials (local_search=0.5, counted as trials)
     "optuna-tpe": dict(explorer="optuna", sampler="tpe"),
+    "optuna-tpe (no local)": dict(explorer="optuna", sampler="tpe", local_search=0.0),
     "optuna-nsgaii": dict(explorer="optuna", sampler="nsgaii", sampler_options={"population_size": 30}),
     "optuna-random": dict(explorer="optuna", sampler="random"),
     # 64x64 networks instead of HAQ's 400x300: 5x faster on 2 cores, same results on these tables
     "rl-ddpg (greedy repair)": dict(explorer="rl", repair="greedy", net_arch=(64, 64)),
+    "rl-ddpg (greedy, no local)": dict(explorer="rl", repair="greedy", net_arch=(64, 64), local_search=0.0),
     "rl-ddpg (haq repair)": dict(explorer="rl", repair="haq", net_arch=(64, 64)),
 }
 BUDGETS = {"size 30%": {"size_bytes": "30%"}, "size 50% + bops 40%": {"size_bytes": "50%", "bops": "40%"}}

@@ -4,7 +4,8 @@
 zero-point correction) and returns a function of the op's input tensors. Every tensor these
 functions touch is an integer tensor: int8 operands, int32 accumulators, int64 for the
 products of a rescale. Matrix products go through :func:`int_matmul` (``torch._int_mm``:
-int8 x int8 -> int32).
+int8 x int8 -> int32), an int32 ``addmm``, or -- on CPU when numba is installed -- the int16
+``vpmaddwd`` GEMM of :mod:`mpsearch.execution._numba_kernels` (same integers, 3-5x faster).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mpsearch.execution import ir
+from mpsearch.execution import _numba_kernels, ir
 
 log = logging.getLogger("mpsearch")
 
@@ -29,17 +30,25 @@ def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
 
-GEMMS = ("auto", "int_mm", "int32")
+GEMMS = ("auto", "int_mm", "int32", "numba")
+#: Below this reduction length the numba dot-product kernel loses to torch's int32 matmul
+#: (too few vpmaddwd per output to pay for the horizontal sum); "numba" then uses "int32".
+NUMBA_MIN_K = 32
 
 
 def resolve_gemm(gemm: str, device: torch.device) -> str:
-    """The GEMM backend for ``device``: "auto" is ``_int_mm`` on CUDA and the int32 matmul on CPU.
+    """The GEMM backend for ``device``: "auto" is ``_int_mm`` on CUDA; on CPU it is "numba" when
+    numba is installed, else the int32 matmul.
 
     On CPU ``torch._int_mm`` (oneDNN s8s8s32) measured about 4x slower than an int32 matmul of the
-    same int8 values (benchmarks/bench_executor.py); both are exact integer arithmetic.
+    same int8 values, and the numba int16 kernel 3-5x faster than the int32 matmul for K >= 32
+    (benchmarks/bench_executor.py); all are exact integer arithmetic. "numba" without numba
+    installed, or on a non-CPU device, falls back to "int32".
     """
     if gemm == "auto":
-        return "int_mm" if device.type == "cuda" else "int32"
+        gemm = "int_mm" if device.type == "cuda" else "numba"
+    if gemm == "numba" and (device.type != "cpu" or not _numba_kernels.available()):
+        return "int32"
     return gemm
 
 
@@ -71,27 +80,39 @@ def int_matmul(a: Tensor, b: Tensor) -> Tensor:
 
 
 class _Gemm:
-    """``(cols @ w) * 2^k + corr`` for one weight: int8 ``_int_mm`` or an int32 ``addmm``.
+    """``(cols @ w) * 2^k + corr`` for one weight: int8 ``_int_mm``, an int32 ``addmm`` or the
+    numba int16 kernel.
 
     The int32 form multiplies the same int8 values widened to int32, with the ``2^k`` folded into
-    its int32 copy of the weight (the conversion checked that it cannot overflow).
+    its int32 copy of the weight (the conversion checked that it cannot overflow). The numba form
+    sums int16 x int16 products in int32, then shifts and adds ``corr``: the same integers.
     """
 
     def __init__(self, w_kn: Tensor, corr: Tensor, k: int, backend: str) -> None:
+        if backend == "numba" and w_kn.shape[0] < NUMBA_MIN_K:
+            backend = "int32"
         self.backend, self.k = backend, k
         self.corr = corr
         if backend == "int32":
             self.w = (w_kn.to(torch.int32) << k).contiguous()
+        elif backend == "numba":
+            # (N, K) rows of int16 weights: each output is one contiguous dot product along K
+            self.w_nk = w_kn.t().to(torch.int16).contiguous().numpy()
+            self.corr_np = corr.contiguous().numpy()
+            _numba_kernels.kernel()  # compile (or load from the disk cache) now, not in the first call
         else:
             self.w = w_kn.contiguous()
 
     @property
     def in_dtype(self) -> torch.dtype:
-        return torch.int32 if self.backend == "int32" else torch.int8
+        return {"int32": torch.int32, "numba": torch.int16}.get(self.backend, torch.int8)
 
     def __call__(self, cols: Tensor) -> Tensor:
         if self.backend == "int32":
             return torch.addmm(self.corr, cols, self.w)
+        if self.backend == "numba":
+            a = cols.contiguous().numpy()  # int16 (M, K), shares memory
+            return torch.from_numpy(_numba_kernels.gemm_i16(a, self.w_nk, self.corr_np, self.k))
         acc = int_matmul(cols, self.w)
         if self.k:
             acc = acc << self.k
@@ -128,7 +149,13 @@ def _prep_conv(op: ir.Conv, device: torch.device, gemm: str) -> Kernel:
             ).to(torch.int32)
     depthwise = cin_g == 1 and groups > 1
     backend = resolve_gemm(gemm, device)
-    if depthwise:
+    dw_numba = depthwise and cg == 1 and backend == "numba"
+    if dw_numba:  # (kh, kw, C) int32 taps; the numba kernel shifts and adds corr itself
+        w_taps = w.reshape(cout, kh, kw).permute(1, 2, 0).to(torch.int32).contiguous().numpy()
+        corr_np = corr.contiguous().numpy()
+        dw_kernel = _numba_kernels.depthwise_kernel()
+        in_dtype = torch.int8
+    elif depthwise:
         w_dw = (w.reshape(groups, cg, kh * kw).to(torch.int32) << k)  # (G, mult, kk)
         in_dtype = torch.int32
     else:
@@ -143,6 +170,13 @@ def _prep_conv(op: ir.Conv, device: torch.device, gemm: str) -> Kernel:
         xh = _as_2d(x, op.spatial_dims).permute(0, 2, 3, 1)  # NHWC (a view when x came from a conv)
         if pl or pr or pt or pb:
             xh = F.pad(xh, (0, 0, pl, pr, pt, pb), value=op.input_zp)
+        if dw_numba:
+            xh = xh.contiguous()
+            nb, hp, wp = xh.shape[0], xh.shape[1], xh.shape[2]
+            oh_, ow_ = (hp - (kh - 1) * dh - 1) // sh + 1, (wp - (kw - 1) * dw - 1) // sw + 1
+            out = torch.empty(nb, oh_, ow_, cout, dtype=torch.int32)
+            dw_kernel(xh.numpy(), w_taps, corr_np, k, (sh, sw), (dh, dw), out.numpy())
+            return _from_2d(out.permute(0, 3, 1, 2), op.spatial_dims)
         xh = xh.to(in_dtype)
         win = xh.unfold(1, (kh - 1) * dh + 1, sh).unfold(2, (kw - 1) * dw + 1, sw)  # (N, OH, OW, C, kh', kw')
         if dh > 1 or dw > 1:

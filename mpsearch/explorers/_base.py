@@ -29,6 +29,7 @@ from mpsearch.core.plan import BitPlan
 from mpsearch.core.types import Layer
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 from mpsearch.explorers._result import Evaluation, SearchResult, Trial, parse_objectives, pareto_front
+from mpsearch.explorers._local import LocalSearch, is_local_turn
 from mpsearch.explorers._space import SearchSpace
 
 
@@ -47,6 +48,10 @@ class Explorer(ABC):
         seed: random seed; same seed, same told metrics -> same plans.
         n_trials: evaluations after which ``ask`` returns None (None: unbounded).
         repair: repair strategy name (``"greedy"`` or ``"haq"``).
+        local_search: share of the trials after the explorer's warm-up that go to local
+            improvement of the best plan so far (:mod:`mpsearch.explorers._local`), taken only
+            while an untried improving neighbour exists (else the explorer's own proposal);
+            0 turns it off. Single-objective searches only. Every such plan is a counted trial.
     """
 
     name: ClassVar[str] = ""
@@ -55,15 +60,20 @@ class Explorer(ABC):
 
     def __init__(self, table: CostTable, *, budgets: Any = None, objectives: Any = None,
                  pins: Mapping[str, Any] | None = None, layers: Sequence[Layer] | None = None,
-                 seed: int = 0, n_trials: int | None = None, repair: str = "greedy") -> None:
+                 seed: int = 0, n_trials: int | None = None, repair: str = "greedy",
+                 local_search: float = 0.5) -> None:
         if not isinstance(table, CostTable):
             raise rule_error(f"{self.name} explorer", "table", "a CostTable", type(table).__name__)
         if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
             raise rule_error(f"{self.name} explorer", "n_trials", "an integer >= 1 or None", n_trials)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise rule_error(f"{self.name} explorer", "seed", "an integer", seed)
+        if isinstance(local_search, bool) or not isinstance(local_search, (int, float)) or not 0 <= local_search <= 1:
+            raise rule_error(f"{self.name} explorer", "local_search", "a number in [0, 1]", local_search)
         self.table = table
         self.space = SearchSpace(table, budgets, pins, repair)
+        self.local_search = float(local_search)
+        self.local = LocalSearch(self.space)
         self.objectives = parse_objectives(objectives)
         self.layers = list(layers) if layers is not None else None
         self.seed = seed
@@ -88,6 +98,17 @@ class Explorer(ABC):
     @property
     def is_multi_objective(self) -> bool:
         return len(self.objectives) > 1
+
+    def _local_proposal(self, n_after_warmup: int, incumbent: Sequence[int] | None,
+                        tried: Sequence[tuple[int, ...]]) -> list[int] | None:
+        """A local improvement choice for this trial, or None (not its turn, or nothing to try).
+
+        ``n_after_warmup``: trials asked since the warm-up ended (negative: still warming up).
+        """
+        if (self.local_search <= 0 or self.is_multi_objective or incumbent is None or n_after_warmup < 0
+                or not self.space.n_units or not is_local_turn(n_after_warmup, self.local_search)):
+            return None
+        return self.local.propose(incumbent, tried)
 
     def proxy_metrics(self, plan: BitPlan) -> dict[str, float]:
         """``omega`` and every resource total of a plan, from the table."""
@@ -128,7 +149,8 @@ class Explorer(ABC):
 
     def meta(self) -> dict[str, Any]:
         """Plain data describing this explorer's settings (for SearchResult.meta)."""
-        return {"seed": self.seed, "n_trials": self.n_trials, "repair": self.space.repair_name}
+        return {"seed": self.seed, "n_trials": self.n_trials, "repair": self.space.repair_name,
+                "local_search": self.local_search}
 
     def result(self, wall_time_s: float = 0.0) -> SearchResult:
         """Everything told so far as a :class:`SearchResult`."""

@@ -6,6 +6,10 @@ The only module of mpsearch that imports :mod:`optuna` (lazily, on first use).
   group shares one parameter; pinned layers have none). The sampled plan is repaired to
   meet the budgets (see :mod:`mpsearch.explorers._space`) and the repaired plan is the one
   evaluated and told; the sampler thus learns the objective of "sample, then repair".
+* Local improvement (``local_search``, default 0.5; single objective): after the sampler's
+  warm-up, up to that share of the trials are neighbours of the best trial
+  (:mod:`mpsearch.explorers._local`), enqueued with ``study.enqueue_trial`` (tagged
+  ``mpsearch:local``) so they are ordinary, counted trials the sampler also learns from.
 * Samplers (:data:`SAMPLERS`) are built with explicit arguments, since Optuna 5 changed
   TPE's defaults: ``tpe`` (multivariate, constant liar for parallel workers),
   ``nsgaii``, ``random``. ``sampler="auto"`` picks ``tpe`` for one objective and
@@ -40,12 +44,14 @@ from mpsearch.explorers._result import Evaluation, Trial
 
 _SURPLUS, _STALE, _FAILED = "mpsearch:surplus", "mpsearch:stale", "mpsearch:failed"
 _KEYS, _METRICS, _SPACE = "mpsearch:keys", "mpsearch:metrics", "mpsearch:space"
+_LOCAL = "mpsearch:local"  # trial proposed by the local improvement step, not the sampler
+_TPE_STARTUP, _NSGA_POPULATION = 10, 50
 
 
 def _tpe(seed: int, options: Mapping[str, Any]) -> Any:
     import optuna
 
-    kw: dict[str, Any] = dict(seed=seed, n_startup_trials=10, n_ei_candidates=24, multivariate=True,
+    kw: dict[str, Any] = dict(seed=seed, n_startup_trials=_TPE_STARTUP, n_ei_candidates=24, multivariate=True,
                               group=False, constant_liar=True)
     kw.update(options)
     return optuna.samplers.TPESampler(**kw)
@@ -54,7 +60,7 @@ def _tpe(seed: int, options: Mapping[str, Any]) -> Any:
 def _nsgaii(seed: int, options: Mapping[str, Any]) -> Any:
     import optuna
 
-    kw: dict[str, Any] = dict(seed=seed, population_size=50, mutation_prob=None, crossover_prob=0.9,
+    kw: dict[str, Any] = dict(seed=seed, population_size=_NSGA_POPULATION, mutation_prob=None, crossover_prob=0.9,
                               swapping_prob=0.5)
     kw.update(options)
     return optuna.samplers.NSGAIISampler(**kw)
@@ -185,6 +191,7 @@ class OptunaExplorer(Explorer):
         if self.n_trials is not None and self._slots() >= self.n_trials:
             self._exhausted = True
             return None
+        self._enqueue_local(study)
         trial = study.ask()
         if self.n_trials is not None and self._slots(below=trial.number) >= self.n_trials:
             trial.set_user_attr(_SURPLUS, True)
@@ -197,15 +204,40 @@ class OptunaExplorer(Explorer):
         keys = self.space.keys_of(choice)
         trial.set_user_attr(_KEYS, keys)
         trial.set_user_attr("mpsearch:repaired", choice != sampled)
-        plan = self._plan(keys, trial.number, choice != sampled)
+        plan = self._plan(keys, trial.number, choice != sampled, bool(trial.user_attrs.get(_LOCAL)))
         self._pending[trial.number] = plan
         self._trials[trial.number] = trial
         return Trial(trial.number, plan)
 
-    def _plan(self, keys: Mapping[str, str], number: int, repaired: bool) -> Any:
+    def _warmup_trials(self) -> int:
+        if self.sampler_name == "tpe":
+            return int(self.sampler_options.get("n_startup_trials", _TPE_STARTUP))
+        if self.sampler_name == "nsgaii":
+            return int(self.sampler_options.get("population_size", _NSGA_POPULATION))
+        return 0
+
+    def _enqueue_local(self, study: Any) -> None:
+        """Queue a local improvement of the best trial when it is its turn (see ``_local``)."""
+        from optuna.trial import TrialState
+
+        if self.local_search <= 0 or self.is_multi_objective:
+            return
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE and _KEYS in t.user_attrs]
+        if not done:
+            return
+        sign = 1.0 if self.objectives[0][1] == "minimize" else -1.0
+        best = min(done, key=lambda t: (sign * t.values[0], t.number))
+        tried = [tuple(self.space.choice_from_keys(t.user_attrs[_KEYS])) for t in trials if _KEYS in t.user_attrs]
+        choice = self._local_proposal(len(trials) - self._warmup_trials(),
+                                      self.space.choice_from_keys(best.user_attrs[_KEYS]), tried)
+        if choice is not None:
+            study.enqueue_trial(self.space.keys_of(choice), user_attrs={_LOCAL: True})
+
+    def _plan(self, keys: Mapping[str, str], number: int, repaired: bool, local: bool = False) -> Any:
         choice = self.space.choice_from_keys(keys)
         return self.space.plan(choice, solver=f"optuna-{self.sampler_name}", status="sampled",
-                               meta={"trial_id": number, "repaired": bool(repaired)})
+                               meta={"trial_id": number, "repaired": bool(repaired), "local": bool(local)})
 
     def tell(self, trial_id: int, metrics: Mapping[str, float] | None, failed: bool = False) -> None:
         from optuna.trial import TrialState
@@ -230,7 +262,8 @@ class OptunaExplorer(Explorer):
             failed = t.state == TrialState.FAIL and bool(t.user_attrs.get(_FAILED))
             if not (t.state == TrialState.COMPLETE or failed) or _KEYS not in t.user_attrs:
                 continue
-            plan = self._plan(t.user_attrs[_KEYS], t.number, bool(t.user_attrs.get("mpsearch:repaired")))
+            plan = self._plan(t.user_attrs[_KEYS], t.number, bool(t.user_attrs.get("mpsearch:repaired")),
+                              bool(t.user_attrs.get(_LOCAL)))
             out.append(Evaluation(t.number, plan, dict(t.user_attrs.get(_METRICS, {})), failed))
         return sorted(out, key=lambda e: e.trial_id)
 

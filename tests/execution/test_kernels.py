@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -24,12 +27,18 @@ def _conv_ref(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, zp: int, k: 
     return y.round().to(torch.int64)
 
 
-@pytest.mark.parametrize("gemm", ["int32", "int_mm"])
+NUMBA = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed")
+GEMM_BACKENDS = ["int32", "int_mm", pytest.param("numba", marks=NUMBA)]
+
+
+@pytest.mark.parametrize("gemm", GEMM_BACKENDS)
 @pytest.mark.parametrize("cin,cout,groups,stride,pad,dil", [
     (3, 5, 1, (1, 1), (1, 1), (1, 1)),
     (4, 6, 2, (2, 1), (0, 1), (1, 1)),
     (6, 6, 6, (1, 1), (1, 1), (1, 1)),   # depthwise
     (6, 12, 6, (2, 2), (2, 2), (2, 2)),  # depthwise x2 multiplier, strided, dilated
+    (40, 7, 1, (1, 1), (1, 1), (1, 1)),  # K = 360 >= NUMBA_MIN_K: the numba kernel runs
+    (80, 6, 2, (1, 2), (1, 0), (1, 1)),  # grouped, K = 360 per group
 ])
 def test_conv_kernel_exact(gemm: str, cin: int, cout: int, groups: int, stride: tuple[int, int],
                            pad: tuple[int, int], dil: tuple[int, int]) -> None:
@@ -58,7 +67,7 @@ def test_conv1d_and_linear_exact() -> None:
     xl = torch.randint(-128, 128, (4, 10), generator=g, dtype=torch.int8)
     wl = torch.randint(-128, 128, (3, 10), generator=g, dtype=torch.int8)
     op = ir.Linear(name="y", inputs=("x",), weight=wl, bias=b[:3], input_zp=-3, bias_shift=2)
-    for gemm in ("int32", "int_mm"):
+    for gemm in ("int32", "int_mm", "numba"):
         got = KERNELS["linear"](op, CPU, gemm)(xl)
         ref = ((xl.long() + 3) @ wl.long().t()) * 4 + b[:3].long()
         assert torch.equal(got.long(), ref)
@@ -93,3 +102,46 @@ def test_integer_add_with_two_scales() -> None:
     qb = torch.tensor([[1, -1, 5, 0]], dtype=torch.int8)  # reals 0.2, -0.2, 1.0, 0.0
     # a at scale 0.2: 10, 2.5 -> 3 (half up), 0, -257.5 -> -257; plus b's codes
     assert model.run(qa, qb).tolist() == [[11, 2, 5, -257]]
+
+
+@NUMBA
+@pytest.mark.parametrize("m,k,n", [(1, 32, 1), (37, 288, 64), (5, 4096, 3)])
+def test_numba_gemm_matches_int32_matmul_bit_exact(m: int, k: int, n: int) -> None:
+    from mpsearch.execution import _numba_kernels
+
+    g = torch.Generator().manual_seed(k)
+    a = torch.randint(-128, 128, (m, k), generator=g, dtype=torch.int8)
+    w = torch.randint(-128, 128, (n, k), generator=g, dtype=torch.int8)
+    a[0] = -128  # extreme rows: (-128)(-128) = 2^14 per product, K * 2^14 in all
+    w[0] = -128
+    if m > 1:
+        a[1], w[-1] = 127, -128
+    corr = torch.randint(-(2**20), 2**20, (n,), generator=g, dtype=torch.int32)
+    shift = 2 if k < 4096 else 0
+    got = _numba_kernels.gemm_i16(a.to(torch.int16).numpy(), w.to(torch.int16).numpy(), corr.numpy(), shift)
+    ref = torch.addmm(corr, a.to(torch.int32), w.to(torch.int32).t() << shift)  # the int32 path
+    assert got.dtype == np.int32
+    assert torch.equal(torch.from_numpy(got), ref)
+    assert got[0, 0] == k * 2**14 * 2**shift + int(corr[0])
+
+
+@NUMBA
+def test_numba_kernel_machine_code_has_no_float_op() -> None:
+    """The dtype audit cannot see inside numba, so read the compiled code instead."""
+    import re
+
+    from mpsearch.execution import _numba_kernels
+
+    fn = _numba_kernels.compile_kernel(cache=False)  # a fresh compile: cached code cannot be inspected
+    a = np.full((3, 64), -128, np.int16)
+    out = np.empty((3, 2), np.int32)
+    fn(a, a[:2].copy(), np.array([1, -1], np.int32), 1, out)
+    assert (out == np.array([1, -1]) + 64 * 2**15).all()
+    (llvm,) = fn.inspect_llvm().values()
+    body = llvm[llvm.index("define"):]  # the jitted function and its wrappers
+    assert not re.findall(r"\b(fadd|fsub|fmul|fdiv|sitofp|uitofp|fptosi|fptoui|fpext|fptrunc)\b", body)
+    (asm,) = fn.inspect_asm().values()
+    assert not re.findall(r"\bv?(add|sub|mul|div|cvt\w*)[sp][sd]\b", asm)
+    cpuinfo = open("/proc/cpuinfo").read() if sys.platform == "linux" else ""
+    if " avx2" in cpuinfo:
+        assert "vpmaddwd" in asm  # the int16 dot product the speed comes from

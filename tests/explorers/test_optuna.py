@@ -32,6 +32,29 @@ def test_tpe_within_1pct_of_ilp_optimum_in_60_trials():
     assert all(space.plan_is_feasible(e.plan) for e in res.evaluations)
 
 
+TWO = {"size_bytes": "50%", "bops": "40%"}  # a_bits 4/8 below: BOPs are not proportional to size
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tpe_within_1pct_of_ilp_on_20_layers_and_two_budgets_in_100_trials(seed):
+    table = random_table(20, (2, 4, 8), seed=21, a_bits=(4, 8))
+    opt = allocate(table, budgets=TWO).objective
+    res = search(table, "optuna", TWO, n_trials=100, seed=seed)
+    assert res.n_evaluations == 100  # local improvement trials are counted like the sampler's
+    assert res.best_metrics["omega"] <= opt * 1.01
+    space = SearchSpace(table, TWO)
+    assert all(space.plan_is_feasible(e.plan) for e in res.evaluations)
+    local = [e.trial_id for e in res.evaluations if e.plan.meta["local"]]
+    # at most every other trial after the 10 warm-up ones, and only while improving moves exist
+    assert 0 < len(local) <= 45 and min(local) >= 10
+
+
+def test_two_budget_ilp_used_above_matches_brute_force():
+    table = random_table(5, (2, 4, 8), seed=21, a_bits=(4, 8))  # 6^5 assignments
+    budgets = SearchSpace(table, TWO).budgets
+    assert allocate(table, budgets=TWO).objective == pytest.approx(brute_force_optimum(table, budgets), rel=1e-12)
+
+
 def test_ilp_optimum_used_above_matches_brute_force():
     table = random_table(7, (2, 4, 8), seed=11)
     assert allocate(table, budgets=BUDGET).objective == pytest.approx(brute_force_optimum(table, BUDGET), rel=1e-12)

@@ -43,11 +43,13 @@ from mpsearch.core.types import VALID_BITS, Candidate, Layer
 from mpsearch.errors import ConfigError, rule_error
 from mpsearch.hardware._check import pair_key, parse_pair_key
 from mpsearch.execution._timing import (
+    ROUNDS,
+    TRIM,
     ProgramTiming,
     intra_op_threads,
     pool_stats,
     time_isolated_layer,
-    time_program,
+    time_programs,
 )
 from mpsearch.hardware.costs import roofline_work
 from mpsearch.hardware.fit import RooflineSample, fit_roofline
@@ -149,6 +151,58 @@ def _batch_of(example_inputs: Any, batch: int) -> torch.Tensor:
     return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch].contiguous()
 
 
+def _integer_program(model: nn.Module, x: torch.Tensor, pair: tuple[int, int],
+                     calib: list[Any]) -> tuple[list[Layer], Any]:
+    """``model`` at ``x``'s batch: its discovered layers, and its integer program at ``pair``."""
+    from mpsearch.core.plan import BitPlan
+    from mpsearch.execution import to_integer
+    from mpsearch.model import discover
+    from mpsearch.quant import quantizable_layer_names, quantize
+
+    layers = discover(model, x)
+    qmodel = quantize(model, BitPlan.uniform(quantizable_layer_names(model), *pair), calib)
+    return layers, to_integer(qmodel, x[:2].cpu())
+
+
+def _check_all_layers_ran(layers: Sequence[Layer], timing: ProgramTiming) -> None:
+    missing = [layer.name for layer in layers if layer.name not in timing.layers]
+    if missing:
+        raise ConfigError(f"profile: every discovered layer must run in the integer program, but "
+                          f"{', '.join(missing)} did not")
+
+
+def measure_model_grid(model: nn.Module, example_inputs: Any, pairs: Sequence[tuple[int, int]],
+                       batches: Sequence[int], device: str | torch.device = "cpu", warmup: int = 10,
+                       repeats: int = 50, threads: int | None = 1, calib_batches: Iterable[Any] | None = None,
+                       rounds: int = ROUNDS) -> dict[tuple[int, tuple[int, int]], tuple[list[Layer], ProgramTiming]]:
+    """Per-layer latencies of ``model`` at every batch x pair, timed in context and interleaved.
+
+    All the integer programs are built first, then timed together by
+    :func:`~mpsearch.execution._timing.time_programs` (``repeats`` runs of each, spread over
+    ``rounds`` rounds), so that load from other processes falls on every (batch, pair) alike.
+
+    Returns:
+        ``{(batch, (w, a)): (layers, timing)}``.
+    """
+    dev = resolve_device(device)
+    _check_counts(warmup, repeats, list(batches), threads)
+    pair_list = parse_pairs(list(pairs), "pairs")
+    calib = list(calib_batches) if calib_batches is not None else None
+    keys, built, programs = [], [], []
+    with intra_op_threads(threads), torch.no_grad():
+        for b in batches:
+            x = _batch_of(example_inputs, b)
+            for pair in pair_list:
+                layers, imodel = _integer_program(model, x, pair, calib if calib is not None else [x])
+                keys.append((b, pair))
+                built.append(layers)
+                programs.append((imodel, x))
+        timings = time_programs(programs, dev, warmup, repeats, rounds)
+    for layers, timing in zip(built, timings):
+        _check_all_layers_ran(layers, timing)
+    return {k: (layers, t) for k, layers, t in zip(keys, built, timings)}
+
+
 def measure_model(model: nn.Module, example_inputs: Any, pair: tuple[int, int], device: str | torch.device = "cpu",
                   batch: int = 1, warmup: int = 10, repeats: int = 50, threads: int | None = 1,
                   calib_batches: Iterable[Any] | None = None) -> tuple[list[Layer], ProgramTiming]:
@@ -158,26 +212,9 @@ def measure_model(model: nn.Module, example_inputs: Any, pair: tuple[int, int], 
         ``(layers, timing)``: the discovered layers at ``batch`` examples, and
         :class:`~mpsearch.execution._timing.ProgramTiming` (layer name -> stat, end to end).
     """
-    from mpsearch.core.plan import BitPlan
-    from mpsearch.execution import to_integer
-    from mpsearch.model import discover
-    from mpsearch.quant import quantizable_layer_names, quantize
-
-    dev = resolve_device(device)
-    _check_counts(warmup, repeats, [batch], threads)
     w, a = parse_pairs([pair], "pair")[0]
-    x = _batch_of(example_inputs, batch)
-    calib = list(calib_batches) if calib_batches is not None else [x]
-    with intra_op_threads(threads), torch.no_grad():
-        layers = discover(model, x)
-        qmodel = quantize(model, BitPlan.uniform(quantizable_layer_names(model), w, a), calib)
-        imodel = to_integer(qmodel, x[:2].cpu())
-        timing = time_program(imodel, x, dev, warmup, repeats)
-    missing = [layer.name for layer in layers if layer.name not in timing.layers]
-    if missing:
-        raise ConfigError(f"profile: every discovered layer must run in the integer program, but "
-                          f"{', '.join(missing)} did not")
-    return layers, timing
+    return measure_model_grid(model, example_inputs, [(w, a)], [batch], device, warmup, repeats, threads,
+                              calib_batches)[(batch, (w, a))]
 
 
 # -- the profile ---------------------------------------------------------------------------
@@ -301,22 +338,23 @@ def profile_device(model_or_layers: nn.Module | Sequence[Layer], example_inputs:
         raise rule_error("profile", "batch", "a positive integer or a non-empty list of them", batch)
     measured: dict[SignatureKey, dict[str, list[LatencyStat]]] = defaultdict(lambda: defaultdict(list))
     is_model = isinstance(model_or_layers, nn.Module)
+    load_start = _load_avg()  # 1, 5, 15-minute load averages: how busy the machine was
     if is_model:
         if example_inputs is None:
             raise rule_error("profile", "example_inputs", "given when profiling a model", None)
         what = label or type(model_or_layers).__name__
-        for b in batches:
-            for w, a in pair_list:
-                layers, timing = measure_model(model_or_layers, example_inputs, (w, a), dev, b, warmup, repeats,
-                                               threads, calib_batches)
-                for layer in layers:
-                    op, shape = layer_signature(layer, b)
-                    measured[signature_key(op, shape)][pair_key(w, a)].append(timing.layers[layer.name])
+        grid = measure_model_grid(model_or_layers, example_inputs, pair_list, batches, dev, warmup, repeats,
+                                  threads, calib_batches)
+        for (b, (w, a)), (layers, timing) in grid.items():
+            for layer in layers:
+                op, shape = layer_signature(layer, b)
+                measured[signature_key(op, shape)][pair_key(w, a)].append(timing.layers[layer.name])
         how = ("in context: each model quantized uniformly at each pair, converted with to_integer, and every "
                "integer op timed while the program runs; a layer's latency is its conv/linear kernel + requant "
                "epilogue + the non-layer ops attributed to it (an op belongs to the layer that produced its first "
                "input; input quantization to the first layer, output dequantization to the last), so a model's "
-               "layers add up to its end-to-end latency")
+               f"layers add up to its end-to-end latency; every batch x pair of the model timed interleaved over "
+               f"{ROUNDS} rounds")
     else:
         layers = list(model_or_layers)
         if not layers or not all(isinstance(x, Layer) for x in layers):
@@ -338,10 +376,11 @@ def profile_device(model_or_layers: nn.Module | Sequence[Layer], example_inputs:
     today = datetime.date.today().isoformat()
     notes = (f"Measured by mpsearch's profiler on {machine}, {today}. Measured: {what}, batch "
              f"{', '.join(map(str, batches))}, {warmup} warm-up + {repeats} timed runs per measurement "
-             f"(time.perf_counter{', CUDA synchronised per op' if dev.type == 'cuda' else ''}); load average at "
-             f"the end {_load_avg()}. Timing {how}. Latencies in ms: mean, std, count over the fastest 90% of "
-             "the timed runs (the slowest 10%, disturbed by other processes, dropped; layers sharing a signature "
-             "are pooled). Codes of every width 2..8 are stored in int8 and multiplied by the same "
+             f"(time.perf_counter{', CUDA synchronised per op' if dev.type == 'cuda' else ''}); load average "
+             f"(1/5/15 min) {load_start} at the start, {_load_avg()} at the end. Timing {how}. Latencies in ms: "
+             f"mean, std, count over the fastest {1 - TRIM:.0%} of the timed runs (ranked by the program's "
+             "end-to-end time, the same runs for every layer: load from other processes only adds time, in bursts, "
+             "so the fastest runs are the reproducible quantity; layers sharing a signature are pooled). Codes of every width 2..8 are stored in int8 and multiplied by the same "
              "kernels, so fewer bits are NOT faster here: the pairs differ only by noise, and no speed-up is "
              "assumed. Roofline fitted to the LUT (fit_roofline) as one w8a8 rate that every pair falls back to."
              + (" One intra-op thread gives stable timings on a shared machine." if threads == 1 else ""))
@@ -349,7 +388,7 @@ def profile_device(model_or_layers: nn.Module | Sequence[Layer], example_inputs:
         base_notes = base_profile.source.get("notes", "")
         if base_profile.source.get("machine") == machine:  # same machine: only say what was added
             notes = (f"{base_notes} Also measured ({today}): {what}, batch {', '.join(map(str, batches))}, "
-                     f"{warmup} + {repeats} runs, timing {how.split(':')[0]}; load average {_load_avg()}.")
+                     f"{warmup} + {repeats} runs, timing {how.split(':')[0]}; load average {load_start} at the start, {_load_avg()} at the end.")
         else:
             notes = base_notes + "\n" + notes
     name = name or f"{dev.type}-measured"

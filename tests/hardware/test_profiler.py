@@ -19,8 +19,26 @@ from mpsearch.core.profile import LatencyStat
 from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError
 from mpsearch.hardware import layer_costs, layer_signature, load_profile, write_profile
-from mpsearch.execution._timing import _one_layer_ops, attribute_ops, keep_fastest, pool_stats, stat_of
-from mpsearch.execution.profiler import build_profile, measure_layer, measure_model, parse_pairs, profile_device
+from mpsearch.execution import _timing
+from mpsearch.execution._timing import (
+    TRIM,
+    _one_layer_ops,
+    attribute_ops,
+    keep_fastest,
+    pool_stats,
+    round_sizes,
+    stat_of,
+    time_end_to_end_many,
+    time_programs,
+)
+from mpsearch.execution.profiler import (
+    build_profile,
+    measure_layer,
+    measure_model,
+    measure_model_grid,
+    parse_pairs,
+    profile_device,
+)
 from mpsearch.hardware.signature import layer_from_signature, signature_key
 from mpsearch.testing.profiles import check_profile
 
@@ -97,7 +115,7 @@ def test_timed_one_layer_program_is_the_real_convolution() -> None:
     y = KERNELS["requant"](requant, torch.device("cpu"), "auto")(acc)
     assert y.dtype == torch.int8 and int(y.min()) >= -4 and int(y.max()) <= 3  # 3-bit codes
     stat = measure_layer(layer, (4, 3), warmup=1, repeats=4)
-    assert stat.count == 4 and stat.mean > 0
+    assert stat.count == 4 - int(4 * TRIM) == 1 and stat.mean > 0  # the fastest quarter of 4 runs
 
 
 def test_attribution_of_non_layer_ops() -> None:
@@ -176,3 +194,65 @@ def test_cli_profile_imported_model(tmp_path, capsys: pytest.CaptureFixture[str]
     assert main(["profile", "--model", "tests.hardware.test_profiler:tiny_model", "--pairs", "w8a1",
                  "-o", str(out)]) == 2
     assert "--pairs must be" in capsys.readouterr().err
+
+
+def _tiny_program(pair: tuple[int, int] = (8, 8)) -> tuple[object, torch.Tensor]:
+    from mpsearch.core.plan import BitPlan
+    from mpsearch.execution import to_integer
+    from mpsearch.quant import quantizable_layer_names, quantize
+
+    model, x = tiny_model()
+    q = quantize(model, BitPlan.uniform(quantizable_layer_names(model), *pair), [x])
+    return to_integer(q, x[:2]), x
+
+
+def test_round_sizes_split_the_repeats() -> None:
+    assert round_sizes(50, 5) == [10] * 5
+    assert round_sizes(7, 3) == [3, 2, 2]
+    assert round_sizes(2, 5) == [1, 1]  # never an empty round
+    assert sum(round_sizes(13, 4)) == 13
+
+
+def test_programs_are_timed_interleaved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Warm-up of each program, then rounds that run every program in turn, order reversed every other round."""
+    calls: list[tuple[int, bool]] = []
+    real = _timing._ProgramRunner.run_once
+
+    def spy(self, keep: bool) -> None:
+        calls.append((id(self.imodel), keep))
+        real(self, keep)
+
+    monkeypatch.setattr(_timing._ProgramRunner, "run_once", spy)
+    (a, x), (b, _) = _tiny_program((8, 8)), _tiny_program((4, 4))
+    timings = time_programs([(a, x), (b, x)], torch.device("cpu"), warmup=1, repeats=5, rounds=2)
+    A, B = id(a), id(b)
+    assert calls == [(A, False), (B, False), (A, True), (A, True), (A, True), (B, True), (B, True), (B, True),
+                     (B, True), (B, True), (A, True), (A, True)]
+    for t in timings:
+        # 5 runs, the fastest quarter kept (ranked end to end), the same runs for every layer: the layers
+        # and the loop overhead add up exactly to the end-to-end mean
+        assert t.end_to_end.count == 5 - int(5 * TRIM) == 2
+        assert {s.count for s in t.layers.values()} == {2}
+        total = math.fsum(s.mean for s in t.layers.values()) + t.unattributed_ms
+        assert math.isclose(total, t.end_to_end.mean, rel_tol=1e-12)
+
+
+def test_end_to_end_many_uses_the_same_estimator() -> None:
+    (a, x), (b, _) = _tiny_program((8, 8)), _tiny_program((2, 4))
+    stats = time_end_to_end_many([(a, x), (b, x[:1])], torch.device("cpu"), warmup=1, repeats=8, rounds=3)
+    assert [s.count for s in stats] == [8 - int(8 * TRIM)] * 2 == [2, 2]
+    assert all(s.mean > 0 for s in stats)
+
+
+def test_grid_covers_every_batch_and_pair_and_layers_add_up() -> None:
+    model, x = tiny_model()
+    grid = measure_model_grid(model, x, [(8, 8), (2, 4)], [1, 3], warmup=1, repeats=4, rounds=2)
+    assert sorted(grid) == [(1, (2, 4)), (1, (8, 8)), (3, (2, 4)), (3, (8, 8))]
+    for (b, _pair), (layers, timing) in grid.items():
+        assert [layer.name for layer in layers] == ["stem", "c1", "c2", "fc"]
+        assert layers[0].input_shape[0] == b  # discovered at that batch
+        assert set(timing.layers) == {"stem", "c1", "c2", "fc"}
+        total = math.fsum(s.mean for s in timing.layers.values()) + timing.unattributed_ms
+        assert math.isclose(total, timing.end_to_end.mean, rel_tol=1e-12)
+    notes = profile_device(model, x, pairs="w8a8", warmup=1, repeats=4).source["notes"]
+    assert "at the start" in notes and "at the end" in notes and "fastest 25%" in notes

@@ -278,6 +278,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--spearman", action="store_true",
                    help="rank correlation of omega vs the measured loss increase on the digits demo models")
+    p.add_argument("--out", default=None, help="results JSON (default results/bench_sensitivity[_cuda].json)")
     p.add_argument("--state", default=None, help=argparse.SUPPRESS)
     p.add_argument("--one", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -339,8 +340,8 @@ def main() -> int:
     meta = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "batch": args.batch, "n_batches": args.n_batches, "target": args.target, "max_probes": args.max_probes,
             "cuda_name": torch.cuda.get_device_name() if args.device == "cuda" else None}
-    out = Path(__file__).parent / "results" / ("bench_sensitivity.json" if args.device == "cpu"
-                                               else f"bench_sensitivity_{args.device}.json")
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
+        "bench_sensitivity.json" if args.device == "cpu" else f"bench_sensitivity_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"wrote {out}")

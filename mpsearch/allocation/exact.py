@@ -10,11 +10,12 @@ optimal without a MIP. ``reduce=False`` hands the whole problem to the MIP solve
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from mpsearch.allocation.problem import Problem
+from mpsearch.allocation.problem import Core, Problem
 from mpsearch.allocation.reduce import incumbent, lagrangian, restrict
 from mpsearch.allocation.solvers import get_backend, get_lp_engine
 from mpsearch.allocation.solvers._base import LP_INFEASIBLE, LP_OPTIMAL
@@ -59,7 +60,7 @@ class ExactSolver:
             return SolverOutcome(INFEASIBLE, None, None, t_lp - t0, "LP relaxation infeasible")
         lam = lp.lam if lp.status == LP_OPTIMAL else np.zeros(len(limits))  # lam = 0 is still a valid bound
         bound, rc, tol = lagrangian(p, lam, limits)
-        inc = incumbent(p, limits, lp.x, start)
+        inc = incumbent(p, limits, lp.x, start, rc=rc, bound=bound - tol)
         if inc is None:  # no incumbent: nothing can be removed, the MIP decides (feasibility too)
             keep = np.ones(p.n_vars, dtype=bool)
             upper = np.inf
@@ -86,17 +87,23 @@ class ExactSolver:
             if inc is None:
                 return done(TIME_LIMIT, None, None, "time_limit", "time limit before the MIP (no plan found)")
             return done(TIME_LIMIT, inc, bound, "time_limit", "time limit before the MIP")
-        backend = self.backend_cls(red.core, msg=self.msg)
+        core, shift, scale = _normalized(red.core)
+        backend = self.backend_cls(core, msg=self.msg)
         backend.set_limits(red.limits)
         core_start = red.to_core(inc) if inc is not None else None
-        out = backend.solve(remaining, _core_gap(p, gap_rel, bound, upper, red.fixed_cost), core_start)
+        core_gap = _core_gap(p, gap_rel, bound, upper, red.fixed_cost + shift, scale)
+        out = backend.solve(remaining, core_gap, core_start)
         stats["mip_s"] = time.perf_counter() - t_fix
         if out.status == INFEASIBLE:
             return done(INFEASIBLE, None, None, "infeasible", out.raw)
         chosen = red.to_problem(out.chosen) if out.chosen is not None else None
         if inc is not None and (chosen is None or p.cost[chosen].sum() > upper):
             chosen = inc  # a stopped MIP may not have beaten its start
-        lower = None if out.bound is None else max(bound, red.fixed_cost + out.bound)
+        core_bound = out.bound
+        if core_bound is None and out.status == WITHIN_GAP and chosen is not None:
+            # CBC (through PuLP) reports no bound; its stop rule proves core >= (1 - gap) x core value
+            core_bound = (1.0 - core_gap) * (float(p.cost[chosen].sum()) - red.fixed_cost - shift) / scale
+        lower = None if core_bound is None else max(bound, red.fixed_cost + shift + scale * core_bound)
         if out.status == OPTIMAL and chosen is not None:
             lower = float(p.cost[chosen].sum())
         return done(out.status, chosen, lower, "mip" if out.status != TIME_LIMIT else "time_limit", out.raw)
@@ -108,13 +115,31 @@ def _rel(p: Problem, upper: float, lower: float) -> float:
     return max(0.0, p.cost_scale * (upper - lower)) / max(abs(top), 1e-300)
 
 
-def _core_gap(p: Problem, gap_rel: float, bound: float, upper: float, fixed_cost: float) -> float:
+def _normalized(core: Core) -> tuple[Core, float, float]:
+    """The core with its objective shifted per group to a minimum of 0 and scaled to a maximum of 1.
+
+    Returns ``(core', shift, scale)``: ``core objective = shift + scale * core' objective``
+    (same argmin). Left in problem units, the core's objective differences are ~1e-6 (what
+    fixing keeps is within ``UB - L`` of the bound), under the MIP engines' absolute
+    tolerances (~1e-7 to 1e-6): HiGHS then declared plans ~1e-6 above the optimum optimal.
+    """
+    mins = np.minimum.reduceat(core.cost, core.group_ptr[:-1]) if core.n_vars else np.zeros(0)
+    shifted = core.cost - mins[core.var_group]
+    scale = float(shifted.max()) if core.n_vars else 1.0
+    scale = scale if scale > 0 else 1.0
+    return replace(core, cost=shifted / scale), float(mins.sum()), scale
+
+
+def _core_gap(p: Problem, gap_rel: float, bound: float, upper: float, core_const: float, core_scale: float) -> float:
     """A relative gap for the core MIP that keeps the whole plan within ``gap_rel`` (0 stays 0).
 
     Allowed absolute gap (solver units) is ``gap_rel`` x the smallest the objective can be (>= L);
-    the core's own objective is at most ``upper - fixed_cost``.
+    the core's own objective is at most ``upper - core_const`` (the MIP starts from the
+    incumbent), in its normalized units that divided by ``core_scale``, which cancels in the
+    ratio. The core objective is a small part of the whole, so its relative gap is larger than
+    ``gap_rel``; half of the allowance is kept back for the engines' own gap definitions.
     """
     if gap_rel <= 0:
         return 0.0
     allowed = gap_rel * max(p.cost_const + p.cost_scale * bound, 0.0) / p.cost_scale
-    return float(min(gap_rel, allowed / max(upper - fixed_cost, 1e-300)))
+    return float(min(0.5, 0.5 * allowed / max(upper - core_const, 1e-300)))

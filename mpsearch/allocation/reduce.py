@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpsearch.allocation.local_search import local_search
 from mpsearch.allocation.problem import Core, Problem
 
 #: x above this counts as "in the LP support"; below 1 - this a group is fractional.
@@ -47,13 +48,17 @@ def lagrangian(problem: Problem, lam: np.ndarray, limits: np.ndarray) -> tuple[f
 
 
 def incumbent(problem: Problem, limits: np.ndarray, x: np.ndarray | None,
-              start: np.ndarray | None = None, max_moves: int = 200) -> np.ndarray | None:
+              start: np.ndarray | None = None, max_moves: int = 200, rc: np.ndarray | None = None,
+              bound: float | None = None, search: bool = True) -> np.ndarray | None:
     """A feasible assignment (chosen variable per group) near the LP optimum, or None.
 
     Integral groups keep their LP choice; a fractional group takes the candidate of its LP
     support that uses the least budget (relative to the limits); budgets that this breaks are
     repaired by the cheapest downgrades, then slack is spent on the best upgrades (objective
-    gain per unit of slack). ``start``, if feasible and cheaper, wins.
+    gain per unit of slack). ``start``, if feasible and cheaper, wins. Last, unless ``search``
+    is False, :func:`~mpsearch.allocation.local_search.local_search` (single moves and pair
+    swaps, pool ranked by the reduced costs ``rc`` of the bound ``bound`` when given) improves
+    the winner; it only ever lowers the objective and keeps every budget.
     """
     limits = np.asarray(limits, dtype=np.float64)
     best = start if start is not None and _feasible(problem, start, limits) else None
@@ -67,6 +72,8 @@ def incumbent(problem: Problem, limits: np.ndarray, x: np.ndarray | None,
             chosen = _improve(problem, limits, chosen, max_moves)
             if best is None or problem.cost[chosen].sum() < problem.cost[best].sum():
                 best = chosen
+    if best is not None and search:
+        best = local_search(problem, limits, best, rc, bound, max_rounds=max_moves)
     return best
 
 

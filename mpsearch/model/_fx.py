@@ -106,20 +106,21 @@ def _contains(registry: Any, target: Any) -> bool:
         return False
 
 
-def _is_alias(gm: fx.GraphModule, n: fx.Node) -> bool:
+def _is_op_of(gm: fx.GraphModule, n: fx.Node, modules: tuple[type, ...], functions: Any, methods: Any) -> bool:
+    """Whether node ``n`` calls one of the given module types, functions or tensor methods."""
     if n.op == "call_module":
-        return isinstance(_module(gm, n), kinds.ALIAS_MODULES)
+        return isinstance(_module(gm, n), modules)
     if n.op == "call_function":
-        return _contains(kinds.ALIAS_FUNCTIONS, n.target)
-    return n.op == "call_method" and n.target in kinds.ALIAS_METHODS
+        return _contains(functions, n.target)
+    return n.op == "call_method" and n.target in methods
+
+
+def _is_alias(gm: fx.GraphModule, n: fx.Node) -> bool:
+    return _is_op_of(gm, n, kinds.ALIAS_MODULES, kinds.ALIAS_FUNCTIONS, kinds.ALIAS_METHODS)
 
 
 def _is_scale_keeping(gm: fx.GraphModule, n: fx.Node) -> bool:
-    if n.op == "call_module":
-        return isinstance(_module(gm, n), kinds.SCALE_KEEPING_MODULES)
-    if n.op == "call_function":
-        return _contains(kinds.SCALE_KEEPING_FUNCTIONS, n.target)
-    return n.op == "call_method" and n.target in kinds.SCALE_KEEPING_METHODS
+    return _is_op_of(gm, n, kinds.SCALE_KEEPING_MODULES, kinds.SCALE_KEEPING_FUNCTIONS, kinds.SCALE_KEEPING_METHODS)
 
 
 def join_op(n: fx.Node) -> str | None:

@@ -29,7 +29,12 @@ def check_keys(data: Mapping[str, Any], valid: Iterable[str], where: str, key: s
     for k in data:
         if k not in valid:
             dotted = f"{key}.{k}" if key else str(k)
-            raise ConfigError(f"{where}: unknown key {dotted!r}; valid keys{' of ' + key if key else ''}: {', '.join(valid)}")
+            import difflib
+
+            close = difflib.get_close_matches(str(k), [str(v) for v in valid], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: unknown key {dotted!r}{hint}; valid keys{' of ' + key if key else ''}: "
+                              f"{', '.join(valid)}")
     for k in required:
         if k not in data:
             dotted = f"{key}.{k}" if key else str(k)

@@ -51,7 +51,7 @@ def test_typo_in_key_names_file_key_and_valid_keys(tmp_path: Path) -> None:
 def test_top_level_typo(tmp_path: Path) -> None:
     data = _base()
     data["budget"] = data.pop("budgets")
-    with pytest.raises(ConfigError, match=r"unknown key 'budget'; valid keys: .*budgets"):
+    with pytest.raises(ConfigError, match=r"unknown key 'budget' \(did you mean 'budgets'\?\); valid keys: .*budgets"):
         load_recipe(_write(tmp_path, data))
 
 

@@ -150,10 +150,25 @@ def _prep_conv(op: ir.Conv, device: torch.device, gemm: str) -> Kernel:
     depthwise = cin_g == 1 and groups > 1
     backend = resolve_gemm(gemm, device)
     dw_numba = depthwise and cg == 1 and backend == "numba"
+    # groups 1, kernel > 1x1: the direct numba conv (no im2col matrix); 1x1 stays a GEMM
+    direct = groups == 1 and kh * kw > 1 and backend == "numba" and device.type == "cpu"
     if dw_numba:  # (kh, kw, C) int32 taps; the numba kernel shifts and adds corr itself
         w_taps = w.reshape(cout, kh, kw).permute(1, 2, 0).to(torch.int32).contiguous().numpy()
         corr_np = corr.contiguous().numpy()
         dw_kernel = _numba_kernels.depthwise_kernel()
+        in_dtype = torch.int8
+    elif direct:
+        kk = kh * kw * cin_g
+        w_rows = w.permute(0, 2, 3, 1).reshape(cout, kk)  # (kh, kw, C) order, like the windows
+        if kk < _numba_kernels.CONV_SMALL_K:  # (K, Cout) int32: vectorized along Cout
+            w_direct_np = w_rows.t().to(torch.int32).contiguous().numpy()
+            conv_kernel = _numba_kernels.conv2d_small_kernel()
+        else:  # (Cout, Kp) int16 rows zero-padded to Kp: one int16 dot product per output
+            w_direct = torch.zeros(cout, _round_up(kk, _numba_kernels.CONV_K_MULTIPLE), dtype=torch.int16)
+            w_direct[:, :kk] = w_rows
+            w_direct_np = w_direct.numpy()
+            conv_kernel = _numba_kernels.conv2d_kernel()
+        corr_np = corr.contiguous().numpy()
         in_dtype = torch.int8
     elif depthwise:
         w_dw = (w.reshape(groups, cg, kh * kw).to(torch.int32) << k)  # (G, mult, kk)
@@ -170,12 +185,15 @@ def _prep_conv(op: ir.Conv, device: torch.device, gemm: str) -> Kernel:
         xh = _as_2d(x, op.spatial_dims).permute(0, 2, 3, 1)  # NHWC (a view when x came from a conv)
         if pl or pr or pt or pb:
             xh = F.pad(xh, (0, 0, pl, pr, pt, pb), value=op.input_zp)
-        if dw_numba:
-            xh = xh.contiguous()
+        if dw_numba or direct:
+            xh = xh.contiguous()  # int8 codes (the IR's conv input)
             nb, hp, wp = xh.shape[0], xh.shape[1], xh.shape[2]
             oh_, ow_ = (hp - (kh - 1) * dh - 1) // sh + 1, (wp - (kw - 1) * dw - 1) // sw + 1
             out = torch.empty(nb, oh_, ow_, cout, dtype=torch.int32)
-            dw_kernel(xh.numpy(), w_taps, corr_np, k, (sh, sw), (dh, dw), out.numpy())
+            if direct:
+                conv_kernel(xh.numpy(), w_direct_np, corr_np, k, (kh, kw), (sh, sw), (dh, dw), out.numpy())
+            else:
+                dw_kernel(xh.numpy(), w_taps, corr_np, k, (sh, sw), (dh, dw), out.numpy())
             return _from_2d(out.permute(0, 3, 1, 2), op.spatial_dims)
         xh = xh.to(in_dtype)
         win = xh.unfold(1, (kh - 1) * dh + 1, sh).unfold(2, (kw - 1) * dw + 1, sw)  # (N, OH, OW, C, kh', kw')
@@ -218,6 +236,55 @@ def _scalar_or(t: Tensor) -> int | Tensor:
     return int(t.reshape(-1)[0]) if t.numel() == 1 else t
 
 
+def _fused_requant(op: ir.Requant, m: Tensor, s: Tensor, offset: Tensor, lo: int | Tensor, hi: int | Tensor,
+                   out_dtype: torch.dtype, gemm: str, device: torch.device) -> Callable[[Tensor], Tensor | None] | None:
+    """The numba one-pass requant (``(x * m + offset) >> s``, clamp, cast; int64 inside) for a
+    rescale whose constants are per tensor or per channel (dim 1), or None where it does not apply.
+
+    The returned function takes int8 or int32 ``x`` whose memory is contiguous with channels last
+    (``x.movedim(1, -1)`` contiguous: a conv's output) or plain contiguous with per-tensor
+    constants, and returns None for any other input (the caller then runs the torch form).
+    """
+    if resolve_gemm(gemm, device) != "numba":
+        return None
+    consts = [m, offset, s] + [t if isinstance(t, Tensor) else torch.tensor(t, dtype=torch.int64) for t in (lo, hi)]
+    per_channel = max(t.numel() for t in consts) > 1
+    if per_channel and not all(t.numel() == 1 or (t.dim() >= 1 and t.shape[1:].numel() == 1) for t in consts):
+        return None  # constants vary along more than the channel dim
+    # torch broadcasts a (C, 1, ..., 1) constant of d dims along dim 1 of a (d + 1)-dim x only
+    ch_dims = {t.dim() for t in consts if t.numel() > 1}
+    max_dim = max(t.dim() for t in consts)
+    flat = [t.reshape(-1).to(torch.int64).contiguous() for t in consts]
+    n_ch = max(t.numel() for t in flat)
+    kernel = _numba_kernels.requant_kernel()
+    tiled: dict[int, list[object]] = {}
+
+    def consts_for(cols: int) -> list[object]:
+        if cols not in tiled:  # each constant as an int64 (cols,) array, repeated along the row
+            tiled[cols] = [t.expand(cols).contiguous().numpy() if t.numel() == 1 else t.numpy() for t in flat]
+        return tiled[cols]
+
+    def run(x: Tensor) -> Tensor | None:
+        if x.dtype not in (torch.int8, torch.int32) or x.device.type != "cpu" or x.dim() < max(1, max_dim):
+            return None  # (a constant with more dims than x would change the result's shape)
+        if per_channel and ch_dims != {x.dim() - 1}:
+            return None
+        if x.dim() >= 2 and x.movedim(1, -1).is_contiguous() and (not per_channel or x.shape[1] == n_ch):
+            xm, back = x.movedim(1, -1), True
+        elif not per_channel and x.is_contiguous():
+            xm, back = x, False
+        else:
+            return None
+        cols = xm.shape[-1] if xm.dim() else 1
+        if cols == 0 or xm.numel() == 0:
+            return None
+        out = torch.empty(xm.shape, dtype=out_dtype)
+        kernel(xm.reshape(-1, cols).numpy(), *consts_for(cols), out.view(-1, cols).numpy())
+        return out.movedim(-1, 1) if back else out
+
+    return run
+
+
 def _prep_requant(op: ir.Requant, device: torch.device, gemm: str) -> Kernel:
     def c(t: Tensor) -> Tensor:
         return t.to(device=device, dtype=torch.int64)
@@ -241,7 +308,13 @@ def _prep_requant(op: ir.Requant, device: torch.device, gemm: str) -> Kernel:
                                  hi if isinstance(hi, Tensor) else torch.tensor(hi, device=y.device))
         return y.clamp_(lo, hi)
 
+    fused = _fused_requant(op, m, s, offset, lo, hi, out_dtype, gemm, device) if not even else None
+
     def run(x: Tensor) -> Tensor:
+        if fused is not None:
+            y = fused(x)
+            if y is not None:
+                return y
         p = x.to(torch.int64, copy=True)  # a fresh tensor: updated in place below
         if identity_m:  # only zero points change (int64 so the subtraction cannot wrap)
             return clamp(p - zp_in + zp_out).to(out_dtype)

@@ -125,11 +125,25 @@ def test_numba_gemm_matches_int32_matmul_bit_exact(m: int, k: int, n: int) -> No
     assert got[0, 0] == k * 2**14 * 2**shift + int(corr[0])
 
 
+def _assert_no_float_op(fn: object) -> str:
+    """No floating-point instruction in a numba function's LLVM IR or machine code; returns the asm."""
+    import re
+
+    (llvm,) = fn.inspect_llvm().values()  # type: ignore[attr-defined]
+    body = llvm[llvm.index("define"):]  # the jitted function and its wrappers
+    assert not re.findall(r"\b(fadd|fsub|fmul|fdiv|frem|sitofp|uitofp|fptosi|fptoui|fpext|fptrunc)\b", body)
+    (asm,) = fn.inspect_asm().values()  # type: ignore[attr-defined]
+    assert not re.findall(r"\bv?(add|sub|mul|div|cvt\w*)[sp][sd]\b", asm)
+    return asm
+
+
+def _has_avx2() -> bool:
+    return sys.platform == "linux" and " avx2" in open("/proc/cpuinfo").read()
+
+
 @NUMBA
 def test_numba_kernel_machine_code_has_no_float_op() -> None:
     """The dtype audit cannot see inside numba, so read the compiled code instead."""
-    import re
-
     from mpsearch.execution import _numba_kernels
 
     fn = _numba_kernels.compile_kernel(cache=False)  # a fresh compile: cached code cannot be inspected
@@ -137,11 +151,120 @@ def test_numba_kernel_machine_code_has_no_float_op() -> None:
     out = np.empty((3, 2), np.int32)
     fn(a, a[:2].copy(), np.array([1, -1], np.int32), 1, out)
     assert (out == np.array([1, -1]) + 64 * 2**15).all()
-    (llvm,) = fn.inspect_llvm().values()
-    body = llvm[llvm.index("define"):]  # the jitted function and its wrappers
-    assert not re.findall(r"\b(fadd|fsub|fmul|fdiv|sitofp|uitofp|fptosi|fptoui|fpext|fptrunc)\b", body)
-    (asm,) = fn.inspect_asm().values()
-    assert not re.findall(r"\bv?(add|sub|mul|div|cvt\w*)[sp][sd]\b", asm)
-    cpuinfo = open("/proc/cpuinfo").read() if sys.platform == "linux" else ""
-    if " avx2" in cpuinfo:
+    asm = _assert_no_float_op(fn)
+    if _has_avx2():
         assert "vpmaddwd" in asm  # the int16 dot product the speed comes from
+
+
+@NUMBA
+def test_numba_conv_depthwise_requant_machine_code_has_no_float_op() -> None:
+    """The same audit for the direct conv kernels, the depthwise kernel and the fused requant."""
+    import numba
+
+    from mpsearch.execution import _numba_kernels as nk
+
+    def fresh(py: object) -> object:  # a fresh compile (cached code cannot be inspected)
+        return numba.njit(cache=False, fastmath=False, nogil=True)(py)
+
+    x = np.full((1, 3, 3, 2), -128, np.int8)  # one 3x3 window of two channels, all -128
+    corr = np.array([5, -5], np.int32)
+    conv, small, dw, rq = fresh(nk.conv2d_py), fresh(nk.conv2d_small_py), fresh(nk.depthwise_py), fresh(nk.requant_py)
+    out = np.empty((1, 1, 1, 2), np.int32)
+    conv(x, np.full((2, 32), -128, np.int16), corr, 1, (3, 3), (1, 1), (1, 1), out)  # K = 18, padded to 32
+    assert out.reshape(-1).tolist() == [18 * 2**15 + 5, 18 * 2**15 - 5]
+    small(x, np.full((18, 2), 127, np.int32), corr, 0, (3, 3), (1, 1), (1, 1), out)
+    assert out.reshape(-1).tolist() == [-18 * 128 * 127 + 5, -18 * 128 * 127 - 5]
+    dw(x, np.full((3, 3, 2), -128, np.int32), corr, 2, (1, 1), (1, 1), out)
+    assert out.reshape(-1).tolist() == [9 * 2**16 + 5, 9 * 2**16 - 5]
+    acc = np.array([[-(2**31), 2**31 - 1, 1000, -1000]], np.int32)
+    one = lambda v: np.full(4, v, np.int64)  # noqa: E731
+    q = np.empty((1, 4), np.int8)
+    # (x * 3 + 2^4 + (2 << 5)) >> 5, clamped to [-128, 127]: 1000 -> (3000 + 80) >> 5 = 96; -1000 -> -92
+    rq(acc, one(3), one(16 + (2 << 5)), one(5), one(-128), one(127), q)
+    assert q.tolist() == [[-128, 127, 96, -92]]
+    asms = [_assert_no_float_op(fn) for fn in (conv, small, dw, rq)]
+    if _has_avx2():
+        assert "vpmaddwd" in asms[0]
+
+
+@NUMBA
+@pytest.mark.parametrize("cin,cout,kernel,stride,pad,dil", [
+    (1, 16, (3, 3), (1, 1), (1, 1), (1, 1)),   # K = 9: the small-K kernel (vectorized along Cout)
+    (3, 8, (3, 3), (2, 2), (1, 1), (1, 1)),    # K = 27, padded to 32
+    (16, 16, (3, 3), (1, 1), (1, 1), (1, 1)),  # resnet_tiny's layer1
+    (32, 24, (3, 3), (2, 1), (0, 2), (1, 1)),
+    (5, 7, (5, 3), (1, 2), (2, 1), (2, 1)),    # rectangular, dilated, strided
+    (2, 3, (2, 2), (3, 3), (0, 0), (1, 2)),    # K = 8, no padding
+])
+def test_numba_direct_conv_exact(cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
+                                 pad: tuple[int, int], dil: tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(cin * 100 + cout)
+    x = torch.randint(-128, 128, (3, cin, 9, 8), generator=g, dtype=torch.int8)
+    w = torch.randint(-128, 128, (cout, cin, *kernel), generator=g, dtype=torch.int8)
+    x[0], w[0] = -128, -128  # extremes: (-128)(-128) = 2^14 per product
+    x[1, :, ::2], w[-1] = 127, -128
+    bias = torch.randint(-5000, 5000, (cout,), generator=g, dtype=torch.int32)
+    zp, k = 11, 1
+    op = ir.Conv(name="y", inputs=("x",), weight=w, bias=bias, bias_shift=k, stride=stride,
+                 padding=(pad[1], pad[1], pad[0], pad[0]), dilation=dil, groups=1, input_zp=zp)
+    got = KERNELS["conv"](op, CPU, "numba")(x)
+    ref = _conv_ref(x, w, bias, zp, k, stride, pad, dil, 1)
+    assert got.dtype == torch.int32
+    assert torch.equal(got.long(), ref)
+    assert torch.equal(got, KERNELS["conv"](op, CPU, "int32")(x))  # the im2col + int32 addmm path
+
+
+def _requant_op(c: int, per_channel: bool, out_dtype: str, g: torch.Generator) -> ir.Requant:
+    shape = (c, 1, 1) if per_channel else ()
+
+    def t(lo: int, hi: int) -> torch.Tensor:
+        return torch.randint(lo, hi, shape, generator=g, dtype=torch.int32)
+
+    lo, hi = (-128, 127) if out_dtype == "int8" else (-(2**20), 2**20)
+    return ir.Requant(name="y", inputs=("x",), zp_in=t(-50, 50), multiplier=t(1, 2**15), shift=t(0, 24),
+                      zp_out=t(-20, 20), lo=torch.full(shape, lo, dtype=torch.int32),
+                      hi=torch.full(shape, hi, dtype=torch.int32), out_dtype=out_dtype)
+
+
+@NUMBA
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("out_dtype", ["int8", "int32"])
+@pytest.mark.parametrize("in_dtype,layout", [
+    ("int32", "channels_last"), ("int32", "contiguous"), ("int8", "channels_last"), ("int32", "strided")])
+def test_numba_requant_matches_torch_requant(per_channel: bool, out_dtype: str, in_dtype: str, layout: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpsearch.execution import _numba_kernels as nk
+
+    compiled, calls = nk.requant_kernel(), []
+
+    def counted(*args: object) -> None:
+        calls.append(1)
+        compiled(*args)
+
+    monkeypatch.setattr(nk, "requant_kernel", lambda: counted)
+    g = torch.Generator().manual_seed(7)
+    op = _requant_op(6, per_channel, out_dtype, g)
+    lim = 2**24 if in_dtype == "int32" else 128
+    x = torch.randint(-lim, lim, (4, 5, 7, 6), generator=g, dtype=torch.int32).permute(0, 3, 1, 2)  # NCHW view
+    x[0, :, 0, :3] = torch.tensor([-lim, lim - 1, 0], dtype=torch.int32)
+    x = x.to(getattr(torch, in_dtype))
+    if layout == "contiguous":
+        x = x.contiguous()
+    elif layout == "strided":  # neither layout: the torch form runs
+        x = x[:, :, ::2]
+    got = KERNELS["requant"](op, CPU, "numba")(x)
+    assert len(calls) == (0 if layout == "strided" or (layout == "contiguous" and per_channel) else 1)
+    want = KERNELS["requant"](op, CPU, "int32")(x)  # the int64 torch form
+    assert got.dtype == want.dtype == DTYPES_T[out_dtype]
+    assert torch.equal(got, want)
+    # one element by hand: round half up of (x - zp_in) * m / 2^s, plus zp_out, clamped
+    c = 2 if per_channel else 0
+    zp_in, m, s, zp_out, lo, hi = (int(getattr(op, f).reshape(-1)[c]) for f in
+                                   ("zp_in", "multiplier", "shift", "zp_out", "lo", "hi"))
+    v = int(x[1, 2, 2, 4])
+    num = (v - zp_in) * m
+    want_v = min(max((num + (1 << s >> 1)) // 2**s + zp_out, lo), hi)
+    assert int(got[1, 2, 2, 4]) == want_v
+
+
+DTYPES_T = {"int8": torch.int8, "int32": torch.int32}

@@ -91,7 +91,7 @@ class ExactSolver:
         backend = self.backend_cls(core, msg=self.msg)
         backend.set_limits(red.limits)
         core_start = red.to_core(inc) if inc is not None else None
-        core_gap = _core_gap(p, gap_rel, bound, upper, red.fixed_cost + shift, scale)
+        core_gap = _core_gap(p, gap_rel, bound, upper, red.fixed_cost + shift)
         out = backend.solve(remaining, core_gap, core_start)
         stats["mip_s"] = time.perf_counter() - t_fix
         if out.status == INFEASIBLE:
@@ -130,14 +130,13 @@ def _normalized(core: Core) -> tuple[Core, float, float]:
     return replace(core, cost=shifted / scale), float(mins.sum()), scale
 
 
-def _core_gap(p: Problem, gap_rel: float, bound: float, upper: float, core_const: float, core_scale: float) -> float:
+def _core_gap(p: Problem, gap_rel: float, bound: float, upper: float, core_const: float) -> float:
     """A relative gap for the core MIP that keeps the whole plan within ``gap_rel`` (0 stays 0).
 
     Allowed absolute gap (solver units) is ``gap_rel`` x the smallest the objective can be (>= L);
     the core's own objective is at most ``upper - core_const`` (the MIP starts from the
-    incumbent), in its normalized units that divided by ``core_scale``, which cancels in the
-    ratio. The core objective is a small part of the whole, so its relative gap is larger than
-    ``gap_rel``; half of the allowance is kept back for the engines' own gap definitions.
+    incumbent); the core's normalisation scale cancels in the ratio, so it is not needed. The
+    core objective is a small part of the whole, so its relative gap is larger than ``gap_rel``; half of the allowance is kept back for the engines' own gap definitions.
     """
     if gap_rel <= 0:
         return 0.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 
@@ -46,8 +45,3 @@ def load(path: str, output_dir: str | None = None) -> Any:
 
     recipe = load_recipe(path)
     return recipe.with_output_dir(output_dir) if output_dir else recipe
-
-
-def say(quiet: bool, text: str) -> None:
-    if not quiet:
-        print(text, file=sys.stderr)

@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
         print_summary({"title": f"{s['name']}: {s['model']} on {s['profile']['name']} "
                                 f"(accuracy on {s['validation_split']})",
                        "rows": summary_rows(s), "results_dir": str(result.results_dir),
-                       "notes": [f"chosen bits: " + " ".join(f"{r['layer']}=w{r['w_bits']}a{r['a_bits']}" for r in s["layers"]),
+                       "notes": ["chosen bits: " + " ".join(f"{r['layer']}=w{r['w_bits']}a{r['a_bits']}" for r in s["layers"]),
                                  f"total {s['timings_s']['total_s']:.1f} s"]})
     return 0

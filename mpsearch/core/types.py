@@ -18,7 +18,7 @@ VALID_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
 def check_bits(bits: Any, where: str = "", key: str = "bits") -> int:
     """Return ``bits`` as an int, or raise if it is not one of :data:`VALID_BITS`."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits not in VALID_BITS:
-        raise rule_error(where, key, f"an integer in 2..8 or 16", bits)
+        raise rule_error(where, key, "an integer in 2..8 or 16", bits)
     return bits
 
 

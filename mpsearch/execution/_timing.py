@@ -273,12 +273,6 @@ def time_programs(programs: Sequence[tuple[Any, Tensor]], device: torch.device, 
     return [r.timing() for r in runners]
 
 
-def time_program(imodel: Any, x: Tensor, device: torch.device, warmup: int, repeats: int,
-                 rounds: int = ROUNDS) -> ProgramTiming:
-    """:func:`time_programs` for one program."""
-    return time_programs([(imodel, x)], device, warmup, repeats, rounds)[0]
-
-
 def time_end_to_end_many(programs: Sequence[tuple[Any, Tensor]], device: torch.device, warmup: int, repeats: int,
                          rounds: int = ROUNDS) -> list[LatencyStat]:
     """Wall time of ``imodel(x)`` (float in, float out, as users call it) for several programs, in ms.
@@ -306,9 +300,3 @@ def time_end_to_end_many(programs: Sequence[tuple[Any, Tensor]], device: torch.d
                     _sync(device)
                     samples[j].append((time.perf_counter() - t0) * 1e3)
     return [stat_of(s) for s in samples]
-
-
-def time_end_to_end(imodel: Any, x: Tensor, device: torch.device, warmup: int, repeats: int,
-                    rounds: int = ROUNDS) -> LatencyStat:
-    """Wall time of ``imodel(x)`` (float in, float out) as users call it, in ms."""
-    return time_end_to_end_many([(imodel, x)], device, warmup, repeats, rounds)[0]

@@ -84,12 +84,3 @@ def batch_loss(model: torch.nn.Module, loss_fn: LossFn, batch: Batch, where: str
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ConfigError(f"{where}: loss_fn must return a scalar tensor (the batch's mean loss), but got {shape}")
     return loss
-
-
-@torch.no_grad()
-def dataset_loss(model: torch.nn.Module, loss_fn: LossFn, data: Data) -> float:
-    """Mean loss over all examples (batch means weighted by batch size)."""
-    total = 0.0
-    for w, b in zip(data.weights, data.batches):
-        total += w * float(batch_loss(model, loss_fn, b))
-    return total

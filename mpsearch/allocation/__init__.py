@@ -1,11 +1,11 @@
-"""Bit allocation as an exact ILP (PuLP + CBC, or HiGHS): ``allocate`` and ``pareto``.
+"""Bit allocation as an ILP (PuLP + CBC, or HiGHS), proven within a gap (0: exact): ``allocate`` and ``pareto``.
 
 This folder is the only place that imports ``pulp`` (and ``highspy``), always lazily.
 """
 
-from mpsearch.allocation.allocate import allocate
+from mpsearch.allocation.allocate import DEFAULT_GAP_REL, allocate
 from mpsearch.allocation.budgets import Budget, parse_budget, parse_budgets, parse_value
 from mpsearch.allocation.pareto import ParetoFront, pareto
 from mpsearch.allocation.solvers import SOLVERS
 
-__all__ = ["Budget", "ParetoFront", "SOLVERS", "allocate", "parse_budget", "parse_budgets", "parse_value", "pareto"]
+__all__ = ["Budget", "DEFAULT_GAP_REL", "ParetoFront", "SOLVERS", "allocate", "parse_budget", "parse_budgets", "parse_value", "pareto"]

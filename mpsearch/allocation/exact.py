@@ -60,7 +60,7 @@ class ExactSolver:
             return SolverOutcome(INFEASIBLE, None, None, t_lp - t0, "LP relaxation infeasible")
         lam = lp.lam if lp.status == LP_OPTIMAL else np.zeros(len(limits))  # lam = 0 is still a valid bound
         bound, rc, tol = lagrangian(p, lam, limits)
-        inc = incumbent(p, limits, lp.x, start, rc=rc, bound=bound - tol)
+        inc = incumbent(p, limits, lp.x, start, rc=rc, bound=bound - tol, target=_target(p, bound, gap_rel))
         if inc is None:  # no incumbent: nothing can be removed, the MIP decides (feasibility too)
             keep = np.ones(p.n_vars, dtype=bool)
             upper = np.inf
@@ -109,6 +109,17 @@ class ExactSolver:
         return done(out.status, chosen, lower, "mip" if out.status != TIME_LIMIT else "time_limit", out.raw)
 
 
+def _target(p: Problem, bound: float, gap_rel: float) -> float | None:
+    """The objective (solver units) at or below which a plan is within ``gap_rel`` of ``bound``.
+
+    ``upper <= bound + gap_rel x (table-unit bound) / scale`` implies ``_rel(upper, bound) <=
+    gap_rel`` (the table-unit objective is at least the bound). None in exact mode.
+    """
+    if gap_rel <= 0:
+        return None
+    return bound + gap_rel * max(p.cost_const + p.cost_scale * bound, 0.0) / p.cost_scale
+
+
 def _rel(p: Problem, upper: float, lower: float) -> float:
     """Relative gap between two solver-unit objectives, measured in table units."""
     top = p.cost_const + p.cost_scale * upper
@@ -128,6 +139,9 @@ def _normalized(core: Core) -> tuple[Core, float, float]:
     scale = float(shifted.max()) if core.n_vars else 1.0
     scale = scale if scale > 0 else 1.0
     return replace(core, cost=shifted / scale), float(mins.sum()), scale
+
+
+
 
 
 def _core_gap(p: Problem, gap_rel: float, bound: float, upper: float, core_const: float) -> float:

@@ -31,7 +31,8 @@ _PAIR_CHUNK = 1 << 21
 
 
 def local_search(problem: Problem, limits: np.ndarray, chosen: np.ndarray, rc: np.ndarray | None = None,
-                 bound: float | None = None, max_rounds: int = 200, max_pool: int = 2000, max_forced: int = 32) -> np.ndarray:
+                 bound: float | None = None, max_rounds: int = 200, max_pool: int = 2000, max_forced: int = 32,
+                 max_triple_pool: int = 500, target: float | None = None) -> np.ndarray:
     """Improve a feasible assignment by single moves and pair swaps (see module docstring).
 
     Args:
@@ -46,6 +47,11 @@ def local_search(problem: Problem, limits: np.ndarray, chosen: np.ndarray, rc: n
         max_pool: most candidate target variables looked at per round.
         max_forced: most moves tried as the first of a triple per round (the moves that lower
             the summed reduced cost most; with ``rc`` only).
+        max_triple_pool: the pair of a triple is looked for among this many pool variables
+            (those of smallest reduced cost): a triple round costs ``max_forced x
+            max_triple_pool^2`` pair checks, the search's largest expense.
+        target: stop as soon as the objective is at or below this (solver units): a caller
+            that only needs a plan within some gap of ``bound`` passes ``bound`` + that gap.
 
     Returns:
         A feasible assignment costing no more than ``chosen`` (a new array).
@@ -58,6 +64,8 @@ def local_search(problem: Problem, limits: np.ndarray, chosen: np.ndarray, rc: n
     order = np.argsort(rc, kind="stable") if rc is not None else np.arange(problem.n_vars)
     for _ in range(max_rounds):
         upper = float(cost[chosen].sum())
+        if target is not None and upper <= target:
+            break
         slack = limits - coef[:, chosen].sum(axis=1)
         cand = order
         if rc is not None and bound is not None:  # exact: a cheaper state uses no var with rc > U - L
@@ -72,7 +80,9 @@ def local_search(problem: Problem, limits: np.ndarray, chosen: np.ndarray, rc: n
         if moves is None:
             moves = _best_pair(d_cost, d_coef, slack, group[cand])
         if moves is None and rc is not None:
-            moves = _best_triple(d_cost, d_coef, slack, group[cand], rc[cur] - rc[cand], max_forced)
+            t = min(len(cand), max_triple_pool)  # cand is ordered by rc: the pool's cheapest moves
+            moves = _best_triple(d_cost[:t], d_coef[:, :t], slack, group[cand[:t]], rc[cur[:t]] - rc[cand[:t]],
+                                 max_forced)
         if moves is None:
             break
         trial = chosen.copy()

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from mpsearch.allocation.allocate import check_budgets, label, plan_from_outcome, solve_meta
+from mpsearch.allocation.allocate import DEFAULT_GAP_REL, check_budgets, label, plan_from_outcome, solve_meta
 from mpsearch.allocation.budgets import Budget, parse_budgets
 from mpsearch.allocation.diagnose import _slack, infeasible_error, minimize_resource
 from mpsearch.allocation.exact import ExactSolver
@@ -68,7 +68,7 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
            other_budgets: Mapping[str, Any] | Iterable[Any] | None = None, *,
            relative: Mapping[str, float] | None = None, pins: Mapping[str, Any] | None = None,
            rules: Rules | None = None, solver: str = "cbc", time_limit_s: float | None = None,
-           gap_rel: float = 0.0) -> ParetoFront:
+           gap_rel: float = DEFAULT_GAP_REL) -> ParetoFront:
     """Sweep the budget on ``resource`` over ``n_points`` values and keep the distinct optima.
 
     The sweep runs from the smallest total of ``resource`` that the other budgets allow

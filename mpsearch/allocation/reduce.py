@@ -49,7 +49,7 @@ def lagrangian(problem: Problem, lam: np.ndarray, limits: np.ndarray) -> tuple[f
 
 def incumbent(problem: Problem, limits: np.ndarray, x: np.ndarray | None,
               start: np.ndarray | None = None, max_moves: int = 200, rc: np.ndarray | None = None,
-              bound: float | None = None, search: bool = True) -> np.ndarray | None:
+              bound: float | None = None, search: bool = True, target: float | None = None) -> np.ndarray | None:
     """A feasible assignment (chosen variable per group) near the LP optimum, or None.
 
     Integral groups keep their LP choice; a fractional group takes the candidate of its LP
@@ -58,7 +58,8 @@ def incumbent(problem: Problem, limits: np.ndarray, x: np.ndarray | None,
     gain per unit of slack). ``start``, if feasible and cheaper, wins. Last, unless ``search``
     is False, :func:`~mpsearch.allocation.local_search.local_search` (single moves and pair
     swaps, pool ranked by the reduced costs ``rc`` of the bound ``bound`` when given) improves
-    the winner; it only ever lowers the objective and keeps every budget.
+    the winner; it only ever lowers the objective and keeps every budget. It is skipped, or
+    stops early, once the objective is at or below ``target`` (a plan close enough to the bound).
     """
     limits = np.asarray(limits, dtype=np.float64)
     best = start if start is not None and _feasible(problem, start, limits) else None
@@ -72,8 +73,8 @@ def incumbent(problem: Problem, limits: np.ndarray, x: np.ndarray | None,
             chosen = _improve(problem, limits, chosen, max_moves)
             if best is None or problem.cost[chosen].sum() < problem.cost[best].sum():
                 best = chosen
-    if best is not None and search:
-        best = local_search(problem, limits, best, rc, bound, max_rounds=max_moves)
+    if best is not None and search and (target is None or problem.cost[best].sum() > target):
+        best = local_search(problem, limits, best, rc, bound, max_rounds=max_moves, target=target)
     return best
 
 

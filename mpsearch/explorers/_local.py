@@ -7,8 +7,8 @@ counted in ``n_trials``); nothing is evaluated behind the caller's back.
 
 Neighbourhood of a feasible choice ``c`` (an ejection chain): for every unit ``j`` and key
 ``k != c[j]``, set ``j`` to ``k``, then re-project the other units: lower them until every
-budget holds (:func:`mpsearch.explorers._space.lower`: best omega increase per weighted
-violation) and raise them into the remaining slack (:func:`~mpsearch.explorers._space.fill`:
+budget holds (:func:`mpsearch.explorers._repair.lower`: best omega increase per weighted
+violation) and raise them into the remaining slack (:func:`~mpsearch.explorers._repair.fill`:
 best omega drop per weighted slack, no ceiling). The neighbours are ranked by the table's
 omega, the same surrogate the repair uses; with ``omega`` as the objective the ranking is the
 objective itself, with a user metric (accuracy, measured latency) it only orders the
@@ -22,7 +22,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from mpsearch.explorers._space import SearchSpace, fill, lower
+from mpsearch.explorers._repair import fill, lower
+from mpsearch.explorers._space import SearchSpace
 
 _MIN_GAIN = 1e-12  # relative omega drop below which a neighbour does not count as better
 

@@ -108,3 +108,21 @@ def test_gap_rel_contract(solver, gap_rel):
             assert plan.totals[n] <= limits[n] * (1 + 1e-12) + 1e-12
         n_checked += 1
     assert n_checked >= 10
+
+
+def test_search_stops_at_its_target():
+    """A caller that only needs a plan within some gap passes ``target``: a state already at or
+    below it is returned unchanged, one above it is improved (here to the optimum 3)."""
+    from mpsearch.core.cost_table import CostTable
+
+    recs = [{"layer": "a", "w_bits": 8, "a_bits": 8, "omega": 0.0, "size_bytes": 10.0},
+            {"layer": "a", "w_bits": 4, "a_bits": 8, "omega": 5.0, "size_bytes": 0.0},
+            {"layer": "b", "w_bits": 8, "a_bits": 8, "omega": 0.0, "size_bytes": 10.0},
+            {"layer": "b", "w_bits": 4, "a_bits": 8, "omega": 3.0, "size_bytes": 1.0}]
+    problem = Problem(CostTable.from_records(recs), "omega", ["size_bytes"])
+    scaled = problem.scale_limits([11.0])
+    best = np.array([problem.group_ptr[0], problem.group_ptr[1] + 1])  # omega 3
+    worse = np.array([problem.group_ptr[0] + 1, problem.group_ptr[1]])  # omega 5
+    worse_cost = problem.cost[worse].sum()
+    assert np.array_equal(local_search(problem, scaled, worse, target=worse_cost), worse)
+    assert np.array_equal(local_search(problem, scaled, worse, target=worse_cost * 0.99), best)

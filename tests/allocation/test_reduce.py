@@ -90,8 +90,8 @@ def test_reduced_solve_matches_full_mip_on_300_layers(solver):
 
     table = make_table(300, seed=3)
     budgets = {"size_bytes": "40%", "latency_ms": "60%"}
-    full = allocate(table, budgets=budgets, solver=solver, reduce=False)
-    reduced = allocate(table, budgets=budgets, solver=solver)
+    full = allocate(table, budgets=budgets, solver=solver, reduce=False, gap_rel=0)
+    reduced = allocate(table, budgets=budgets, solver=solver, gap_rel=0)
     assert full.status == reduced.status == "optimal"
     assert reduced.objective == pytest.approx(full.objective, rel=1e-9)
     assert reduced.meta["n_vars_after_fixing"] < reduced.meta["n_vars"] / 2  # fixing did real work

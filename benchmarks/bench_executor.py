@@ -1,12 +1,15 @@
 """Images per second: float model vs fake-quant simulation vs integer-only executor.
 
     python benchmarks/bench_executor.py [--device cpu|cuda] [--batch 256] [--repeats 20] [--threads N]
+                                        [--gemms int32,int_mm,numba]
 
 For each demo model (trained on digits, cached) and each plan (W8A8, W4A4), times one forward
-pass over a batch of ``--batch`` test images (median of ``--repeats``), after a warm-up. The
-integer executor is timed end to end (input quantization + integer program) with each GEMM
-backend: "int32" (int8 values widened to int32, ``addmm``), "int_mm" (``torch._int_mm``) and,
-when numba is installed, "numba" (int16 ``vpmaddwd`` GEMM + channels-last depthwise kernel).
+pass over a batch of ``--batch`` test images (median of ``--repeats``), after a warm-up, with the
+float, fake-quant and integer runs of a row interleaved (so load from other processes hits them
+alike). The integer executor is timed end to end (input quantization + integer program) with each
+GEMM backend: "int32" (int8 values widened to int32, ``addmm``), "int_mm" (``torch._int_mm``) and,
+when numba is installed, "numba" (the register-blocked ``vpmaddwd`` direct conv with the requant
+fused into its epilogue, the channels-last depthwise kernel, the one-pass requant).
 Prints a table and writes benchmarks/results/bench_executor[_<device>].json.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -32,20 +36,55 @@ MODELS = ("small_cnn", "resnet_tiny", "mobilenet_tiny")
 PLANS = {"w8a8": (8, 8), "w4a4": (4, 4)}
 
 
-def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after 3 warm-ups."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _time_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median seconds of each ``fns[k]()`` over ``repeats`` runs, after 3 warm-ups each.
+
+    The runs are interleaved (one run of each function per round, the order reversed every other
+    round), so a burst of load from another process falls on all of them alike and the ratios
+    between them compare like with like.
+    """
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(repeats):
+        for k in (keys if r % 2 == 0 else keys[::-1]):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fns[k]()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _print_steps(name: str, device: torch.device, batch: int, repeats: int) -> None:
+    """Per kernel call of the W8A8 program of ``name``: ops fused in it, output shape, fastest ms."""
+    model, splits = load_demo(name)
+    x_test = splits.test.tensors[0]
+    x = x_test.repeat(-(-batch // len(x_test)), 1, 1, 1)[:batch].to(device)
+    q = quantize(model, BitPlan.uniform(quantizable_layer_names(model), 8, 8), batches(splits.train, 256))
+    imodel = to_integer(q, x[:2].cpu()).to(device)
+    steps = imodel.steps()
+    best = [float("inf")] * len(steps)
+    codes = imodel.quantize_input(x)
+    for _ in range(repeats + 3):
+        env = {inp.name: c for inp, c in zip(imodel.inputs, codes)}
+        for k, step in enumerate(steps):
+            args = [env[n] for n in step.inputs]
+            start = time.perf_counter()
+            env[step.output] = step.kernel(*args)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best[k] = min(best[k], time.perf_counter() - start)
+    for step, t in zip(steps, best):
+        ops = "+".join(imodel.ops[i].KIND for i in step.ops)
+        first = imodel.ops[step.ops[0]]
+        what = f"weight {tuple(first.weight.shape)}" if hasattr(first, "weight") else ""
+        print(f"{ops:<15} {step.output:<28} {str(tuple(env[step.output].shape)):<18} {t * 1e3:7.3f} ms  {what}")
+    print(f"sum of the fastest calls: {sum(best) * 1e3:.3f} ms")
 
 
 def main() -> None:
@@ -54,10 +93,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--gemms", default="int32,int_mm,numba",
+                        help="integer GEMM backends to time, comma-separated (those not available are skipped)")
+    parser.add_argument("--steps", default="", help="a demo model: print the time of each kernel call of its "
+                        "W8A8 program (auto backend, fastest of --repeats) instead of the table")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.steps:
+        _print_steps(args.steps, device, args.batch, args.repeats)
+        return
     rows = []
     for name in MODELS:
         model, splits = load_demo(name)
@@ -65,32 +111,35 @@ def main() -> None:
         x = x_test.repeat(-(-args.batch // len(x_test)), 1, 1, 1)[: args.batch].to(device)
         for plan_key, (w, a) in PLANS.items():
             q = quantize(model, BitPlan.uniform(quantizable_layer_names(model), w, a), batches(splits.train, 256))
-            imodel = to_integer(q, x[:2].cpu())
             fmodel = model.to(device).eval()
             q = q.to(device).eval()
             row: dict[str, Any] = {"model": name, "plan": plan_key, "batch": args.batch}
+            gemms = [g for g in args.gemms.split(",") if resolve_gemm(g, device) == g]  # numba: CPU only
+            if resolve_gemm("auto", device) not in gemms:
+                gemms.append(resolve_gemm("auto", device))
+            imodels = {g: to_integer(q, x[:2].cpu()).to(device, gemm=g) for g in gemms}
+            fns: dict[str, Callable[[], Any]] = {"float": lambda: fmodel(x), "fake_quant": lambda: q(x)}
+            for g, im in imodels.items():
+                fns[f"integer_{g}"] = lambda im=im: im.logits_int(x)
             with torch.no_grad():
-                row["float_img_s"] = args.batch / _time(lambda: fmodel(x), device, args.repeats)
-                row["fake_quant_img_s"] = args.batch / _time(lambda: q(x), device, args.repeats)
-                for gemm in ("int32", "int_mm", "numba"):
-                    if resolve_gemm(gemm, device) != gemm:
-                        continue  # numba not installed, or not a CPU
-                    imodel.to(device, gemm=gemm)
-                    row[f"integer_{gemm}_img_s"] = args.batch / _time(lambda: imodel.logits_int(x), device,
-                                                                     args.repeats)
-            imodel.to(device, gemm="auto")
+                seconds = _time_interleaved(fns, device, args.repeats)
+            row["float_img_s"] = args.batch / seconds["float"]
+            row["fake_quant_img_s"] = args.batch / seconds["fake_quant"]
+            for g in gemms:
+                row[f"integer_{g}_img_s"] = args.batch / seconds[f"integer_{g}"]
             row["integer_auto_gemm"] = resolve_gemm("auto", device)
             row["integer_vs_fake"] = row[f"integer_{row['integer_auto_gemm']}_img_s"] / row["fake_quant_img_s"]
             rows.append(row)
             print(f"{name:<15} {plan_key}  float {row['float_img_s']:>9,.0f}  fake-quant {row['fake_quant_img_s']:>9,.0f}"
-                  f"  integer(int32) {row['integer_int32_img_s']:>9,.0f}  integer(_int_mm) "
-                  f"{row['integer_int_mm_img_s']:>9,.0f}  integer(numba) "
+                  f"  integer(int32) {row.get('integer_int32_img_s', float('nan')):>9,.0f}  integer(_int_mm) "
+                  f"{row.get('integer_int_mm_img_s', float('nan')):>9,.0f}  integer(numba) "
                   f"{row.get('integer_numba_img_s', float('nan')):>9,.0f}"
                   f"  auto={row['integer_auto_gemm']}  int/fake {row['integer_vs_fake']:.2f}x", flush=True)
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
     out = {"benchmark": "bench_executor", "device": str(device), "machine": machine, "torch": torch.__version__,
-           "unit": "images per second (median of repeats, one batch)", "rows": rows}
+           "unit": "images per second (median of repeats, one batch; all variants of a row interleaved)",
+           "load_average_1_5_15_min": list(os.getloadavg()), "rows": rows}
     suffix = "" if device.type == "cpu" else f"_{device.type}"
     path = Path(__file__).parent / "results" / f"bench_executor{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,11 @@ from mpsearch.execution import ir
 from mpsearch.execution.dyadic import dyadic
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+#: A sum of rescaled inputs is kept below this (32x of int32 room left for what follows, like the
+#: accumulators of ``_handlers``) when its common scale is refined.
+SUM_HEADROOM_MAX = 2**26
+#: At most this many halvings of the finest input scale for a sum's common scale.
+MAX_SUM_SHIFT = 16
 
 
 def compact(a: np.ndarray | float | int, ndim: int) -> np.ndarray:
@@ -156,9 +161,13 @@ class Builder:
     def common_scale(self, reps: list[Rep], source: str) -> list[Rep]:
         """Bring ``reps`` to one per-tensor scale (zero point 0, int32) so they can be summed.
 
-        The scale is the finest of the inputs' scales (so one input is usually taken as is and
-        the other is rescaled up, losing nothing), doubled until the SUM of their bounds fits
-        int32.
+        The scale is the finest of the inputs' scales, halved while the SUM of their bounds stays
+        below :data:`SUM_HEADROOM_MAX` (at most :data:`MAX_SUM_SHIFT` times), then doubled until
+        that sum fits int32. The halving matters when every input is coarse (int8 codes): the
+        rescale of the coarser input then rounds at a step far below the next quantizer's, so
+        the sum is rounded once, where it is requantized (as the float sum is); at the finest
+        input scale itself that double rounding moved 8% of the codes after an int8 + int8 add
+        by one (tested). An int32 accumulator input is already that fine and is taken as is.
         """
         reps = [self.materialize(r, source) for r in reps]
         s_c = float(min(np.min(r.scale) for r in reps))
@@ -166,6 +175,10 @@ class Builder:
         def total(s: float) -> float:
             return float(sum(np.max(r.max_abs() * (r.scale / s)) + 1 for r in reps))
 
+        for _ in range(MAX_SUM_SHIFT):
+            if total(s_c / 2.0) > SUM_HEADROOM_MAX:
+                break
+            s_c /= 2.0
         while total(s_c) > INT32_MAX:
             s_c *= 2.0
         out = []

@@ -1,7 +1,8 @@
 """Optional CPU integer kernels compiled by numba (``pip install mpsearch[fast]``): the int16 GEMM
-(:func:`gemm_i16`), direct channels-last convs (:func:`conv2d_py`, :func:`conv2d_small_py`,
-:func:`depthwise_py`) and a one-pass requant (:func:`requant_py`). All integer arithmetic; the
-tests read each kernel's LLVM IR and machine code for floating-point instructions.
+(:func:`gemm_i16`, for grouped convs), the channels-last depthwise conv (:func:`depthwise_py`) and
+a one-pass requant (:func:`requant_py`); the groups-1 conv and linear kernel is in
+:mod:`mpsearch.execution._numba_conv`. All integer arithmetic; the tests read each kernel's LLVM
+IR and machine code for floating-point instructions.
 
 Contract: :func:`gemm_i16` computes, for int16 ``a (M, K)`` holding int8 values and int16
 ``bt (N, K)`` holding int8 weights, ``out[m, n] = (sum_k a[m, k] * bt[n, k]) << shift + corr[n]``
@@ -27,17 +28,7 @@ import numpy as np
 
 _KERNEL: list[Callable[..., None]] = []
 _DW_KERNEL: list[Callable[..., None]] = []
-_CONV_KERNEL: list[Callable[..., None]] = []
-_CONV_SMALL_KERNEL: list[Callable[..., None]] = []
-#: Below this reduction length (``kh*kw*C``, e.g. a first 3x3 conv of one channel) the conv
-#: vectorizes over output channels instead (:func:`conv2d_small_py`): a dot product that short
-#: spends more on its horizontal sum than on multiply-adds.
-CONV_SMALL_K = 16
 _RQ_KERNEL: list[Callable[..., None]] = []
-#: The conv kernel's reduction length is padded (zero weights) to a multiple of this: LLVM's
-#: vectorized dot-product loop takes 32 int16 per iteration (4 x 8-lane ``vpmaddwd``), so a
-#: multiple of 32 leaves no remainder loop (K = 144: 2.86 vs 3.55 ms padded to 16).
-CONV_K_MULTIPLE = 32
 
 
 def available() -> bool:
@@ -102,86 +93,6 @@ def depthwise_kernel() -> Callable[..., None]:
 
         _DW_KERNEL.append(numba.njit(cache=True, fastmath=False, nogil=True)(depthwise_py))
     return _DW_KERNEL[0]
-
-
-def conv2d_py(x: Any, w: Any, corr: Any, shift: int, kernel: Any, stride: Any, dilation: Any, out: Any) -> None:
-    """Direct conv (groups 1), channels last: ``out (N, OH, OW, Cout)`` int32 =
-    ``(sum_{a,b,c} x[n, i*sh + a*dh, j*sw + b*dw, c] * w[o, (a*kw + b)*C + c]) << shift + corr[o]``.
-
-    ``x (N, Hp, Wp, C)`` int8 already padded; ``w (Cout, Kp)`` int16 (int8 values) in (kh, kw, C)
-    order, zero beyond ``kh*kw*C`` up to ``Kp`` (a multiple of :data:`CONV_K_MULTIPLE`). One
-    output row at a time: its windows are gathered (widened to int16) into a small scratch that
-    stays in L1, then each output is one contiguous int16 dot product (``vpmaddwd``) summed in
-    int32 -- no full im2col matrix is written to memory.
-    """
-    n_img, oh, ow, cout = out.shape
-    chans = x.shape[3]
-    kh, kw = kernel[0], kernel[1]
-    sh, sw = stride[0], stride[1]
-    dh, dw = dilation[0], dilation[1]
-    kp = w.shape[1]
-    buf = np.zeros((ow, kp), np.int16)  # the zero tail stays zero: padded taps add nothing
-    for b in range(n_img):
-        for i in range(oh):
-            for j in range(ow):
-                for u in range(kh):
-                    for v in range(kw):
-                        base = (u * kw + v) * chans
-                        for c in range(chans):
-                            buf[j, base + c] = x[b, i * sh + u * dh, j * sw + v * dw, c]
-            for j in range(ow):
-                for o in range(cout):
-                    acc = np.int32(0)
-                    for t in range(kp):  # int16 x int16 -> int32 multiply-add
-                        acc += np.int32(buf[j, t]) * np.int32(w[o, t])
-                    out[b, i, j, o] = acc
-                for o in range(cout):  # epilogue in its own loop (keeps the dot product vectorized)
-                    out[b, i, j, o] = (out[b, i, j, o] << shift) + corr[o]
-
-
-def conv2d_kernel() -> Callable[..., None]:
-    """:func:`conv2d_py` compiled by numba (compiled or loaded from the disk cache once)."""
-    if not _CONV_KERNEL:
-        import numba
-
-        _CONV_KERNEL.append(numba.njit(cache=True, fastmath=False, nogil=True)(conv2d_py))
-    return _CONV_KERNEL[0]
-
-
-def conv2d_small_py(x: Any, w: Any, corr: Any, shift: int, kernel: Any, stride: Any, dilation: Any,
-                    out: Any) -> None:
-    """The same integers as :func:`conv2d_py` for a short reduction: ``w (kh*kw*C, Cout)`` int32
-    (int8 values) in (kh, kw, C) order; each input tap is broadcast and multiply-added into the
-    int32 ``Cout`` accumulators (the inner loop runs along Cout, contiguous in ``w``)."""
-    n_img, oh, ow, cout = out.shape
-    chans = x.shape[3]
-    kh, kw = kernel[0], kernel[1]
-    sh, sw = stride[0], stride[1]
-    dh, dw = dilation[0], dilation[1]
-    acc = np.zeros(cout, np.int32)
-    for b in range(n_img):
-        for i in range(oh):
-            for j in range(ow):
-                for o in range(cout):
-                    acc[o] = 0
-                for u in range(kh):
-                    for v in range(kw):
-                        base = (u * kw + v) * chans
-                        for c in range(chans):
-                            xv = np.int32(x[b, i * sh + u * dh, j * sw + v * dw, c])
-                            for o in range(cout):
-                                acc[o] += xv * w[base + c, o]
-                for o in range(cout):
-                    out[b, i, j, o] = (acc[o] << shift) + corr[o]
-
-
-def conv2d_small_kernel() -> Callable[..., None]:
-    """:func:`conv2d_small_py` compiled by numba (compiled or loaded from the disk cache once)."""
-    if not _CONV_SMALL_KERNEL:
-        import numba
-
-        _CONV_SMALL_KERNEL.append(numba.njit(cache=True, fastmath=False, nogil=True)(conv2d_small_py))
-    return _CONV_SMALL_KERNEL[0]
 
 
 def requant_py(x: Any, m: Any, offset: Any, shift: Any, lo: Any, hi: Any, out: Any) -> None:

@@ -13,6 +13,9 @@ Two ways to time a layer, both running the executor's own kernels
   per-layer means are taken over the runs whose end-to-end time is among the fastest quarter
   (:data:`TRIM`), the same runs for every layer.
 
+Both time the kernel calls the executor makes (``IntegerModel.steps``): with numba on CPU a conv
+or linear and the requant of its accumulator are one call, timed as one op.
+
 The per-op clock reads cost about 0.1 us each (two per op); measured, the loop overhead they add
 (``ProgramTiming.unattributed_ms``) was about 2% of the demo models' end-to-end time at batch 1
 and under 0.2% at batch 256, far below the run-to-run noise of a shared machine.
@@ -32,7 +35,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -131,12 +134,13 @@ def _one_layer_ops(layer: Layer, w_bits: int, a_bits: int, generator: torch.Gene
 def time_isolated_layer(layer: Layer, pair: tuple[int, int], device: torch.device, batch: int,
                         warmup: int, repeats: int, seed: int = 0) -> LatencyStat:
     """Time the conv / linear kernel + requant epilogue of ``layer`` at ``batch`` examples."""
-    from mpsearch.execution.kernels import KERNELS
+    from mpsearch.execution._steps import plan_steps
 
     g = torch.Generator().manual_seed(seed)
     w_bits, a_bits = pair
     ops = _one_layer_ops(layer, w_bits, a_bits, g)
-    kernels = [KERNELS[op.KIND](op, device, "auto") for op in ops]
+    # as the executor runs them: with numba, the requant fused into the conv / linear kernel
+    kernels = [step.kernel for step in plan_steps(ops, device, "auto", output=ops[-1].name)]
     lo, hi = -(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1
     shape = (batch, *layer.input_shape[1:])
     x = torch.randint(lo, hi + 1, shape, generator=g, dtype=torch.int8).to(device)
@@ -197,18 +201,18 @@ class _ProgramRunner:
     """One integer program prepared for timing: kernels, op owners, when each value dies."""
 
     def __init__(self, imodel: Any, x: Tensor, device: torch.device) -> None:
-        from mpsearch.execution.kernels import KERNELS
+        from mpsearch.execution._steps import last_reads
 
         imodel.to(device)
         self.imodel, self.x, self.device = imodel, x.to(device), device
-        self.kernels: list[Callable[..., Tensor]] = [KERNELS[op.KIND](op, device, imodel.gemm) for op in imodel.ops]
-        self.owners = attribute_ops(imodel)
-        self.first = self.owners[0]
-        self.out_owner = self.owners[[op.name for op in imodel.ops].index(imodel.output.name)]
-        self.last_use: dict[str, int] = {}
-        for i, op in enumerate(imodel.ops):
-            for n in op.inputs:
-                self.last_use[n] = i
+        # the kernel calls IntegerModel.run makes (a fused conv + requant is one call, owned by
+        # the conv's layer: the requant's owner by the attribution rule anyway)
+        self.steps = imodel.steps()
+        op_owners = attribute_ops(imodel)
+        self.owners = [op_owners[step.ops[0]] for step in self.steps]
+        self.first = op_owners[0]
+        self.out_owner = op_owners[[op.name for op in imodel.ops].index(imodel.output.name)]
+        self.last_use = last_reads(self.steps)
         self.names = list(dict.fromkeys(self.owners))
         self.per_layer: dict[str, list[float]] = {n: [] for n in self.names}
         self.e2e: list[float] = []
@@ -224,10 +228,10 @@ class _ProgramRunner:
         t1 = clock()
         acc[self.first] += t1 - t0
         env = {inp.name: c for inp, c in zip(imodel.inputs, codes)}
-        for i, (op, kernel) in enumerate(zip(imodel.ops, self.kernels)):
+        for i, step in enumerate(self.steps):
             t0 = clock()
-            env[op.name] = kernel(*(env[n] for n in op.inputs))
-            for n in op.inputs:
+            env[step.output] = step.kernel(*(env[n] for n in step.inputs))
+            for n in step.inputs:
                 if self.last_use.get(n) == i and n != imodel.output.name:
                     env.pop(n, None)
             _sync(device)

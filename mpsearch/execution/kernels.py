@@ -4,8 +4,12 @@
 zero-point correction) and returns a function of the op's input tensors. Every tensor these
 functions touch is an integer tensor: int8 operands, int32 accumulators, int64 for the
 products of a rescale. Matrix products go through :func:`int_matmul` (``torch._int_mm``:
-int8 x int8 -> int32), an int32 ``addmm``, or -- on CPU when numba is installed -- the int16
-``vpmaddwd`` GEMM of :mod:`mpsearch.execution._numba_kernels` (same integers, 3-5x faster).
+int8 x int8 -> int32), an int32 ``addmm``, or -- on CPU when numba is installed -- the
+register-blocked ``vpmaddwd`` direct conv of :mod:`mpsearch.execution._direct` (groups-1 convs and
+linears) and the kernels of :mod:`mpsearch.execution._numba_kernels` (same integers, faster).
+
+``FUSED[(producer, consumer)]`` prepares one kernel for two ops (a conv / linear and the requant
+of its accumulator); :mod:`mpsearch.execution._steps` decides where it applies.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mpsearch.execution import _numba_kernels, ir
+from mpsearch.execution._direct import prep_direct
+from mpsearch.execution._requant import DTYPES, prep_requant, scalar_or
 
 log = logging.getLogger("mpsearch")
 
 Kernel = Callable[..., Tensor]
-DTYPES = {"int8": torch.int8, "int32": torch.int32}
 _FALLBACK_LOGGED: set[str] = set()
 
 
@@ -136,39 +141,34 @@ def _from_2d(y: Tensor, spatial_dims: int) -> Tensor:
     return y.squeeze(2) if spatial_dims == 1 else y
 
 
+def _layer_corr(op: ir.Conv | ir.Linear, device: torch.device) -> Tensor:
+    """int32 ``bias - (zp * sum(w) << k)`` per output channel: ``sum(w * (x - zp)) << k + bias`` is
+    then ``sum(w * x) << k + corr`` (the zero-point correction folded into the bias)."""
+    w = op.weight.to(device).to(torch.int32)
+    w_sum = w.sum(tuple(range(1, w.dim())), dtype=torch.int32)
+    return (op.bias.to(device) - (op.input_zp * w_sum << op.bias_shift)).to(torch.int32)
+
+
 def _prep_conv(op: ir.Conv, device: torch.device, gemm: str) -> Kernel:
-    """Convolution as im2col + GEMM in channels-last order (NHWC windows copy fast; columns are
-    ordered (kh, kw, C) and the weight is permuted to match). Depthwise: int32 multiply-add per tap."""
+    """Convolution. With numba on CPU: groups 1 runs the register-blocked direct conv
+    (:mod:`._direct`), depthwise the channels-last numba depthwise kernel. Otherwise im2col + GEMM
+    in channels-last order (columns ordered (kh, kw, C), the weight permuted to match), and
+    depthwise as an int32 multiply-add per tap."""
     w = op.weight.to(device)
     cout, cin_g, kh, kw = w.shape
     groups = op.groups
     cg = cout // groups
     k = op.bias_shift
-    # Zero-point correction: sum(w * (x - zp)) = sum(w * x) - zp * sum(w); folded into the bias.
-    corr = (op.bias.to(device) - (op.input_zp * w.to(torch.int32).sum((1, 2, 3), dtype=torch.int32) << k)
-            ).to(torch.int32)
+    corr = _layer_corr(op, device)
     depthwise = cin_g == 1 and groups > 1
     backend = resolve_gemm(gemm, device)
+    if groups == 1 and backend == "numba":
+        return prep_direct(op, corr)  # type: ignore[return-value]  # never None without a requant
     dw_numba = depthwise and cg == 1 and backend == "numba"
-    # groups 1, kernel > 1x1: the direct numba conv (no im2col matrix); 1x1 stays a GEMM
-    direct = groups == 1 and kh * kw > 1 and backend == "numba" and device.type == "cpu"
     if dw_numba:  # (kh, kw, C) int32 taps; the numba kernel shifts and adds corr itself
         w_taps = w.reshape(cout, kh, kw).permute(1, 2, 0).to(torch.int32).contiguous().numpy()
         corr_np = corr.contiguous().numpy()
         dw_kernel = _numba_kernels.depthwise_kernel()
-        in_dtype = torch.int8
-    elif direct:
-        kk = kh * kw * cin_g
-        w_rows = w.permute(0, 2, 3, 1).reshape(cout, kk)  # (kh, kw, C) order, like the windows
-        if kk < _numba_kernels.CONV_SMALL_K:  # (K, Cout) int32: vectorized along Cout
-            w_direct_np = w_rows.t().to(torch.int32).contiguous().numpy()
-            conv_kernel = _numba_kernels.conv2d_small_kernel()
-        else:  # (Cout, Kp) int16 rows zero-padded to Kp: one int16 dot product per output
-            w_direct = torch.zeros(cout, _round_up(kk, _numba_kernels.CONV_K_MULTIPLE), dtype=torch.int16)
-            w_direct[:, :kk] = w_rows
-            w_direct_np = w_direct.numpy()
-            conv_kernel = _numba_kernels.conv2d_kernel()
-        corr_np = corr.contiguous().numpy()
         in_dtype = torch.int8
     elif depthwise:
         w_dw = (w.reshape(groups, cg, kh * kw).to(torch.int32) << k)  # (G, mult, kk)
@@ -185,15 +185,12 @@ def _prep_conv(op: ir.Conv, device: torch.device, gemm: str) -> Kernel:
         xh = _as_2d(x, op.spatial_dims).permute(0, 2, 3, 1)  # NHWC (a view when x came from a conv)
         if pl or pr or pt or pb:
             xh = F.pad(xh, (0, 0, pl, pr, pt, pb), value=op.input_zp)
-        if dw_numba or direct:
+        if dw_numba:
             xh = xh.contiguous()  # int8 codes (the IR's conv input)
             nb, hp, wp = xh.shape[0], xh.shape[1], xh.shape[2]
             oh_, ow_ = (hp - (kh - 1) * dh - 1) // sh + 1, (wp - (kw - 1) * dw - 1) // sw + 1
             out = torch.empty(nb, oh_, ow_, cout, dtype=torch.int32)
-            if direct:
-                conv_kernel(xh.numpy(), w_direct_np, corr_np, k, (kh, kw), (sh, sw), (dh, dw), out.numpy())
-            else:
-                dw_kernel(xh.numpy(), w_taps, corr_np, k, (sh, sw), (dh, dw), out.numpy())
+            dw_kernel(xh.numpy(), w_taps, corr_np, k, (sh, sw), (dh, dw), out.numpy())
             return _from_2d(out.permute(0, 3, 1, 2), op.spatial_dims)
         xh = xh.to(in_dtype)
         win = xh.unfold(1, (kh - 1) * dh + 1, sh).unfold(2, (kw - 1) * dw + 1, sw)  # (N, OH, OW, C, kh', kw')
@@ -221,8 +218,11 @@ def _prep_conv(op: ir.Conv, device: torch.device, gemm: str) -> Kernel:
 def _prep_linear(op: ir.Linear, device: torch.device, gemm: str) -> Kernel:
     w = op.weight.to(device)
     k = op.bias_shift
-    corr = (op.bias.to(device) - (op.input_zp * w.to(torch.int32).sum(1, dtype=torch.int32) << k)).to(torch.int32)
-    g = _Gemm(w.t(), corr, k, resolve_gemm(gemm, device))
+    corr = _layer_corr(op, device)
+    backend = resolve_gemm(gemm, device)
+    if backend == "numba":  # the direct conv of one pixel per row
+        return prep_direct(op, corr)  # type: ignore[return-value]  # never None without a requant
+    g = _Gemm(w.t(), corr, k, backend)
 
     def run(x: Tensor) -> Tensor:
         lead = x.shape[:-1]
@@ -232,107 +232,20 @@ def _prep_linear(op: ir.Linear, device: torch.device, gemm: str) -> Kernel:
     return run
 
 
-def _scalar_or(t: Tensor) -> int | Tensor:
-    return int(t.reshape(-1)[0]) if t.numel() == 1 else t
-
-
-def _fused_requant(op: ir.Requant, m: Tensor, s: Tensor, offset: Tensor, lo: int | Tensor, hi: int | Tensor,
-                   out_dtype: torch.dtype, gemm: str, device: torch.device) -> Callable[[Tensor], Tensor | None] | None:
-    """The numba one-pass requant (``(x * m + offset) >> s``, clamp, cast; int64 inside) for a
-    rescale whose constants are per tensor or per channel (dim 1), or None where it does not apply.
-
-    The returned function takes int8 or int32 ``x`` whose memory is contiguous with channels last
-    (``x.movedim(1, -1)`` contiguous: a conv's output) or plain contiguous with per-tensor
-    constants, and returns None for any other input (the caller then runs the torch form).
-    """
-    if resolve_gemm(gemm, device) != "numba":
-        return None
-    consts = [m, offset, s] + [t if isinstance(t, Tensor) else torch.tensor(t, dtype=torch.int64) for t in (lo, hi)]
-    per_channel = max(t.numel() for t in consts) > 1
-    if per_channel and not all(t.numel() == 1 or (t.dim() >= 1 and t.shape[1:].numel() == 1) for t in consts):
-        return None  # constants vary along more than the channel dim
-    # torch broadcasts a (C, 1, ..., 1) constant of d dims along dim 1 of a (d + 1)-dim x only
-    ch_dims = {t.dim() for t in consts if t.numel() > 1}
-    max_dim = max(t.dim() for t in consts)
-    flat = [t.reshape(-1).to(torch.int64).contiguous() for t in consts]
-    n_ch = max(t.numel() for t in flat)
-    kernel = _numba_kernels.requant_kernel()
-    tiled: dict[int, list[object]] = {}
-
-    def consts_for(cols: int) -> list[object]:
-        if cols not in tiled:  # each constant as an int64 (cols,) array, repeated along the row
-            tiled[cols] = [t.expand(cols).contiguous().numpy() if t.numel() == 1 else t.numpy() for t in flat]
-        return tiled[cols]
-
-    def run(x: Tensor) -> Tensor | None:
-        if x.dtype not in (torch.int8, torch.int32) or x.device.type != "cpu" or x.dim() < max(1, max_dim):
-            return None  # (a constant with more dims than x would change the result's shape)
-        if per_channel and ch_dims != {x.dim() - 1}:
-            return None
-        if x.dim() >= 2 and x.movedim(1, -1).is_contiguous() and (not per_channel or x.shape[1] == n_ch):
-            xm, back = x.movedim(1, -1), True
-        elif not per_channel and x.is_contiguous():
-            xm, back = x, False
-        else:
-            return None
-        cols = xm.shape[-1] if xm.dim() else 1
-        if cols == 0 or xm.numel() == 0:
-            return None
-        out = torch.empty(xm.shape, dtype=out_dtype)
-        kernel(xm.reshape(-1, cols).numpy(), *consts_for(cols), out.view(-1, cols).numpy())
-        return out.movedim(-1, 1) if back else out
-
-    return run
-
-
 def _prep_requant(op: ir.Requant, device: torch.device, gemm: str) -> Kernel:
-    def c(t: Tensor) -> Tensor:
-        return t.to(device=device, dtype=torch.int64)
+    return prep_requant(op, device, resolve_gemm(gemm, device) == "numba")
 
-    zp_in, m, s, zp_out = c(op.zp_in), c(op.multiplier), c(op.shift), c(op.zp_out)
-    lo, hi = _scalar_or(c(op.lo)), _scalar_or(c(op.hi))
-    one = torch.ones_like(s)
-    half = torch.where(s > 0, torch.bitwise_left_shift(one, (s - 1).clamp(min=0)), torch.zeros_like(s))
-    mask = torch.bitwise_left_shift(one, s) - 1
-    # (x - zp_in) * m + half + (zp_out << s), then >> s: one multiply-add, one shift.
-    offset = half + torch.bitwise_left_shift(zp_out, s) - zp_in * m
-    identity_m = bool((op.multiplier == 1).all() and (op.shift == 0).all())
-    even = op.rounding == "half_even"
-    out_dtype = DTYPES[op.out_dtype]
-    m_, s_, off_ = _scalar_or(m), _scalar_or(s), _scalar_or(offset)
-    tensor_bounds = isinstance(lo, Tensor) or isinstance(hi, Tensor)
 
-    def clamp(y: Tensor) -> Tensor:
-        if tensor_bounds:
-            return torch.minimum(torch.maximum(y, lo if isinstance(lo, Tensor) else torch.tensor(lo, device=y.device)),
-                                 hi if isinstance(hi, Tensor) else torch.tensor(hi, device=y.device))
-        return y.clamp_(lo, hi)
-
-    fused = _fused_requant(op, m, s, offset, lo, hi, out_dtype, gemm, device) if not even else None
-
-    def run(x: Tensor) -> Tensor:
-        if fused is not None:
-            y = fused(x)
-            if y is not None:
-                return y
-        p = x.to(torch.int64, copy=True)  # a fresh tensor: updated in place below
-        if identity_m:  # only zero points change (int64 so the subtraction cannot wrap)
-            return clamp(p - zp_in + zp_out).to(out_dtype)
-        if even:
-            prod = (p - zp_in) * m
-            y = torch.bitwise_right_shift(prod + half, s)
-            tie = torch.bitwise_and(prod, mask) == half
-            y = y - (tie & (s > 0) & (torch.bitwise_and(y, 1) == 1)).to(torch.int64) + zp_out
-            return clamp(y).to(out_dtype)
-        p.mul_(m_).add_(off_)
-        y = p.bitwise_right_shift_(s_) if isinstance(s_, int) else torch.bitwise_right_shift(p, s_)
-        return clamp(y).to(out_dtype)
-
-    return run
+def _prep_layer_requant(op: ir.Conv | ir.Linear, rq: ir.Requant, device: torch.device, gemm: str) -> Kernel | None:
+    """A groups-1 conv or a linear with the requant of its accumulator in its epilogue (numba on
+    CPU only), or None where that fusion does not apply."""
+    if resolve_gemm(gemm, device) != "numba" or (isinstance(op, ir.Conv) and op.groups != 1):
+        return None
+    return prep_direct(op, _layer_corr(op, device), rq)
 
 
 def _prep_clamp(op: ir.Clamp, device: torch.device, gemm: str) -> Kernel:
-    lo, hi = _scalar_or(op.lo.to(device)), _scalar_or(op.hi.to(device))
+    lo, hi = scalar_or(op.lo.to(device)), scalar_or(op.hi.to(device))
 
     def run(x: Tensor) -> Tensor:
         if isinstance(lo, int) and isinstance(hi, int):
@@ -405,4 +318,11 @@ KERNELS: dict[str, Callable[[ir.Op, torch.device, str], Kernel]] = {
     "avgpool_sum": _prep_avgpool_sum,  # type: ignore[dict-item]
     "sum_reduce": _prep_sum_reduce,  # type: ignore[dict-item]
     "reshape": _prep_reshape,  # type: ignore[dict-item]
+}
+
+#: (producer kind, consumer kind) -> prepare(producer, consumer, device, gemm backend) -> one kernel
+#: that runs both (the consumer reading the producer's output alone), or None where it does not apply.
+FUSED: dict[tuple[str, str], Callable[[ir.Op, ir.Op, torch.device, str], Kernel | None]] = {
+    ("conv", "requant"): _prep_layer_requant,  # type: ignore[dict-item]
+    ("linear", "requant"): _prep_layer_requant,  # type: ignore[dict-item]
 }

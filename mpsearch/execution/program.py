@@ -22,7 +22,8 @@ from mpsearch.core.io import check_keys
 from mpsearch.errors import ConfigError, rule_error
 from mpsearch.execution import ir
 from mpsearch.execution.dyadic import is_pure_shift
-from mpsearch.execution.kernels import GEMMS, KERNELS
+from mpsearch.execution._steps import Step, last_reads, plan_steps
+from mpsearch.execution.kernels import GEMMS
 
 FORMAT = "mpsearch-integer-program"
 _INLINE_MAX = 4096  # tensors up to this many elements are also written inline in graph.json
@@ -48,16 +49,24 @@ class IntegerModel:
         self.meta = dict(meta or {})
         self.device = torch.device("cpu")
         self.gemm = "auto"
-        self._kernels: list[Any] | None = None
-        self._last_use = self._lifetimes()
+        self._op_names = frozenset(op.name for op in self.ops)
+        self._plans: dict[frozenset[str], tuple[list[Step], dict[str, int]]] | None = None
 
     # -- running ------------------------------------------------------------------------
-    def _lifetimes(self) -> dict[str, int]:
-        last: dict[str, int] = {}
-        for i, op in enumerate(self.ops):
-            for name in op.inputs:
-                last[name] = i
-        return last
+    def steps(self, keep: Iterable[str] = ()) -> list[Step]:
+        """The kernel calls that run the program (ops fused where :mod:`._steps` allows), with
+        every value named in ``keep`` produced."""
+        return self._plan(frozenset(keep))[0]
+
+    def _plan(self, keep: frozenset[str]) -> tuple[list[Step], dict[str, int]]:
+        if self._plans is None:
+            self.to(self.device)
+        plans = self._plans
+        assert plans is not None
+        if keep not in plans:
+            steps = plan_steps(self.ops, self.device, self.gemm, keep, self.output.name)
+            plans[keep] = (steps, last_reads(steps))
+        return plans[keep]
 
     def to(self, device: str | torch.device | None = None, gemm: str | None = None) -> "IntegerModel":
         """Prepare the kernels on ``device`` (in place; returns self).
@@ -65,7 +74,9 @@ class IntegerModel:
         Args:
             device: where to run (default: unchanged).
             gemm: matrix-product backend, one of ``kernels.GEMMS``: "auto" (``torch._int_mm`` on
-                CUDA, int32 matmul on CPU, the faster there), "int_mm" or "int32".
+                CUDA; on CPU the numba kernels when numba is installed, else the int32 matmul),
+                "int_mm", "int32" or "numba". With numba on CPU a conv / linear and the requant of
+                its accumulator run as one kernel (same integers).
         """
         if gemm is not None:
             if gemm not in GEMMS:
@@ -73,7 +84,8 @@ class IntegerModel:
             self.gemm = gemm
         if device is not None:
             self.device = torch.device(device)
-        self._kernels = [KERNELS[op.KIND](op, self.device, self.gemm) for op in self.ops]
+        self._plans = {}
+        self._plan(frozenset())  # prepare the kernels now (weights packed, numba compiled or loaded)
         return self
 
     def quantize_input(self, *xs: Tensor) -> tuple[Tensor, ...]:
@@ -92,17 +104,16 @@ class IntegerModel:
         Returns:
             The output integers, or ``(output, {name: tensor})`` when ``keep`` is given.
         """
-        if self._kernels is None:
-            self.to(self.device)
         env: dict[str, Tensor] = {inp.name: c for inp, c in zip(self.inputs, codes)}
-        wanted = set(keep) if keep is not None else set()
+        wanted = frozenset(keep) if keep is not None else frozenset()
+        steps, last_read = self._plan(wanted & self._op_names)
         kept: dict[str, Tensor] = {k: env[k] for k in wanted if k in env}
-        for i, (op, kernel) in enumerate(zip(self.ops, self._kernels)):  # type: ignore[arg-type]
-            env[op.name] = kernel(*(env[n] for n in op.inputs))
-            if op.name in wanted:
-                kept[op.name] = env[op.name]
-            for n in op.inputs:  # free what no later op reads
-                if self._last_use.get(n) == i and n != self.output.name:
+        for i, step in enumerate(steps):
+            env[step.output] = step.kernel(*(env[n] for n in step.inputs))
+            if step.output in wanted:
+                kept[step.output] = env[step.output]
+            for n in step.inputs:  # free what no later step reads
+                if last_read.get(n) == i and n != self.output.name:
                     env.pop(n, None)
         out = env[self.output.name]
         return (out, kept) if keep is not None else out

@@ -86,22 +86,27 @@ def test_avgpool_sum_then_requant_rounds_half_up() -> None:
 
 
 def test_integer_add_with_two_scales() -> None:
-    # a: scale 0.5, zp 3; b: scale 0.2, zp 0. Common scale = 0.2 (the finer): a is rescaled by 2.5.
+    # a: scale 0.5, zp 3; b: scale 0.2, zp 0. Common scale = 0.2 / 2^16: the finer input scale,
+    # halved 16 times (the sum of the bounds, 131 * 0.5 / s + 128 * 0.2 / s + 2 = 2.98e7, stays
+    # below 2^26), so both rescales are exact integer multiplies: 2.5 * 2^16 = 163840 and 2^16.
     b = Builder("half_up")
     ra = Rep("a", "int8", (4,), np.float64(0.5), np.int64(3), np.int64(-128), np.int64(127))
     rb = Rep("b", "int8", (4,), np.float64(0.2), np.int64(0), np.int64(-128), np.int64(127))
     ca, cb = b.common_scale([ra, rb], "add")
-    assert float(ca.scale) == pytest.approx(0.2) and cb is rb  # b is taken as is
-    rq = b.ops[0]
-    assert (int(rq.multiplier), int(rq.shift)) == (5, 1)  # 2.5 = 5 / 2^1
-    b.emit(ir.Add(name="y", inputs=(ca.value, "b")))
+    assert float(ca.scale) == float(cb.scale) == 0.2 / 2**16
+    assert [(int(op.multiplier), int(op.shift)) for op in b.ops] == [(163840, 0), (65536, 0)]
+    b.emit(ir.Add(name="y", inputs=(ca.value, cb.value)))
     model = IntegerModel((ir.InputQuant("a", "", 0.5, 3, -128, 127, 8, (4,)),
                           ir.InputQuant("b", "", 0.2, 0, -128, 127, 8, (4,))),
-                         tuple(b.ops), ir.OutputSpec("y", 0.2, 0, (4,)), {})
+                         tuple(b.ops), ir.OutputSpec("y", 0.2 / 2**16, 0, (4,)), {})
     qa = torch.tensor([[7, 4, 3, -100]], dtype=torch.int8)  # reals 2.0, 0.5, 0.0, -51.5
     qb = torch.tensor([[1, -1, 5, 0]], dtype=torch.int8)  # reals 0.2, -0.2, 1.0, 0.0
-    # a at scale 0.2: 10, 2.5 -> 3 (half up), 0, -257.5 -> -257; plus b's codes
-    assert model.run(qa, qb).tolist() == [[11, 2, 5, -257]]
+    # the exact sums 2.2, 0.3, 1.0, -51.5 in steps of 0.2 / 2^16 (no rounding before the next requant)
+    assert model.run(qa, qb).tolist() == [[11 * 65536, 98304, 5 * 65536, -16875520]]
+    # an int32 accumulator (bound 2^26 at scale 1e-4) is already fine: taken as is, no halving
+    acc = Rep("acc", "int32", (4,), np.float64(1e-4), np.int64(0), np.int64(-(2**26)), np.int64(2**26))
+    c_acc, c_b = Builder("half_up").common_scale([acc, rb], "add")
+    assert c_acc is acc and float(c_b.scale) == 1e-4
 
 
 @NUMBA
@@ -157,8 +162,9 @@ def test_numba_kernel_machine_code_has_no_float_op() -> None:
 
 
 @NUMBA
-def test_numba_conv_depthwise_requant_machine_code_has_no_float_op() -> None:
-    """The same audit for the direct conv kernels, the depthwise kernel and the fused requant."""
+def test_numba_depthwise_requant_machine_code_has_no_float_op() -> None:
+    """The same audit for the depthwise kernel and the one-pass requant (the direct conv's is in
+    test_direct_conv.py)."""
     import numba
 
     from mpsearch.execution import _numba_kernels as nk
@@ -168,12 +174,8 @@ def test_numba_conv_depthwise_requant_machine_code_has_no_float_op() -> None:
 
     x = np.full((1, 3, 3, 2), -128, np.int8)  # one 3x3 window of two channels, all -128
     corr = np.array([5, -5], np.int32)
-    conv, small, dw, rq = fresh(nk.conv2d_py), fresh(nk.conv2d_small_py), fresh(nk.depthwise_py), fresh(nk.requant_py)
+    dw, rq = fresh(nk.depthwise_py), fresh(nk.requant_py)
     out = np.empty((1, 1, 1, 2), np.int32)
-    conv(x, np.full((2, 32), -128, np.int16), corr, 1, (3, 3), (1, 1), (1, 1), out)  # K = 18, padded to 32
-    assert out.reshape(-1).tolist() == [18 * 2**15 + 5, 18 * 2**15 - 5]
-    small(x, np.full((18, 2), 127, np.int32), corr, 0, (3, 3), (1, 1), (1, 1), out)
-    assert out.reshape(-1).tolist() == [-18 * 128 * 127 + 5, -18 * 128 * 127 - 5]
     dw(x, np.full((3, 3, 2), -128, np.int32), corr, 2, (1, 1), (1, 1), out)
     assert out.reshape(-1).tolist() == [9 * 2**16 + 5, 9 * 2**16 - 5]
     acc = np.array([[-(2**31), 2**31 - 1, 1000, -1000]], np.int32)
@@ -182,15 +184,14 @@ def test_numba_conv_depthwise_requant_machine_code_has_no_float_op() -> None:
     # (x * 3 + 2^4 + (2 << 5)) >> 5, clamped to [-128, 127]: 1000 -> (3000 + 80) >> 5 = 96; -1000 -> -92
     rq(acc, one(3), one(16 + (2 << 5)), one(5), one(-128), one(127), q)
     assert q.tolist() == [[-128, 127, 96, -92]]
-    asms = [_assert_no_float_op(fn) for fn in (conv, small, dw, rq)]
-    if _has_avx2():
-        assert "vpmaddwd" in asms[0]
+    for fn in (dw, rq):
+        _assert_no_float_op(fn)
 
 
 @NUMBA
 @pytest.mark.parametrize("cin,cout,kernel,stride,pad,dil", [
-    (1, 16, (3, 3), (1, 1), (1, 1), (1, 1)),   # K = 9: the small-K kernel (vectorized along Cout)
-    (3, 8, (3, 3), (2, 2), (1, 1), (1, 1)),    # K = 27, padded to 32
+    (1, 16, (3, 3), (1, 1), (1, 1), (1, 1)),   # one input channel, padded to two
+    (3, 8, (3, 3), (2, 2), (1, 1), (1, 1)),    # odd channels, 8 of a block of 16 outputs
     (16, 16, (3, 3), (1, 1), (1, 1), (1, 1)),  # resnet_tiny's layer1
     (32, 24, (3, 3), (2, 1), (0, 2), (1, 1)),
     (5, 7, (5, 3), (1, 2), (2, 1), (2, 1)),    # rectangular, dilated, strided

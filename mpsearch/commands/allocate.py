@@ -1,4 +1,4 @@
-"""``mpsearch allocate``: the exact ILP plan under budgets, from a cost table or a recipe.
+"""``mpsearch allocate``: the ILP plan under budgets (proven within --gap-rel), from a cost table or a recipe.
 
     mpsearch allocate --table cost_table.json --budget size_bytes=20k --budget latency_ms=2.5 -o plan.yaml
     mpsearch allocate --recipe recipes/demo.yaml --budget size_bytes=50% -o plan.yaml
@@ -10,7 +10,10 @@ import argparse
 
 from mpsearch.commands._common import add_budget_flag, budgets_from_flags, checked_budgets, load
 
-HELP = "Choose bits per layer with the exact ILP under one or more budgets; write the plan."
+#: Same value as mpsearch.allocation.DEFAULT_GAP_REL (not imported: commands load pulp lazily).
+DEFAULT_GAP_REL = 1e-4
+
+HELP = "Choose bits per layer with the ILP under one or more budgets (proven optimal with --gap-rel 0); write the plan."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--recipe", help="a recipe: its sensitivity and cost table are computed first")
     add_budget_flag(parser)
     parser.add_argument("--solver", default="cbc", help="ILP engine: cbc (bundled with PuLP) or highs")
+    parser.add_argument("--gap-rel", type=_gap, default=DEFAULT_GAP_REL, metavar="FRACTION",
+                        help=f"stop once the plan is proven within this relative gap of the optimum "
+                             f"(default {DEFAULT_GAP_REL:g}, the usual MIP default); 0 proves the optimum, "
+                             f"which can take minutes on thousands of layers")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="stop the solver after this long and keep the best plan found")
     parser.add_argument("-o", "--output", default="plan.yaml", help="where the plan goes (YAML, or JSON by suffix)")
@@ -45,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             table = steps.table_step(prep, steps.sensitivity_step(prep, bars))
         where, resolved = recipe.path, prep.budgets
     try:
-        plan = allocate(table, resolved, solver=args.solver, time_limit_s=args.time_limit)
+        plan = allocate(table, resolved, solver=args.solver, time_limit_s=args.time_limit, gap_rel=args.gap_rel)
     except InfeasibleBudgetError as exc:
         raise InfeasibleBudgetError(f"{where}: {exc} (fix: raise the --budget values)", smallest=exc.smallest) from None
     plan = steps.stable_plan(plan)
@@ -53,5 +60,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         bits = " ".join(f"{n}={b.key}" for n, b in plan.layers.items())
         totals = ", ".join(f"{k}={v:.6g}" for k, v in plan.totals.items())
-        print(f"{plan.status}: omega {plan.objective:.6g}; {totals}\n{bits}\nwrote {args.output}")
+        gap = "" if plan.gap is None or plan.optimal else f" (proven gap {plan.gap:.1e})"
+        print(f"{plan.status}{gap}: omega {plan.objective:.6g}; {totals}\n{bits}\nwrote {args.output}")
     return 0
+
+
+def _gap(text: str) -> float:
+    """``--gap-rel``: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"--gap-rel must be a number in [0, 1) (0 proves the optimum), but got {text!r}")
+    return value

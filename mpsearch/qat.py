@@ -16,6 +16,14 @@ scales are re-derived from the current weights with the same calibrator (min-max
 Within an epoch they stay fixed, so each step sees one well-defined quantizer. After the last
 epoch they are not re-derived: the model that is returned is exactly the one that was trained.
 
+Randomness: ``config.seed`` decides everything random in fine-tuning. Given a sequence of
+``(inputs, labels)`` batches, :func:`finetune_` pools the examples once and, every epoch, deals
+them into batches in a new order drawn from (seed, epoch) (:func:`epoch_order`); torch's global
+RNG (dropout, any stochastic layer) is seeded with the same seed inside a fork, so the caller's
+RNG state is untouched. The same seed, data, model and thread count give the same weights bit
+for bit. A callable ``epoch -> batches`` is used as given (the caller owns the order, e.g. a
+DataLoader with its own sampler).
+
 Distillation loss (Hinton et al.): ``alpha * T^2 * KL(p_t || p_s) + (1 - alpha) * CE(z_s, y)``
 with ``p = softmax(z / T)`` of the teacher ``t`` (the float model) and the student ``s``; the
 ``T^2`` keeps the soft-target gradients on the scale of the hard-label ones.
@@ -23,10 +31,12 @@ with ``p = softmax(z / T)`` of the teacher ``t`` (the float model) and the stude
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -67,7 +77,10 @@ class FinetuneConfig:
         epochs: passes over the training batches (0 returns the model unchanged).
         lr: peak learning rate of Adam; cosine decay to 0 over all steps.
         weight_decay: Adam's L2 penalty.
-        seed: seeds torch's RNG inside a fork (the caller's RNG state is untouched).
+        seed: draws the example order of every epoch and seeds torch's RNG inside a fork
+            (the caller's RNG state is untouched); see the module docstring.
+        batch_size: examples per step when ``finetune_`` re-deals a sequence of batches;
+            None keeps the size of the first given batch.
         rederive_weight_scales: re-derive weight scales from the weights before each epoch
             after the first (see the module docstring).
         n_threads: intra-op threads while training (restored after); None leaves them.
@@ -78,6 +91,7 @@ class FinetuneConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
+    batch_size: int | None = None
     rederive_weight_scales: bool = True
     n_threads: int | None = None
     progress: Callable[[dict[str, Any]], None] | None = field(default=None, compare=False)
@@ -91,6 +105,9 @@ class FinetuneConfig:
                 raise rule_error("FinetuneConfig", key, "a finite number > 0" if key == "lr" else ">= 0", v)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise rule_error("FinetuneConfig", "seed", "an integer >= 0", self.seed)
+        b = self.batch_size
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise rule_error("FinetuneConfig", "batch_size", "an integer >= 1 or None", b)
 
 
 def distill_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, temperature: float,
@@ -140,14 +157,41 @@ def _inputs_targets(batch: Any, index: int) -> tuple[Tensor, Tensor]:
     raise rule_error("finetune_", f"batches[{index}]", "an (inputs, labels) pair of tensors", type(batch).__name__)
 
 
+def _pool(batches: Iterable[Any]) -> tuple[Tensor, Tensor, int]:
+    """All examples of ``batches`` as two tensors, and the size of the first batch."""
+    xs, ys = [], []
+    for i, batch in enumerate(batches):
+        x, y = _inputs_targets(batch, i)
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise rule_error("finetune_", "batches", "at least one (inputs, labels) batch", [])
+    return torch.cat(xs), torch.cat(ys), len(ys[0])
+
+
+def epoch_order(n_examples: int, seed: int, epoch: int) -> Tensor:
+    """The permutation of ``range(n_examples)`` that epoch ``epoch`` of a run seeded ``seed`` visits.
+
+    Each (seed, epoch) pair gets its own generator, seeded through ``numpy.random.SeedSequence``
+    so that nearby pairs such as (0, 1) and (1, 0) give unrelated streams.
+    """
+    state = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return torch.randperm(n_examples, generator=torch.Generator().manual_seed(state))
+
+
+def shuffled_batches(x: Tensor, y: Tensor, batch_size: int, seed: int, epoch: int) -> list[tuple[Tensor, Tensor]]:
+    """``(x, y)`` dealt into batches of ``batch_size`` (the last may be short) in :func:`epoch_order`."""
+    return [(x[sel], y[sel]) for sel in epoch_order(len(y), seed, epoch).split(batch_size)]
+
+
 def finetune_(qmodel: nn.Module, batches: Iterable[Any] | Callable[[int], Iterable[Any]],
               config: FinetuneConfig | None = None, distill: DistillConfig | None = None) -> dict[str, Any]:
     """Fine-tune the fake-quant ``qmodel`` in place with the straight-through estimator.
 
     Args:
         qmodel: from :func:`mpsearch.quant.quantize` (activation ranges frozen).
-        batches: ``(inputs, labels)`` batches, or a function ``epoch -> batches`` (so each
-            epoch can shuffle with its own seed).
+        batches: ``(inputs, labels)`` batches (re-dealt every epoch in an order drawn from
+            ``config.seed``), or a function ``epoch -> batches`` used as given.
         config: :class:`FinetuneConfig`; default 3 epochs at lr 1e-3.
         distill: soft targets from a teacher; None trains on hard labels only.
 
@@ -162,8 +206,15 @@ def finetune_(qmodel: nn.Module, batches: Iterable[Any] | Callable[[int], Iterab
     if config.epochs == 0:
         qmodel.eval()
         return record
-    per_epoch = batches if callable(batches) else (lambda _epoch: batches)
-    n_steps_per_epoch = sum(1 for _ in per_epoch(0))
+    per_epoch: Callable[[int], Iterable[Any]]
+    if callable(batches):
+        per_epoch = batches
+        n_steps_per_epoch = sum(1 for _ in per_epoch(0))
+    else:
+        x_all, y_all, first_size = _pool(batches)
+        size = config.batch_size or first_size
+        per_epoch = functools.partial(shuffled_batches, x_all, y_all, size, config.seed)  # epoch -> batches
+        n_steps_per_epoch = -(-len(y_all) // size)
     params = [p for p in qmodel.parameters() if p.requires_grad]
     previous_threads = torch.get_num_threads()
     if config.n_threads is not None:

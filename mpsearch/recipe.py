@@ -13,7 +13,7 @@ Schema (defaults in brackets)::
 
     version: 1
     name: demo                      # [file stem] results go to <output.dir>/<name>/
-    seed: 0                         # [0] seeds sensitivity probes, explorers, QAT shuffles
+    seed: 0                         # [0] seeds sensitivity probes, explorers, QAT data order
     model: resnet_tiny              # a demo model name, or "package.module:function" -> nn.Module
     model_kwargs: {}                # keyword arguments for an imported model function
     data:
@@ -23,7 +23,8 @@ Schema (defaults in brackets)::
     sensitivity:
       method: hessian               # [hessian] hessian | eigen | fisher | empirical
       n_batches: 2                  # [2] batches of the train split it reads
-      settings: {max_probes: 32}    # fields of the method's config (HessianConfig, ...)
+      settings: {max_probes: 32}    # fields of the method's config (HessianConfig, ...); with several
+                                    # candidate a_bits, hessian's activations defaults to true
     hardware:
       profile: gap8-pulp-nn         # shipped name or path to a profile YAML
       w_bits: [2, 4, 8]             # [all the profile runs]
@@ -41,6 +42,7 @@ Schema (defaults in brackets)::
       lr: 0.001
       batch_size: 64
       distill: {temperature: 4.0, alpha: 0.5}     # [null: hard labels only]
+      seed: 0                       # [the recipe's seed] order of the training examples
     validation:
       split: test                   # [test] split used for accuracy and integer validation
       integer: true                 # [true] run the integer executor and export it
@@ -57,7 +59,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from mpsearch.core.io import check_keys, read_structured
 from mpsearch.errors import ConfigError, MpsearchError, rule_error
@@ -170,6 +172,7 @@ class FinetuneSpec:
     lr: float = 1e-3
     batch_size: int = 64
     distill: DistillSpec | None = None
+    seed: int | None = None  # None: the recipe's seed
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,8 @@ def recipe_from_dict(data: Any, where: str = "recipe", base_name: str = "recipe"
             raise rule_error(where, "finetune.lr", "a number > 0", fspec.lr)
         if not _is_int(fspec.batch_size, 1):
             raise rule_error(where, "finetune.batch_size", "an integer >= 1", fspec.batch_size)
+        if fspec.seed is not None and not _is_int(fspec.seed, 0):
+            raise rule_error(where, "finetune.seed", "an integer >= 0 (or absent: the recipe's seed)", fspec.seed)
 
     v = _section(data, "validation", ValidationSpec, where)
     vspec = ValidationSpec(**v)
@@ -350,8 +355,18 @@ def load_recipe(path: str | os.PathLike[str], check: bool = True) -> Recipe:
     return recipe
 
 
-def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None] | None = None) -> Any:
-    """The method's config dataclass built from ``sensitivity.settings`` (seed from the recipe)."""
+def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None] | None = None,
+                       activation_bits: Sequence[int] = ()) -> Any:
+    """The method's config dataclass built from ``sensitivity.settings`` (seed from the recipe).
+
+    Args:
+        recipe: the recipe.
+        progress: progress callback for configs that take one.
+        activation_bits: the candidate activation widths of the cost table. With more than one,
+            ``activations`` defaults to True where the config has that field: without the
+            activation-Hessian term omega is the same for every activation width, so the
+            allocation would spend a BOPs or latency budget on activation bits blindly.
+    """
     from mpsearch.sensitivity import METHODS
 
     where, spec = recipe.path, recipe.sensitivity
@@ -366,6 +381,8 @@ def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None
     settings = dict(spec.settings)
     if "seed" in fields:
         settings.setdefault("seed", recipe.seed)
+    if "activations" in fields and len(set(activation_bits)) > 1:
+        settings.setdefault("activations", True)
     if "w_bits" in settings:  # YAML lists -> the tuples the configs hold
         settings["w_bits"] = tuple(settings["w_bits"])
     if "progress" in {f.name for f in dataclasses.fields(config_cls)}:

@@ -12,7 +12,7 @@ User contract (import paths in a recipe):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +28,6 @@ class Inputs:
     Attributes:
         model: the float model (eval mode).
         train / val / test: lists of ``(inputs, labels)`` batches.
-        train_epoch: ``epoch -> batches`` for fine-tuning (shuffled per epoch where possible).
         example_inputs: a tuple of input tensors (two examples) for tracing.
         info: facts about where they came from (demo training record, ...).
     """
@@ -37,7 +36,6 @@ class Inputs:
     train: list[Any]
     val: list[Any]
     test: list[Any]
-    train_epoch: Callable[[int], Iterable[Any]]
     example_inputs: tuple[torch.Tensor, ...]
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -45,18 +43,26 @@ class Inputs:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
+def digits_inputs(recipe: Recipe, model: nn.Module, splits: Any, info: dict[str, Any] | None = None) -> Inputs:
+    """:class:`Inputs` of a model trained on digits ``splits`` (a ``mpsearch.demo.DigitsSplits``).
+
+    Train batches hold ``data.batch_size`` images in split order; validation and test batches 512.
+    """
+    from mpsearch.demo import batches
+
+    bs = recipe.data.batch_size
+    model.eval()
+    return Inputs(model=model, train=list(batches(splits.train, bs)), val=list(batches(splits.val, 512)),
+                  test=list(batches(splits.test, 512)), example_inputs=splits.example_inputs(2), info=dict(info or {}))
+
+
 def _demo_inputs(recipe: Recipe) -> Inputs:
-    from mpsearch.demo import batches, load_demo_run
+    from mpsearch.demo import load_demo_run
 
     run = load_demo_run(recipe.model)
-    s, bs = run.splits, recipe.data.batch_size
-    ft_bs = recipe.finetune.batch_size if recipe.finetune else bs
     info = {"demo": {k: run.info.get(k) for k in ("name", "val_accuracy", "test_accuracy", "train_time_s", "n_params")},
             "from_cache": run.from_cache, "checkpoint": str(run.path)}
-    return Inputs(model=run.model, train=list(batches(s.train, bs)), val=list(batches(s.val, 512)),
-                  test=list(batches(s.test, 512)),
-                  train_epoch=lambda epoch: batches(s.train, ft_bs, shuffle=True, seed=recipe.seed * 1000 + epoch),
-                  example_inputs=s.example_inputs(2), info=info)
+    return digits_inputs(recipe, run.model, run.splits, info)
 
 
 def _imported_inputs(recipe: Recipe) -> Inputs:
@@ -79,7 +85,7 @@ def _imported_inputs(recipe: Recipe) -> Inputs:
     example = tuple(x0[:2]) if isinstance(x0, (tuple, list)) else (x0[:2],)
     model.eval()
     return Inputs(model=model, train=splits["train"], val=splits["val"], test=splits["test"],
-                  train_epoch=lambda _epoch: splits["train"], example_inputs=example,
+                  example_inputs=example,
                   info={"model": recipe.model, "data": recipe.data.source})
 
 

@@ -181,7 +181,8 @@ def run_recipe(recipe: Recipe, *, quiet: bool = True, budgets: dict[str, Any] | 
         "layers": layer_rows, "totals": dict(plan.totals), "objective": plan.objective,
         "float_accuracy": float_acc, "chosen": chosen, "baselines": baselines,
         "finetune": None if recipe.finetune is None else {
-            "epochs": recipe.finetune.epochs, "lr": recipe.finetune.lr,
+            "epochs": recipe.finetune.epochs, "lr": recipe.finetune.lr, "batch_size": recipe.finetune.batch_size,
+            "seed": recipe.seed if recipe.finetune.seed is None else recipe.finetune.seed,
             "distill": None if recipe.finetune.distill is None else vars(recipe.finetune.distill), **qat_record},
         "validation": None if report is None else report.to_dict(),
         "validation_split": recipe.validation.split,

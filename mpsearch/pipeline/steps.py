@@ -46,7 +46,7 @@ def _fix_hint(recipe: Recipe) -> str:
             f"{list(recipe.hardware.w_bits) if recipe.hardware.w_bits else 'all the profile runs'})")
 
 
-def prepare(recipe: Recipe, budgets: Mapping[str, Any] | None = None) -> Prepared:
+def prepare(recipe: Recipe, budgets: Mapping[str, Any] | None = None, inputs: Inputs | None = None) -> Prepared:
     """Load profile, model and data; discover layers; check the budgets against the resources.
 
     The demo model trains here on first use (seconds). Everything later is the heavy part.
@@ -54,13 +54,15 @@ def prepare(recipe: Recipe, budgets: Mapping[str, Any] | None = None) -> Prepare
     Args:
         recipe: a checked recipe.
         budgets: override of ``recipe.budgets`` (the CLI's ``--budget`` flags).
+        inputs: model and batches to use instead of the ones the recipe names (benchmarks
+            that repeat a recipe over data splits).
     """
     from mpsearch.hardware import load_profile
     from mpsearch.model import discover
 
     t0 = time.perf_counter()
     profile = load_profile(recipe.hardware.profile)
-    inputs = load_inputs(recipe)
+    inputs = load_inputs(recipe) if inputs is None else inputs
     t1 = time.perf_counter()
     layers = discover(inputs.model, inputs.example_inputs)
     resources = resource_table(layers, profile, recipe.hardware.w_bits, recipe.hardware.a_bits,
@@ -73,7 +75,11 @@ def prepare(recipe: Recipe, budgets: Mapping[str, Any] | None = None) -> Prepare
 
 
 def sensitivity_step(prep: Prepared, bars: Progress) -> Sensitivity:
-    """``analyze`` on ``sensitivity.n_batches`` train batches, with a progress bar."""
+    """``analyze`` on ``sensitivity.n_batches`` train batches, with a progress bar.
+
+    With several candidate activation widths the Hessian method also estimates activation
+    traces unless the recipe says otherwise (see :func:`mpsearch.recipe.sensitivity_config`).
+    """
     from mpsearch.sensitivity import analyze
 
     task = bars.add(f"sensitivity ({prep.recipe.sensitivity.method})")
@@ -82,7 +88,8 @@ def sensitivity_step(prep: Prepared, bars: Progress) -> Sensitivity:
         info = " ".join(f"{k}={v}" for k, v in event.items() if k in ("stage", "n_probes", "active_layers"))
         bars.update(task, completed=event.get("n_probes", event.get("round", 0)), info=info)
 
-    config = sensitivity_config(prep.recipe, progress=on_progress)
+    a_bits = sorted({c.a_bits for cs in prep.resources.candidates for c in cs})
+    config = sensitivity_config(prep.recipe, progress=on_progress, activation_bits=a_bits)
     batches = prep.inputs.train[: prep.recipe.sensitivity.n_batches]
     sens = analyze(prep.inputs.model, nn.CrossEntropyLoss(), batches, method=prep.recipe.sensitivity.method,
                    config=config, layers=prep.layers)
@@ -149,19 +156,24 @@ def accuracy(model: nn.Module, batches: list[Any]) -> float:
 
 
 def finetune_step(prep: Prepared, qmodel: nn.Module, bars: Progress, label: str = "QAT") -> dict[str, Any]:
-    """QAT of ``qmodel`` in place as the recipe's ``finetune`` section says (KD from the float model)."""
+    """QAT of ``qmodel`` in place as the recipe's ``finetune`` section says (KD from the float model).
+
+    The train split is re-dealt every epoch in an order drawn from ``finetune.seed`` (default:
+    the recipe's ``seed``), so fine-tuning varies with that seed while the plan does not.
+    """
     from mpsearch.qat import DistillConfig, FinetuneConfig, finetune_
 
     spec = prep.recipe.finetune
     if spec is None or spec.epochs == 0:
         return {}
     task = bars.add(f"fine-tune {label}", total=spec.epochs)
-    config = FinetuneConfig(epochs=spec.epochs, lr=spec.lr, seed=prep.recipe.seed,
+    seed = prep.recipe.seed if spec.seed is None else spec.seed
+    config = FinetuneConfig(epochs=spec.epochs, lr=spec.lr, seed=seed, batch_size=spec.batch_size,
                             progress=lambda e: bars.update(task, completed=e["epoch"], info=f"loss {e['loss']:.4f}"))
     distill = None
     if spec.distill is not None:
         distill = DistillConfig(prep.inputs.model, spec.distill.temperature, spec.distill.alpha)
-    return finetune_(qmodel, prep.inputs.train_epoch, config, distill)
+    return finetune_(qmodel, prep.inputs.train, config, distill)
 
 
 def integer_step(prep: Prepared, qmodel: nn.Module, bars: Progress) -> tuple[Any, Any]:

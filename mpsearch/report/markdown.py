@@ -66,12 +66,18 @@ def render_report(s: Mapping[str, Any]) -> str:
             if c.get("acc_qat") is not None and b.get("acc_qat") is not None:
                 line += f" and {verdict(c['acc_qat'], b['acc_qat'])} it after QAT ({_pct(c['acc_qat'])} vs {_pct(b['acc_qat'])})"
             L += [line + ".", ""]
+            n = (s.get("validation") or {}).get("n_images")
+            if n:
+                L += [f"On {n} images one image is {100 / n:.2f} points, and a single QAT run (one seed) moves by an "
+                      "image or two from seed to seed: compare plans over several seeds or splits before calling "
+                      "a difference of a few images (docs/BENCHMARKS.md, \"End to end\").", ""]
             break
     ft = s.get("finetune")
     if ft:
         d = ft.get("distill")
         L += ["## Fine-tuning (QAT)", "",
-              f"{ft['epochs']} epochs, Adam lr {ft['lr']} with cosine decay, straight-through estimator; "
+              f"{ft['epochs']} epochs, Adam lr {ft['lr']} with cosine decay, straight-through estimator, "
+              f"example order drawn from seed {ft.get('seed', s['seed'])}; "
               + (f"knowledge distillation from the float model (T = {d['temperature']}, alpha = {d['alpha']})." if d
                  else "hard labels only.")
               + (f" Train loss per epoch: {', '.join(f'{x:.4f}' for x in ft.get('train_loss', []))}." if ft.get("train_loss") else ""), ""]

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -32,6 +33,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     assert main(["run", str(recipe), "--output-dir", str(d / "a"), "--quiet"]) == 0
     assert main(["run", str(recipe), "--output-dir", str(d / "b"), "--quiet"]) == 0
     return recipe, d / "a" / "small", d / "b" / "small"
+
+
+@pytest.fixture(scope="module")
+def other_qat_seed(runs: tuple[Path, Path, Path]) -> Path:
+    """The small recipe again with only ``finetune.seed`` changed (the recipe's seed stays 0)."""
+    recipe, a, _ = runs
+    data = dict(SMALL, finetune=dict(SMALL["finetune"], seed=1))
+    path = recipe.parent / "small_seed1.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["run", str(path), "--output-dir", str(recipe.parent / "c"), "--quiet"]) == 0
+    return recipe.parent / "c" / "small"
 
 
 def test_results_directory_contents(runs: tuple[Path, Path, Path]) -> None:
@@ -78,11 +90,32 @@ def test_report_names_every_layer_and_its_bits(runs: tuple[Path, Path, Path]) ->
     for name, b in plan.layers.items():
         assert f"| `{name}` |" in text and f"**w{b.w_bits}a{b.a_bits}**" in text
     assert "uniform W4A8" in text and "Latency numbers came from: roofline" in text
+    assert "example order drawn from seed 0;" in text and "On 359 images one image is 0.28 points" in text
 
 
-def test_rerun_gives_the_same_plan_bytes(runs: tuple[Path, Path, Path]) -> None:
+def _integer_weights(out: Path) -> dict[str, np.ndarray]:
+    with np.load(out / "integer_model" / "weights.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_rerun_gives_the_same_plan_and_fine_tuned_model(runs: tuple[Path, Path, Path]) -> None:
     _, a, b = runs
     assert (a / "plan.yaml").read_bytes() == (b / "plan.yaml").read_bytes()
+    # the exported integer model is built from the fine-tuned weights: equal arrays = same QAT, bit for bit
+    wa, wb = _integer_weights(a), _integer_weights(b)
+    assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert sa["finetune"]["train_loss"] == sb["finetune"]["train_loss"] and sa["finetune"]["seed"] == 0
+
+
+def test_finetune_seed_changes_qat_but_not_the_plan(runs: tuple[Path, Path, Path], other_qat_seed: Path) -> None:
+    _, a, _ = runs
+    c = other_qat_seed
+    assert (a / "plan.yaml").read_bytes() == (c / "plan.yaml").read_bytes()
+    sa, sc = (json.loads((d / "summary.json").read_text()) for d in (a, c))
+    assert sc["finetune"]["seed"] == 1 and sa["finetune"]["train_loss"] != sc["finetune"]["train_loss"]
+    wa, wc = _integer_weights(a), _integer_weights(c)
+    assert wa.keys() == wc.keys() and any(not np.array_equal(wa[k], wc[k]) for k in wa)
 
 
 def test_allocate_from_table_with_budget_flags(runs: tuple[Path, Path, Path], tmp_path: Path, capsys) -> None:

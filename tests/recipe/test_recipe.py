@@ -36,6 +36,7 @@ def test_demo_recipe_values() -> None:
     assert r.budgets == {"size_bytes": "uniform:w4a8"}
     assert r.finetune is not None and r.finetune.distill is not None and r.finetune.distill.alpha == 0.5
     assert r.allocation.pareto is not None and r.allocation.pareto.resource == "size_bytes"
+    assert r.finetune.seed is None  # QAT follows the recipe's seed unless finetune.seed is given
 
 
 def test_typo_in_key_names_file_key_and_valid_keys(tmp_path: Path) -> None:
@@ -101,7 +102,8 @@ def test_bad_values(tmp_path: Path) -> None:
     cases = [(("finetune", "distill", "alpha"), 1.5, "finetune.distill.alpha must be a number in [0, 1], but got 1.5"),
              (("allocation", "method"), "greedy", "allocation.method must be one of ilp, optuna, rl, but got 'greedy'"),
              (("sensitivity", "settings", "max_probe"), 3, "unknown key 'sensitivity.settings.max_probe'"),
-             (("version",), 2, "version must be 1, but got 2")]
+             (("version",), 2, "version must be 1, but got 2"),
+             (("finetune", "seed"), -1, "finetune.seed must be an integer >= 0 (or absent: the recipe's seed), but got -1")]
     for keys, value, message in cases:
         data = _base()
         node = data
@@ -152,3 +154,17 @@ def test_infeasible_budget_stops_before_sensitivity(tmp_path: Path, monkeypatch:
     by_name = {lay.name: lay for lay in layers}
     lo = sum(min(layer_costs(by_name[n], c, profile).size_bytes for c in cs) for n, cs in cands.items())
     assert exc.value.smallest["size_bytes"] == pytest.approx(lo)
+
+
+def test_activation_traces_default_on_with_several_activation_widths(tmp_path: Path) -> None:
+    from mpsearch.recipe import sensitivity_config
+
+    r = load_recipe(ROOT / "recipes" / "demo.yaml")
+    assert sensitivity_config(r, activation_bits=[8]).activations is False
+    assert sensitivity_config(r, activation_bits=[8, 8]).activations is False
+    assert sensitivity_config(r, activation_bits=[4, 8]).activations is True
+    assert sensitivity_config(r, activation_bits=[4, 8]).max_probes == 24  # the recipe's own settings stay
+    data = _base()
+    data["sensitivity"]["settings"]["activations"] = False  # an explicit choice wins
+    r2 = load_recipe(_write(tmp_path, data))
+    assert sensitivity_config(r2, activation_bits=[4, 8]).activations is False

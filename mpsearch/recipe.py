@@ -35,6 +35,7 @@ Schema (defaults in brackets)::
     allocation:
       method: ilp                   # [ilp] ilp | optuna | rl
       solver: cbc                   # [cbc] ILP engine (cbc | highs)
+      gap_rel: 0.0001               # [1e-4] stop once proven within this relative gap; 0: prove the optimum
       n_trials: 200                 # [200] optuna trials / rl episodes
       pareto: {resource: size_bytes, n_points: 12}   # [first budget's resource, 12]; null: no sweep
     finetune:                       # [null: no QAT]
@@ -152,6 +153,7 @@ class AllocationSpec:
 
     method: str = "ilp"
     solver: str = "cbc"
+    gap_rel: float = 1e-4  # allocation.DEFAULT_GAP_REL (not imported: recipes load without pulp)
     n_trials: int = 200
     pareto: ParetoSpec | None = field(default_factory=ParetoSpec)
 
@@ -300,6 +302,9 @@ def recipe_from_dict(data: Any, where: str = "recipe", base_name: str = "recipe"
         raise rule_error(where, "allocation.method", f"one of {', '.join(ALLOCATION_METHODS)}", aspec.method)
     if not _is_int(aspec.n_trials, 1):
         raise rule_error(where, "allocation.n_trials", "an integer >= 1", aspec.n_trials)
+    g = aspec.gap_rel
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g < 1.0:
+        raise rule_error(where, "allocation.gap_rel", "a number in [0, 1) (0 proves the optimum)", g)
 
     fspec = None
     if data.get("finetune") is not None:

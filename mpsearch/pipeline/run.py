@@ -94,7 +94,8 @@ def run_recipe(recipe: Recipe, *, quiet: bool = True, budgets: dict[str, Any] | 
 
             others = {k: v for k, v in prep.budgets.items() if k != recipe.allocation.pareto.resource}
             front = pareto(table, recipe.allocation.pareto.resource, recipe.allocation.pareto.n_points,
-                           others, rules=prep.profile.rules, solver=recipe.allocation.solver)
+                           others, rules=prep.profile.rules, solver=recipe.allocation.solver,
+                           gap_rel=recipe.allocation.gap_rel)
             task = bars.add("frontier PTQ", total=len(front.points))
             for p in front.points:
                 q = steps.quantize_plan(prep, p)

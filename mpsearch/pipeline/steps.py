@@ -116,7 +116,8 @@ def choose_plan(prep: Prepared, table: CostTable, bars: Progress, *, method: str
         if method == "ilp":
             from mpsearch.allocation import allocate
 
-            return allocate(table, prep.budgets, solver=r.allocation.solver, rules=prep.profile.rules)
+            return allocate(table, prep.budgets, solver=r.allocation.solver, rules=prep.profile.rules,
+                            gap_rel=r.allocation.gap_rel)
         from mpsearch.explorers import search
 
         total = n_trials or r.allocation.n_trials

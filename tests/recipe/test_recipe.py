@@ -37,6 +37,7 @@ def test_demo_recipe_values() -> None:
     assert r.finetune is not None and r.finetune.distill is not None and r.finetune.distill.alpha == 0.5
     assert r.allocation.pareto is not None and r.allocation.pareto.resource == "size_bytes"
     assert r.finetune.seed is None  # QAT follows the recipe's seed unless finetune.seed is given
+    assert r.allocation.gap_rel == 1e-4  # the ILP's default relative gap (0 proves the optimum)
 
 
 def test_typo_in_key_names_file_key_and_valid_keys(tmp_path: Path) -> None:
@@ -103,7 +104,8 @@ def test_bad_values(tmp_path: Path) -> None:
              (("allocation", "method"), "greedy", "allocation.method must be one of ilp, optuna, rl, but got 'greedy'"),
              (("sensitivity", "settings", "max_probe"), 3, "unknown key 'sensitivity.settings.max_probe'"),
              (("version",), 2, "version must be 1, but got 2"),
-             (("finetune", "seed"), -1, "finetune.seed must be an integer >= 0 (or absent: the recipe's seed), but got -1")]
+             (("finetune", "seed"), -1, "finetune.seed must be an integer >= 0 (or absent: the recipe's seed), but got -1"),
+             (("allocation", "gap_rel"), 1, "allocation.gap_rel must be a number in [0, 1) (0 proves the optimum), but got 1")]
     for keys, value, message in cases:
         data = _base()
         node = data
@@ -168,3 +170,27 @@ def test_activation_traces_default_on_with_several_activation_widths(tmp_path: P
     data["sensitivity"]["settings"]["activations"] = False  # an explicit choice wins
     r2 = load_recipe(_write(tmp_path, data))
     assert sensitivity_config(r2, activation_bits=[4, 8]).activations is False
+
+
+def test_gap_rel_reaches_the_allocation(tmp_path: Path) -> None:
+    """allocation.gap_rel is what the ILP step passes to allocate: 0 gives a proven optimum."""
+    from types import SimpleNamespace
+
+    from mpsearch.allocation import DEFAULT_GAP_REL
+    from mpsearch.core.cost_table import CostTable
+    from mpsearch.pipeline import steps
+
+    assert load_recipe(ROOT / "recipes" / "demo.yaml").allocation.gap_rel == DEFAULT_GAP_REL
+    data = _base()
+    data["allocation"]["gap_rel"] = 0
+    recipe = load_recipe(_write(tmp_path, data))
+    # two layers, (omega, size): a (1, 8) / (5, 4), b (0, 16) / (4, 8); size <= 20: by hand the
+    # choices are a4+b8 = 20 B omega 5, a8+b4 = 16 B omega 5, a4+b4 = 12 B omega 9; a8+b8 is 24 B
+    recs = [{"layer": "a", "w_bits": 8, "a_bits": 8, "omega": 1.0, "size_bytes": 8.0},
+            {"layer": "a", "w_bits": 4, "a_bits": 8, "omega": 5.0, "size_bytes": 4.0},
+            {"layer": "b", "w_bits": 8, "a_bits": 8, "omega": 0.0, "size_bytes": 16.0},
+            {"layer": "b", "w_bits": 4, "a_bits": 8, "omega": 4.0, "size_bytes": 8.0}]
+    prep = SimpleNamespace(recipe=recipe, budgets={"size_bytes": 20.0}, profile=SimpleNamespace(rules=None))
+    plan = steps.choose_plan(prep, CostTable.from_records(recs), bars=None)
+    assert plan.status == "optimal" and plan.gap == 0.0 and plan.objective == 5.0
+    assert plan.meta["gap_rel"] == 0.0

@@ -63,15 +63,7 @@ def test_search_is_feasible_and_never_worse_than_rounding():
 def test_search_finds_the_swap_rounding_misses():
     """Two layers, one budget: the only feasible improvement is one layer up and the other down
     at once (a pair swap), which single moves cannot reach."""
-    # layer a: candidates (omega, size) = (0, 10) / (5, 0); layer b: (0, 10) / (3, 1)
-    from mpsearch.core.cost_table import CostTable
-
-    recs = [{"layer": "a", "w_bits": 8, "a_bits": 8, "omega": 0.0, "size_bytes": 10.0},
-            {"layer": "a", "w_bits": 4, "a_bits": 8, "omega": 5.0, "size_bytes": 0.0},
-            {"layer": "b", "w_bits": 8, "a_bits": 8, "omega": 0.0, "size_bytes": 10.0},
-            {"layer": "b", "w_bits": 4, "a_bits": 8, "omega": 3.0, "size_bytes": 1.0}]
-    problem = Problem(CostTable.from_records(recs), "omega", ["size_bytes"])
-    scaled = problem.scale_limits([11.0])
+    problem, scaled = _swap_problem()
     start = np.array([problem.group_ptr[0], problem.group_ptr[1] + 1])  # a high, b low: omega 3
     start_cost = problem.cost[start].sum()
     # the other way round (a low 5, b high 0) costs 5: worse. Feasible states: (hi,lo)=3, (lo,hi)=5, (lo,lo)=8
@@ -113,6 +105,16 @@ def test_gap_rel_contract(solver, gap_rel):
 def test_search_stops_at_its_target():
     """A caller that only needs a plan within some gap passes ``target``: a state already at or
     below it is returned unchanged, one above it is improved (here to the optimum 3)."""
+    problem, scaled = _swap_problem()
+    best = np.array([problem.group_ptr[0], problem.group_ptr[1] + 1])  # omega 3
+    worse = np.array([problem.group_ptr[0] + 1, problem.group_ptr[1]])  # omega 5
+    worse_cost = problem.cost[worse].sum()
+    assert np.array_equal(local_search(problem, scaled, worse, target=worse_cost), worse)
+    assert np.array_equal(local_search(problem, scaled, worse, target=worse_cost * 0.99), best)
+
+
+def _swap_problem():
+    """Layer a: candidates (omega, size) = (0, 10) / (5, 0); layer b: (0, 10) / (3, 1); size <= 11."""
     from mpsearch.core.cost_table import CostTable
 
     recs = [{"layer": "a", "w_bits": 8, "a_bits": 8, "omega": 0.0, "size_bytes": 10.0},
@@ -120,9 +122,4 @@ def test_search_stops_at_its_target():
             {"layer": "b", "w_bits": 8, "a_bits": 8, "omega": 0.0, "size_bytes": 10.0},
             {"layer": "b", "w_bits": 4, "a_bits": 8, "omega": 3.0, "size_bytes": 1.0}]
     problem = Problem(CostTable.from_records(recs), "omega", ["size_bytes"])
-    scaled = problem.scale_limits([11.0])
-    best = np.array([problem.group_ptr[0], problem.group_ptr[1] + 1])  # omega 3
-    worse = np.array([problem.group_ptr[0] + 1, problem.group_ptr[1]])  # omega 5
-    worse_cost = problem.cost[worse].sum()
-    assert np.array_equal(local_search(problem, scaled, worse, target=worse_cost), worse)
-    assert np.array_equal(local_search(problem, scaled, worse, target=worse_cost * 0.99), best)
+    return problem, problem.scale_limits([11.0])

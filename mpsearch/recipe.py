@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from mpsearch.allocation import DEFAULT_GAP_REL, check_gap_rel  # numpy only: pulp loads lazily
 from mpsearch.core.io import check_keys, read_structured
 from mpsearch.errors import ConfigError, MpsearchError, rule_error
 
@@ -153,7 +154,7 @@ class AllocationSpec:
 
     method: str = "ilp"
     solver: str = "cbc"
-    gap_rel: float = 1e-4  # allocation.DEFAULT_GAP_REL (not imported: recipes load without pulp)
+    gap_rel: float = DEFAULT_GAP_REL
     n_trials: int = 200
     pareto: ParetoSpec | None = field(default_factory=ParetoSpec)
 
@@ -302,9 +303,7 @@ def recipe_from_dict(data: Any, where: str = "recipe", base_name: str = "recipe"
         raise rule_error(where, "allocation.method", f"one of {', '.join(ALLOCATION_METHODS)}", aspec.method)
     if not _is_int(aspec.n_trials, 1):
         raise rule_error(where, "allocation.n_trials", "an integer >= 1", aspec.n_trials)
-    g = aspec.gap_rel
-    if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g < 1.0:
-        raise rule_error(where, "allocation.gap_rel", "a number in [0, 1) (0 proves the optimum)", g)
+    check_gap_rel(aspec.gap_rel, where, "allocation.gap_rel")
 
     fspec = None
     if data.get("finetune") is not None:

@@ -12,6 +12,8 @@ from mpsearch.allocation.budgets import Budget, parse_budgets
 
 #: Relative optimality gap at which allocate and pareto stop (see ``allocate``'s ``gap_rel``).
 DEFAULT_GAP_REL = 1e-4
+#: The rule every ``gap_rel`` (argument, recipe key, CLI flag) must follow, in words.
+GAP_REL_RULE = "a number in [0, 1) (0 proves the optimum)"
 from mpsearch.allocation.diagnose import _slack, infeasible_error
 from mpsearch.allocation.pins import resolve_pins
 from mpsearch.allocation.exact import ExactSolver
@@ -74,8 +76,7 @@ def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None
     """
     t_start = time.perf_counter()
     parsed = check_budgets(table, parse_budgets(budgets, relative))
-    if isinstance(gap_rel, bool) or not isinstance(gap_rel, (int, float)) or not 0.0 <= gap_rel < 1.0:
-        raise rule_error("allocate", "gap_rel", "a number in [0, 1)", gap_rel)
+    check_gap_rel(gap_rel)
     if time_limit_s is not None and (not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0):
         raise rule_error("allocate", "time_limit_s", "a positive number of seconds or None", time_limit_s)
     get_backend(solver)  # an unknown solver fails before any work
@@ -112,6 +113,13 @@ def solve_meta(exact: ExactSolver) -> dict[str, Any]:
             "mip_time_s": st.get("mip_s"), "n_vars_after_fixing": st.get("n_vars_after_fixing"),
             "n_groups_after_fixing": st.get("n_groups_after_fixing"), "lp_gap_rel": st.get("lp_gap_rel"),
             "closed_by": st.get("closed_by")}
+
+
+def check_gap_rel(value: Any, where: str = "allocate", key: str = "gap_rel") -> float:
+    """``value`` as a float if it follows :data:`GAP_REL_RULE`, else a ConfigError naming ``where``/``key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise rule_error(where, key, GAP_REL_RULE, value)
+    return float(value)
 
 
 def check_budgets(table: CostTable, budgets: tuple[Budget, ...]) -> tuple[Budget, ...]:

@@ -117,7 +117,12 @@ def _target(p: Problem, bound: float, gap_rel: float) -> float | None:
     """
     if gap_rel <= 0:
         return None
-    return bound + gap_rel * max(p.cost_const + p.cost_scale * bound, 0.0) / p.cost_scale
+    return bound + _allowed(p, bound, gap_rel)
+
+
+def _allowed(p: Problem, bound: float, gap_rel: float) -> float:
+    """The absolute gap (solver units) that ``gap_rel`` allows: ``gap_rel`` x the bound in table units."""
+    return gap_rel * max(p.cost_const + p.cost_scale * bound, 0.0) / p.cost_scale
 
 
 def _rel(p: Problem, upper: float, lower: float) -> float:
@@ -154,5 +159,5 @@ def _core_gap(p: Problem, gap_rel: float, bound: float, upper: float, core_const
     """
     if gap_rel <= 0:
         return 0.0
-    allowed = gap_rel * max(p.cost_const + p.cost_scale * bound, 0.0) / p.cost_scale
+    allowed = _allowed(p, bound, gap_rel)
     return float(min(0.5, 0.5 * allowed / max(upper - core_const, 1e-300)))

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+from mpsearch.allocation import DEFAULT_GAP_REL, GAP_REL_RULE, check_gap_rel  # numpy only: pulp loads lazily
 from mpsearch.commands._common import add_budget_flag, budgets_from_flags, checked_budgets, load
-
-#: Same value as mpsearch.allocation.DEFAULT_GAP_REL (not imported: commands load pulp lazily).
-DEFAULT_GAP_REL = 1e-4
+from mpsearch.errors import MpsearchError
 
 HELP = "Choose bits per layer with the ILP under one or more budgets (proven optimal with --gap-rel 0); write the plan."
 
@@ -66,11 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _gap(text: str) -> float:
-    """``--gap-rel``: a number in [0, 1)."""
+    """``--gap-rel``: a number in [0, 1) (allocation's rule, worded for the flag)."""
     try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"--gap-rel must be a number in [0, 1) (0 proves the optimum), but got {text!r}")
-    return value
+        return check_gap_rel(float(text))
+    except (ValueError, MpsearchError):
+        raise argparse.ArgumentTypeError(f"--gap-rel must be {GAP_REL_RULE}, but got {text!r}") from None

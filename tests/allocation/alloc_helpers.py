@@ -95,3 +95,13 @@ def brute_force(table: CostTable, limits: dict[str, float], pins=None, objective
     vals = np.where(ok, totals[objective], np.inf)
     best = int(np.argmin(vals))
     return float(vals[best]), rows_of(best)
+
+
+def lp_relaxed(table: CostTable, names: list[str], limits: dict[str, float], pins=None):
+    """``(problem, scaled limits, LP result)`` of ``table`` under ``limits`` (LP solved by CBC)."""
+    from mpsearch.allocation.problem import Problem
+    from mpsearch.allocation.solvers import get_lp_engine
+
+    problem = Problem(table, "omega", names, {table.index_of(k): v for k, v in (pins or {}).items()})
+    scaled = problem.scale_limits([limits[n] for n in names])
+    return problem, scaled, get_lp_engine("cbc")(problem).solve(scaled)

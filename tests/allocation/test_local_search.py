@@ -9,9 +9,8 @@ from mpsearch.allocation import allocate
 from mpsearch.allocation.local_search import local_search
 from mpsearch.allocation.problem import Problem
 from mpsearch.allocation.reduce import incumbent, lagrangian
-from mpsearch.allocation.solvers import get_lp_engine
 
-from alloc_helpers import SOLVERS, brute_force, enumerate_all, random_table
+from alloc_helpers import SOLVERS, brute_force, enumerate_all, lp_relaxed, random_table
 
 RESOURCES = ("size_bytes", "bops", "latency_ms")
 
@@ -39,9 +38,7 @@ def test_search_is_feasible_and_never_worse_than_rounding():
         best, _ = brute_force(table, limits, pins)
         if best is None:
             continue
-        problem = Problem(table, "omega", names, {table.index_of(k): v for k, v in pins.items()})
-        scaled = problem.scale_limits([limits[n] for n in names])
-        lp = get_lp_engine("cbc")(problem).solve(scaled)
+        problem, scaled, lp = lp_relaxed(table, names, limits, pins)
         plain = incumbent(problem, scaled, lp.x, search=False)
         if plain is None:
             continue

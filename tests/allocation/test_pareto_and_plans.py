@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from mpsearch.allocation import ParetoFront, allocate, pareto
-from mpsearch.allocation import allocate as allocate_mod
 from mpsearch.allocation.status import TIME_LIMIT, SolverOutcome
 from mpsearch.core.plan import BitPlan
 from mpsearch.errors import ConfigError

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 from mpsearch.allocation import allocate
-from mpsearch.allocation.problem import Problem
 from mpsearch.allocation.reduce import incumbent, lagrangian, restrict
-from mpsearch.allocation.solvers import get_lp_engine
 
-from alloc_helpers import SOLVERS, brute_force, enumerate_all, random_table
+from alloc_helpers import SOLVERS, enumerate_all, lp_relaxed, random_table
 
 RESOURCES = ("size_bytes", "bops", "latency_ms")
 
@@ -54,9 +52,7 @@ def test_fixing_keeps_every_optimum_on_random_instances(use_lp_duals):
         best, optima = _optimal_assignments(table, limits, pins)
         if best is None:
             continue
-        problem = Problem(table, "omega", names, {table.index_of(k): v for k, v in pins.items()})
-        scaled = problem.scale_limits([limits[n] for n in names])
-        lp = get_lp_engine("cbc")(problem).solve(scaled)
+        problem, scaled, lp = lp_relaxed(table, names, limits, pins)
         lam, x = (lp.lam, lp.x) if use_lp_duals else (rng.uniform(0, 2, len(names)), lp.x)
         bound, rc, tol = lagrangian(problem, lam, scaled)
         assert problem.cost_const + problem.cost_scale * bound <= best * (1 + 1e-9) + 1e-12  # a lower bound

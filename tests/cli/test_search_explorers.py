@@ -12,16 +12,10 @@ from mpsearch.allocation import allocate
 from mpsearch.cli import main
 from mpsearch.core import BitPlan
 
-RECIPE = {
-    "version": 1, "name": "explore", "seed": 0, "model": "small_cnn",
-    "data": {"source": "digits", "batch_size": 128, "calib_batches": 2},
-    "sensitivity": {"method": "fisher", "n_batches": 1, "settings": {"granularity": "per_batch"}},
-    "hardware": {"profile": "gap8-pulp-nn", "w_bits": [2, 4, 8], "a_bits": [8]},
-    "budgets": {"size_bytes": "uniform:w4a8"},
-    "allocation": {"method": "optuna", "n_trials": 40},
-    "finetune": {"epochs": 0},
-    "validation": {"split": "test", "integer": False},
-}
+from cli_recipes import SMALL
+
+RECIPE = dict(SMALL, name="explore", allocation={"method": "optuna", "n_trials": 40}, finetune={"epochs": 0},
+              validation={"split": "test", "integer": False})
 
 
 def _table_and_budgets(recipe_path: Path):

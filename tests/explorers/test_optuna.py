@@ -24,7 +24,7 @@ BUDGET = {"size_bytes": "40%"}
 
 def test_tpe_within_1pct_of_ilp_optimum_in_60_trials():
     table = random_table(10, (2, 4, 8), seed=11)
-    opt = allocate(table, budgets=BUDGET).objective  # exact ILP (checked against brute force below)
+    opt = allocate(table, budgets=BUDGET, gap_rel=0).objective  # exact ILP (checked against brute force below)
     res = search(table, "optuna", BUDGET, n_trials=60, seed=0)
     assert res.n_evaluations == 60
     assert res.best_metrics["omega"] <= opt * 1.01
@@ -38,7 +38,7 @@ TWO = {"size_bytes": "50%", "bops": "40%"}  # a_bits 4/8 below: BOPs are not pro
 @pytest.mark.parametrize("seed", [0, 1])
 def test_tpe_within_1pct_of_ilp_on_20_layers_and_two_budgets_in_100_trials(seed):
     table = random_table(20, (2, 4, 8), seed=21, a_bits=(4, 8))
-    opt = allocate(table, budgets=TWO).objective
+    opt = allocate(table, budgets=TWO, gap_rel=0).objective
     res = search(table, "optuna", TWO, n_trials=100, seed=seed)
     assert res.n_evaluations == 100  # local improvement trials are counted like the sampler's
     assert res.best_metrics["omega"] <= opt * 1.01
@@ -52,12 +52,12 @@ def test_tpe_within_1pct_of_ilp_on_20_layers_and_two_budgets_in_100_trials(seed)
 def test_two_budget_ilp_used_above_matches_brute_force():
     table = random_table(5, (2, 4, 8), seed=21, a_bits=(4, 8))  # 6^5 assignments
     budgets = SearchSpace(table, TWO).budgets
-    assert allocate(table, budgets=TWO).objective == pytest.approx(brute_force_optimum(table, budgets), rel=1e-12)
+    assert allocate(table, budgets=TWO, gap_rel=0).objective == pytest.approx(brute_force_optimum(table, budgets), rel=1e-12)
 
 
 def test_ilp_optimum_used_above_matches_brute_force():
     table = random_table(7, (2, 4, 8), seed=11)
-    assert allocate(table, budgets=BUDGET).objective == pytest.approx(brute_force_optimum(table, BUDGET), rel=1e-12)
+    assert allocate(table, budgets=BUDGET, gap_rel=0).objective == pytest.approx(brute_force_optimum(table, BUDGET), rel=1e-12)
 
 
 def _evaluated(storage, study_name="mpsearch"):

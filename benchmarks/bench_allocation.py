@@ -6,8 +6,12 @@ trace x quantization-noise form, +-20 % noise), size_bytes = n_params x w / 8,
 bops = MACs x w x a, latency_ms from a roofline with +-10 % noise. Three budgets at once, each
 at 50 % of the way from its smallest to its largest total (HAWQ-V3's relative setting).
 
-Each row is the median of --repeats runs (all totals and the load average are recorded).
-Run:  python benchmarks/bench_allocation.py [--sizes 50 200 1000 10000] [--repeats 3]
+Random tables differ a lot in how hard they are (how far the LP bound sits below the best
+plan), so each size is measured on several tables (--seeds; the summary gives the median and
+the worst table); exact runs (gap_rel 0) only on the tables in --exact-seeds and sizes in
+--exact-sizes. Each row is the median of --repeats runs (all totals and the load average are
+recorded).
+Run:  python benchmarks/bench_allocation.py [--sizes 50 200 1000 10000] [--seeds 0 1 2] [--repeats 3]
 Prints a table and writes benchmarks/results/allocation.json.
 """
 
@@ -57,7 +61,9 @@ def time_allocate(table: CostTable, solver: str, gap_rel: float, time_limit_s: f
     total = time.perf_counter() - t0
     m = plan.meta
     return {"total_s": total, "build_s": m["build_time_s"], "solve_s": plan.solve_time_s,
-            "lp_s": m["lp_time_s"], "fix_s": m["fix_time_s"], "mip_s": m["mip_time_s"], "lp": m["lp"],
+            "lp_s": m["lp_time_s"], "fix_s": m["fix_time_s"], "branch_s": m["branch_time_s"] or 0.0,
+            "branch_nodes": m["branch_nodes"], "mip_s": m["mip_time_s"] or 0.0, "lp": m["lp"],
+            "closed_by": m["closed_by"],
             "status": plan.status, "gap": plan.gap, "objective": plan.objective, "lp_gap_rel": m["lp_gap_rel"],
             "n_vars": m["n_vars"], "n_candidates": m["n_candidates"], "n_vars_after_fixing": m["n_vars_after_fixing"],
             "n_groups_after_fixing": m["n_groups_after_fixing"], "loadavg": loadavg()}
@@ -71,6 +77,16 @@ def loadavg() -> str:
         return "n/a"
 
 
+def summarize(rows: list[dict]) -> dict:
+    """Per (layers, solver, gap_rel): median and worst end-to-end time over the tables."""
+    out: dict = {}
+    for key in sorted({(r["n_layers"], r["solver"], r["gap_rel"]) for r in rows}):
+        totals = sorted(r["total_s"] for r in rows if (r["n_layers"], r["solver"], r["gap_rel"]) == key)
+        out[f"{key[0]} layers, {key[1]}, gap_rel {key[2]:g}"] = {
+            "median_s": float(np.median(totals)), "max_s": totals[-1], "n_tables": len(totals)}
+    return out
+
+
 def median_run(fn, repeats: int) -> dict:
     """Run ``fn`` ``repeats`` times; the run with the median total_s, plus every total."""
     runs = sorted((fn() for _ in range(repeats)), key=lambda r: r["total_s"])
@@ -80,28 +96,37 @@ def median_run(fn, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000, 10000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)), help="table seeds per size")
+    ap.add_argument("--exact-seeds", type=int, nargs="*", default=[0], help="tables also solved with gap_rel 0")
+    ap.add_argument("--exact-sizes", type=int, nargs="*", default=[50, 200, 1000])
     ap.add_argument("--solvers", nargs="+", default=["cbc", "highs"])
-    ap.add_argument("--gaps", type=float, nargs="+", default=[0.0, 1e-4])
+    ap.add_argument("--gap-rel", type=float, default=1e-4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--time-limit-s", type=float, default=60.0)
     ap.add_argument("--pareto-points", type=int, default=50)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "allocation.json"))
     args = ap.parse_args()
     rows = []
-    print(f"{'layers':>7} {'solver':>6} {'gap_rel':>8} {'total_s':>8} {'build_s':>8} {'lp_s':>7} {'fix_s':>7} {'mip_s':>7} "
-          f"{'status':>11} {'gap':>9} vars (after fixing/after pruning/all)  load")
+    print(f"{'layers':>7} {'seed':>4} {'solver':>6} {'gap_rel':>8} {'total_s':>8} {'build_s':>8} {'lp_s':>7} {'fix_s':>7} "
+          f"{'branch_s':>8} {'mip_s':>7} {'closed_by':>9} {'status':>11} {'gap':>9} vars (after fixing/after pruning/all)  load")
     for n in args.sizes:
-        table = make_table(n)
-        for solver in args.solvers:
-            for gap_rel in args.gaps:
-                r = {"n_layers": n, "n_candidates_per_layer": len(PAIRS), "n_budgets": len(BUDGETS),
-                     "solver": solver, "gap_rel": gap_rel, "time_limit_s": args.time_limit_s,
-                     **median_run(lambda: time_allocate(table, solver, gap_rel, args.time_limit_s), args.repeats)}
-                rows.append(r)
-                gap = "-" if r["gap"] is None else f"{r['gap']:.1e}"
-                print(f"{n:>7} {solver:>6} {gap_rel:>8.0e} {r['total_s']:>8.3f} {r['build_s']:>8.3f} {r['lp_s']:>7.3f} "
-                      f"{r['fix_s']:>7.3f} {r['mip_s']:>7.3f} {r['status']:>11} {gap:>9} "
-                      f"{r['n_vars_after_fixing']}/{r['n_vars']}/{r['n_candidates']}  {r['loadavg']}", flush=True)
+        for seed in args.seeds:
+            table = make_table(n, seed=seed)
+            gaps = [args.gap_rel] + ([0.0] if seed in args.exact_seeds and n in args.exact_sizes else [])
+            for solver in args.solvers:
+                for gap_rel in gaps:
+                    r = {"n_layers": n, "seed": seed, "n_candidates_per_layer": len(PAIRS), "n_budgets": len(BUDGETS),
+                         "solver": solver, "gap_rel": gap_rel, "time_limit_s": args.time_limit_s,
+                         **median_run(lambda: time_allocate(table, solver, gap_rel, args.time_limit_s), args.repeats)}
+                    rows.append(r)
+                    gap = "-" if r["gap"] is None else f"{r['gap']:.1e}"
+                    print(f"{n:>7} {seed:>4} {solver:>6} {gap_rel:>8.0e} {r['total_s']:>8.3f} {r['build_s']:>8.3f} "
+                          f"{r['lp_s']:>7.3f} {r['fix_s']:>7.3f} {r['branch_s']:>8.3f} {r['mip_s']:>7.3f} "
+                          f"{r['closed_by']:>9} {r['status']:>11} {gap:>9} "
+                          f"{r['n_vars_after_fixing']}/{r['n_vars']}/{r['n_candidates']}  {r['loadavg']}", flush=True)
+    summary = summarize(rows)
+    for key, v in summary.items():
+        print(f"summary {key}: median {v['median_s']:.3f} s, worst {v['max_s']:.3f} s over {v['n_tables']} tables")
     sweeps = []
     table = make_table(54, seed=1)  # ResNet-50 has 54 quantizable conv/linear layers
     for solver in args.solvers:
@@ -110,16 +135,17 @@ def main() -> None:
                 t0 = time.perf_counter()
                 front = pareto(table, "size_bytes", args.pareto_points, other_budgets=others, solver=solver)
                 return {"total_s": time.perf_counter() - t0, "n_distinct": len(front), "loadavg": loadavg(),
-                        "closed_by_fixing": sum(p.meta["closed_by"] == "fixing" for p in front.points)}
+                        "closed_without_mip": sum(p.meta["closed_by"] in ("fixing", "gap", "branching")
+                                                  for p in front.points)}
 
             r = {"n_layers": 54, "n_points": args.pareto_points, "solver": solver, "other_budgets": others,
                  **median_run(sweep, args.repeats)}
             sweeps.append(r)
             print(f"pareto 54 layers x 6, {args.pareto_points} points, {solver}, other budgets {others or 'none'}: "
                   f"{r['total_s']:.3f} s, {r['n_distinct']} distinct points "
-                  f"({r['closed_by_fixing']} closed without a MIP), load {r['loadavg']}", flush=True)
+                  f"({r['closed_without_mip']} closed without a MIP), load {r['loadavg']}", flush=True)
     out = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU", "python": platform.python_version(),
-           "allocate": rows, "pareto": sweeps}
+           "allocate": rows, "summary": summary, "pareto": sweeps}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

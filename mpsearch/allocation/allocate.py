@@ -112,7 +112,8 @@ def solve_meta(exact: ExactSolver) -> dict[str, Any]:
     return {"lp": st.get("lp"), "lp_time_s": st.get("lp_s"), "fix_time_s": st.get("fix_s"),
             "mip_time_s": st.get("mip_s"), "n_vars_after_fixing": st.get("n_vars_after_fixing"),
             "n_groups_after_fixing": st.get("n_groups_after_fixing"), "lp_gap_rel": st.get("lp_gap_rel"),
-            "closed_by": st.get("closed_by")}
+            "closed_by": st.get("closed_by"), "branch_time_s": st.get("bb_s"), "branch_nodes": st.get("bb_nodes"),
+            "branch_lps": st.get("bb_lps")}
 
 
 def check_gap_rel(value: Any, where: str = "allocate", key: str = "gap_rel") -> float:

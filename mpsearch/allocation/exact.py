@@ -1,10 +1,12 @@
 """The exact solve used by allocate, pareto and the infeasibility diagnosis.
 
-LP relaxation -> incumbent -> reduced-cost fixing (:mod:`mpsearch.allocation.reduce`) -> the
-requested MIP solver on the few groups left free, started from the incumbent. Fixing keeps
-every assignment that costs no more than the incumbent, so the MIP's optimum on the core is
+LP relaxation -> incumbent -> reduced-cost fixing (:mod:`mpsearch.allocation.reduce`) -> group
+branching on the groups left free (:mod:`mpsearch.allocation.branching`, where the LP engine
+re-solves node LPs in-process: HiGHS) -> if that has not closed the gap within its node
+budget, the requested MIP solver on the same core, started from the best plan so far. Fixing
+keeps every assignment that costs no more than the incumbent, so the optimum on the core is
 the optimum of the whole problem; when fixing leaves nothing free, the incumbent is proven
-optimal without a MIP. ``reduce=False`` hands the whole problem to the MIP solver instead.
+optimal without a search. ``reduce=False`` hands the whole problem to the MIP solver instead.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mpsearch.allocation.branching import branch_and_bound
 from mpsearch.allocation.problem import Core, Problem
 from mpsearch.allocation.reduce import incumbent, lagrangian, restrict
 from mpsearch.allocation.solvers import get_backend, get_lp_engine
@@ -26,13 +29,16 @@ class ExactSolver:
     """One problem, solved for changing budget limits (solver units).
 
     After each :meth:`solve`, ``stats`` holds where the time went and how much fixing removed:
-    ``lp``, ``lp_s``, ``fix_s``, ``mip_s``, ``n_vars_after_fixing``, ``n_groups_after_fixing``,
-    ``lp_gap_rel`` (incumbent vs LP bound, relative to the objective) and ``closed_by``
-    (``"fixing"``, ``"gap"``, ``"mip"``, ``"time_limit"`` or ``"infeasible"``).
+    ``lp``, ``lp_s``, ``fix_s``, ``bb_s``, ``bb_nodes``, ``bb_lps`` (group branching),
+    ``mip_s``, ``n_vars_after_fixing``, ``n_groups_after_fixing``, ``lp_gap_rel`` (incumbent vs
+    LP bound, relative to the objective) and ``closed_by`` (``"fixing"``, ``"gap"``,
+    ``"branching"``, ``"mip"``, ``"time_limit"`` or ``"infeasible"``).
     """
 
-    def __init__(self, problem: Problem, solver: str, msg: bool = False, reduce: bool = True) -> None:
+    def __init__(self, problem: Problem, solver: str, msg: bool = False, reduce: bool = True,
+                 max_nodes: int = 30) -> None:
         self.problem = problem
+        self.max_nodes = max_nodes
         self.backend_cls = get_backend(solver)
         self.msg = msg
         self.lp = get_lp_engine(solver)(problem) if reduce and problem.n_vars else None
@@ -88,22 +94,51 @@ class ExactSolver:
                 return done(TIME_LIMIT, None, None, "time_limit", "time limit before the MIP (no plan found)")
             return done(TIME_LIMIT, inc, bound, "time_limit", "time limit before the MIP")
         core, shift, scale = _normalized(red.core)
+        core_start = red.to_core(inc) if inc is not None else None
+        core_gap = _core_gap_abs(p, gap_rel, bound, scale)
+
+        def in_problem(core_value: float) -> float:  # core units -> solver units
+            return red.fixed_cost + shift + scale * core_value
+
+        branched = None
+        if core_start is not None and self.lp.bounded:
+            deadline = None if remaining is None else time.perf_counter() + BRANCH_TIME_SHARE * remaining
+            lp_core = type(self.lp)(core)
+            lp_core.solve(red.limits)
+            branched = branch_and_bound(core, red.limits, lp_core, core_start, core_gap, self.max_nodes, deadline)
+            t_bb = time.perf_counter()
+            stats.update(bb_s=t_bb - t_fix, bb_nodes=branched.n_nodes, bb_lps=branched.n_lps)
+            if branched.closed and branched.chosen is not None:
+                chosen = red.to_problem(branched.chosen)
+                if branched.optimal:
+                    return done(OPTIMAL, chosen, float(p.cost[chosen].sum()), "branching", "optimal (group branching)")
+                return done(WITHIN_GAP, chosen, max(bound, in_problem(branched.bound)), "branching",
+                            "within gap_rel (group branching)")
+            core_start = branched.chosen if branched.chosen is not None else core_start
+            if remaining is not None:
+                remaining -= t_bb - t_fix
+                if remaining <= 0:
+                    chosen = red.to_problem(core_start)
+                    return done(TIME_LIMIT, chosen, max(bound, in_problem(branched.bound)), "time_limit",
+                                "time limit during group branching")
         backend = self.backend_cls(core, msg=self.msg)
         backend.set_limits(red.limits)
-        core_start = red.to_core(inc) if inc is not None else None
-        core_gap = _core_gap(p, gap_rel, bound, upper, red.fixed_cost + shift)
-        out = backend.solve(remaining, core_gap, core_start)
-        stats["mip_s"] = time.perf_counter() - t_fix
+        t_mip = time.perf_counter()
+        out = backend.solve(remaining, 0.0, core_start, gap_abs=core_gap)
+        stats["mip_s"] = time.perf_counter() - t_mip
         if out.status == INFEASIBLE:
             return done(INFEASIBLE, None, None, "infeasible", out.raw)
         chosen = red.to_problem(out.chosen) if out.chosen is not None else None
-        if inc is not None and (chosen is None or p.cost[chosen].sum() > upper):
-            chosen = inc  # a stopped MIP may not have beaten its start
+        best_start = red.to_problem(core_start) if core_start is not None else None
+        if best_start is not None and (chosen is None or p.cost[chosen].sum() > p.cost[best_start].sum()):
+            chosen = best_start  # a stopped MIP may not have beaten its start
         core_bound = out.bound
         if core_bound is None and out.status == WITHIN_GAP and chosen is not None:
-            # CBC (through PuLP) reports no bound; its stop rule proves core >= (1 - gap) x core value
-            core_bound = (1.0 - core_gap) * (float(p.cost[chosen].sum()) - red.fixed_cost - shift) / scale
-        lower = None if core_bound is None else max(bound, red.fixed_cost + shift + scale * core_bound)
+            # CBC (through PuLP) reports no bound; its stop rule proves core >= core value - gap
+            core_bound = (float(p.cost[chosen].sum()) - red.fixed_cost - shift) / scale - core_gap
+        if branched is not None and np.isfinite(branched.bound):  # the search's bound holds whatever the MIP did
+            core_bound = branched.bound if core_bound is None else max(core_bound, branched.bound)
+        lower = None if core_bound is None else max(bound, in_problem(core_bound))
         if out.status == OPTIMAL and chosen is not None:
             lower = float(p.cost[chosen].sum())
         return done(out.status, chosen, lower, "mip" if out.status != TIME_LIMIT else "time_limit", out.raw)
@@ -146,18 +181,23 @@ def _normalized(core: Core) -> tuple[Core, float, float]:
     return replace(core, cost=shifted / scale), float(mins.sum()), scale
 
 
+#: Share of the time left that group branching may use before the MIP engine takes over.
+BRANCH_TIME_SHARE = 0.5
+
+#: Share of the allowed gap given to the core MIP; the rest absorbs the engines' tolerances.
+CORE_GAP_SHARE = 0.9
 
 
+def _core_gap_abs(p: Problem, gap_rel: float, bound: float, scale: float) -> float:
+    """The absolute gap, in the normalized core's units, that keeps the whole plan within ``gap_rel``.
 
-def _core_gap(p: Problem, gap_rel: float, bound: float, upper: float, core_const: float) -> float:
-    """A relative gap for the core MIP that keeps the whole plan within ``gap_rel`` (0 stays 0).
-
-    Allowed absolute gap (solver units) is ``gap_rel`` x the smallest the objective can be (>= L);
-    the core's own objective is at most ``upper - core_const`` (the MIP starts from the
-    incumbent); the core's normalisation scale cancels in the ratio, so it is not needed. The
-    core objective is a small part of the whole, so its relative gap is larger than ``gap_rel``; half of the allowance is kept back for the engines' own gap definitions.
+    The whole plan may be ``_allowed(bound)`` (solver units) above the optimum, and the fixed
+    groups are exact, so the core MIP may stop that far above its own bound. An absolute gap
+    means the same thing in CBC (``allow``) and HiGHS (``mip_abs_gap``), whatever each engine
+    divides a relative gap by, and does not depend on how small the core's objective is
+    (relative gaps on a core that is a sliver of the objective forced the engines to close
+    far more than needed). 0 stays 0 (prove the optimum).
     """
     if gap_rel <= 0:
         return 0.0
-    allowed = _allowed(p, bound, gap_rel)
-    return float(min(0.5, 0.5 * allowed / max(upper - core_const, 1e-300)))
+    return CORE_GAP_SHARE * _allowed(p, bound, gap_rel) / scale

@@ -70,7 +70,7 @@ def incumbent(problem: Problem, limits: np.ndarray, x: np.ndarray | None,
         chosen = np.lexsort((key, problem.var_group))[problem.group_ptr[:-1]]
         chosen = _repair(problem, limits, chosen, max_moves)
         if chosen is not None:
-            chosen = _improve(problem, limits, chosen, max_moves)
+            chosen = greedy_upgrade(problem, limits, chosen, max_moves)
             if best is None or problem.cost[chosen].sum() < problem.cost[best].sum():
                 best = chosen
     if best is not None and search and (target is None or problem.cost[best].sum() > target):
@@ -161,8 +161,9 @@ def _repair(problem: Problem, limits: np.ndarray, chosen: np.ndarray, max_moves:
     return None
 
 
-def _improve(problem: Problem, limits: np.ndarray, chosen: np.ndarray, max_moves: int) -> np.ndarray:
-    """Upgrade while budgets hold: largest objective drop per unit of (relative) slack used."""
+def greedy_upgrade(problem: Problem | Core, limits: np.ndarray, chosen: np.ndarray, max_moves: int) -> np.ndarray:
+    """Upgrade a feasible ``chosen`` while budgets hold: each move the largest objective drop per
+    unit of (relative) slack used, at most ``max_moves`` moves (a new array)."""
     chosen = chosen.copy()
     for _ in range(max_moves):
         slack = limits - problem.coef[:, chosen].sum(axis=1)  # >= 0

@@ -7,8 +7,8 @@ this way without rebuilding the model). It must:
 * model one binary variable per ``Problem`` variable, one ``== 1`` row per group, and one
   ``<=`` row per budgeted resource (``problem.coef``), minimizing ``problem.cost``;
 * start with every budget row unbounded until :meth:`set_limits` is called;
-* in :meth:`solve`, honour ``time_limit_s`` (None = none) and ``gap_rel`` (0 = prove the
-  optimum), use ``start`` (chosen variable per group) as a MIP start when given and feasible,
+* in :meth:`solve`, honour ``time_limit_s`` (None = none), ``gap_rel`` and ``gap_abs`` (stop
+  once the incumbent is within either of the bound; both 0 = prove the optimum), use ``start`` (chosen variable per group) as a MIP start when given and feasible,
   and return a :class:`~mpsearch.allocation.status.SolverOutcome` whose status comes from the
   functions in :mod:`mpsearch.allocation.status`;
 * never print unless ``msg`` is true; import its engine lazily (inside ``__init__``).
@@ -52,8 +52,9 @@ class Backend(ABC):
         """Set the right-hand side of every budget row (solver units, see Problem.scale_limits)."""
 
     @abstractmethod
-    def solve(self, time_limit_s: float | None, gap_rel: float, start: np.ndarray | None = None) -> SolverOutcome:
-        """Solve with the current limits."""
+    def solve(self, time_limit_s: float | None, gap_rel: float, start: np.ndarray | None = None,
+              gap_abs: float = 0.0) -> SolverOutcome:
+        """Solve with the current limits; ``gap_abs`` is in objective units."""
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,26 @@ class LpResult:
 
 
 class LpEngine(ABC):
-    """The LP relaxation of one problem, re-solved for changing budget limits."""
+    """The LP relaxation of one problem, re-solved for changing budget limits.
+
+    An engine with ``bounded = True`` also re-solves with some variables held at 0
+    (:meth:`solve_bounded`): the node LPs of :mod:`mpsearch.allocation.branching`, which only
+    pays off where a re-solve is cheap (in-process, from the last basis).
+    """
 
     name: ClassVar[str]
+    bounded: ClassVar[bool] = False
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem | Core) -> None:
         self.problem = problem
 
     @abstractmethod
     def solve(self, scaled_limits: np.ndarray) -> LpResult:
         """Solve with these budget limits (solver units)."""
+
+    def solve_bounded(self, upper: np.ndarray) -> LpResult:
+        """Re-solve with the last limits and variable ``j`` in ``[0, upper[j]]`` (0 or 1)."""
+        raise NotImplementedError(f"LP engine {self.name!r} does not re-solve with variable bounds")
 
 
 def chosen_from_values(problem: Problem | Core, values: np.ndarray) -> np.ndarray:

@@ -32,7 +32,8 @@ class CbcBackend(Backend):
         for con, limit in zip(self.rows, np.asarray(scaled_limits, dtype=np.float64).tolist()):
             con.changeRHS(limit)
 
-    def solve(self, time_limit_s: float | None, gap_rel: float, start: np.ndarray | None = None) -> SolverOutcome:
+    def solve(self, time_limit_s: float | None, gap_rel: float, start: np.ndarray | None = None,
+              gap_abs: float = 0.0) -> SolverOutcome:
         pulp = self._pulp
         if start is not None:
             on = np.zeros(self.problem.n_vars, dtype=bool)
@@ -42,7 +43,7 @@ class CbcBackend(Backend):
         t0 = time.perf_counter()
         with warnings.catch_warnings():  # PuLP 3.3 announces that 4.0 unbundles CBC; it is bundled here
             warnings.simplefilter("ignore", DeprecationWarning)
-            solver = pulp.PULP_CBC_CMD(msg=self.msg, timeLimit=time_limit_s, gapRel=gap_rel, gapAbs=0.0,
+            solver = pulp.PULP_CBC_CMD(msg=self.msg, timeLimit=time_limit_s, gapRel=gap_rel, gapAbs=gap_abs,
                                        warmStart=start is not None,
                                        options=[f"primalTolerance {FEAS_TOL}", f"integerTolerance {FEAS_TOL}",
                                                 # CBC 2.10.3 preprocessing returned wrong optima on
@@ -55,7 +56,7 @@ class CbcBackend(Backend):
                                                 "increment 1e-12", f"dualTolerance {FEAS_TOL / 10}"])
             self.lp.solve(solver)
         elapsed = time.perf_counter() - t0
-        status = status_from_pulp(self.lp.status, self.lp.sol_status, gap_rel)
+        status = status_from_pulp(self.lp.status, self.lp.sol_status, max(gap_rel, gap_abs))
         has_solution = self.lp.sol_status in (pulp.constants.LpSolutionOptimal, pulp.constants.LpSolutionIntegerFeasible)
         chosen = None
         if has_solution:

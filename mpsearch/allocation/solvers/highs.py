@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from mpsearch.allocation.problem import Problem
+from mpsearch.allocation.problem import Core, Problem
 from mpsearch.allocation.solvers._base import (FEAS_TOL, LP_ERROR, LP_INFEASIBLE, LP_OPTIMAL, Backend, LpEngine,
                                                LpResult, chosen_from_values)
 from mpsearch.allocation.status import OPTIMAL, SolverOutcome, status_from_highs
@@ -34,9 +34,11 @@ class HighsBackend(Backend):
     def set_limits(self, scaled_limits: np.ndarray) -> None:
         _set_limits(self._hs, self.h, self._budget_rows, scaled_limits)
 
-    def solve(self, time_limit_s: float | None, gap_rel: float, start: np.ndarray | None = None) -> SolverOutcome:
+    def solve(self, time_limit_s: float | None, gap_rel: float, start: np.ndarray | None = None,
+              gap_abs: float = 0.0) -> SolverOutcome:
         h = self.h
         h.setOptionValue("mip_rel_gap", float(gap_rel))
+        h.setOptionValue("mip_abs_gap", float(gap_abs))
         h.setOptionValue("time_limit", float(time_limit_s) if time_limit_s is not None else self._hs.kHighsInf)
         if start is not None:
             sol = self._hs.HighsSolution()
@@ -51,7 +53,7 @@ class HighsBackend(Backend):
         has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
         model_status = h.modelStatusToString(h.getModelStatus())
         raw_name = str(h.getModelStatus()).split(".")[-1]
-        status = status_from_highs(raw_name, has_solution, gap_rel, info.mip_gap)
+        status = status_from_highs(raw_name, has_solution, max(gap_rel, gap_abs), info.mip_gap)
         chosen = chosen_from_values(self.problem, np.asarray(h.getSolution().col_value)) if has_solution else None
         bound = float(info.mip_dual_bound) if has_solution and np.isfinite(info.mip_dual_bound) else None
         if status == OPTIMAL and chosen is not None:
@@ -63,13 +65,23 @@ class HighsLp(LpEngine):
     """The LP relaxation in HiGHS; kept between solves, so a new limit re-solves from the last basis."""
 
     name = "highs"
+    bounded = True
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem | Core) -> None:
         super().__init__(problem)
         self._hs, self.h, self._budget_rows = _build(problem, False, integer=False)
+        self._cols = np.arange(problem.n_vars, dtype=np.int32)
 
     def solve(self, scaled_limits: np.ndarray) -> LpResult:
         _set_limits(self._hs, self.h, self._budget_rows, scaled_limits)
+        return self._run()
+
+    def solve_bounded(self, upper: np.ndarray) -> LpResult:
+        n = self.problem.n_vars
+        self.h.changeColsBounds(n, self._cols, np.zeros(n), np.asarray(upper, dtype=np.float64))
+        return self._run()
+
+    def _run(self) -> LpResult:
         t0 = time.perf_counter()
         self.h.run()
         elapsed = time.perf_counter() - t0
@@ -84,7 +96,7 @@ class HighsLp(LpEngine):
         return LpResult(LP_OPTIMAL, np.asarray(sol.col_value), lam, elapsed)
 
 
-def _build(problem: Problem, msg: bool, integer: bool) -> tuple[Any, Any, np.ndarray]:
+def _build(problem: Problem | Core, msg: bool, integer: bool) -> tuple[Any, Any, np.ndarray]:
     """``(highspy, Highs, budget row indices)`` holding the problem (binary or relaxed to [0, 1])."""
     try:
         import highspy

@@ -1,0 +1,193 @@
+"""Best-first branch and bound over whole groups, on the core left after reduced-cost fixing.
+
+Why not leave this to the MIP engine: CBC and HiGHS branch on one binary at a time. In a
+one-hot group, ``x_j = 0`` lets the group slide to a neighbour of almost the same cost, so the
+bound barely moves, and tables with a few large layers (whose fractional LP choice is what
+separates the LP bound from the optimum) took them seconds at 1000 layers. Branching on the
+group instead (one child per candidate: "this layer takes candidate j") moves the bound by
+the full price of deciding that layer; on the benchmark tables one or two such branchings
+close most of the gap (see docs/architecture.md, "Allocation").
+
+Each node is an LP with some groups decided; it is re-solved warm in the LP engine (only
+column bounds change). A node's bound is not the LP's objective but the Lagrangian bound
+recomputed here from the node LP's budget duals (:func:`node_bound`), which holds for any
+multipliers, so no LP tolerance can prune a better plan. The node to branch on is the
+open node of lowest bound; the group to branch on is chosen by strong branching: of the
+LP's fractional groups, the one whose weakest child bound is highest. Child LP solutions
+are rounded (fractional groups take their lightest candidate in the support) for new
+incumbents. Search stops when the incumbent is within ``gap_abs`` of the lowest open bound,
+when no node is left (proven optimal), or at ``max_nodes`` / the deadline (not closed: the
+caller hands the core to the MIP engine, starting from the best plan found here).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpsearch.allocation.problem import Core
+from mpsearch.allocation.reduce import greedy_upgrade
+from mpsearch.allocation.solvers._base import LP_INFEASIBLE, LP_OPTIMAL, LpEngine
+
+#: LP values above this (and below 1 - this) make a group fractional.
+_FRAC_TOL = 1e-7
+
+#: Most greedy upgrades spent on a rounded node LP solution (rounding down leaves slack).
+_FILL_MOVES = 10
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    """What the search found (core units).
+
+    Attributes:
+        chosen: best plan (core variable per group), or None if none was found.
+        upper: its objective (inf without a plan).
+        bound: proven lower bound on the core optimum.
+        closed: ``upper - bound <= gap_abs`` (or no plan exists: ``bound`` is inf).
+        optimal: ``upper - bound`` is within float rounding of 0 (proven optimal).
+        n_nodes: nodes branched on.
+        n_lps: LPs solved.
+    """
+
+    chosen: np.ndarray | None
+    upper: float
+    bound: float
+    closed: bool
+    optimal: bool
+    n_nodes: int
+    n_lps: int
+
+
+def node_bound(core: Core, lam: np.ndarray, limits: np.ndarray, allowed: np.ndarray, parts: bool = False):
+    """Lagrangian bound of the node whose variables ``allowed`` (mask) may be chosen.
+
+    ``sum_g min_{j in g, allowed} (cost_j + lam . coef_j) - lam . limits``, valid for any
+    ``lam >= 0``; inf if a group has no allowed variable. With ``parts``, returns
+    ``(v, y, bound)``: the priced costs ``v`` per variable and the group minima ``y`` too
+    (``v_j - y_g`` is variable j's reduced cost in the node).
+    """
+    v = core.cost + lam @ core.coef if len(lam) else core.cost.copy()
+    y = np.minimum.reduceat(np.where(allowed, v, np.inf), core.group_ptr[:-1])
+    bound = float(y.sum() - (lam @ limits if len(lam) else 0.0))
+    return (v, y, bound) if parts else bound
+
+
+def branch_and_bound(core: Core, limits: np.ndarray, lp: LpEngine, start: np.ndarray | None, gap_abs: float,
+                     max_nodes: int = 200, deadline: float | None = None) -> BranchResult:
+    """Search the core (see module docstring); ``lp`` holds the core's LP with ``limits`` set.
+
+    Args:
+        core: the (normalized) core.
+        limits: its budget limits (core units).
+        lp: a bounded LP engine built on ``core``; ``lp.solve(limits)`` must have been called.
+        start: a feasible plan to start from, or None.
+        gap_abs: stop once the best plan is within this of the bound (0: prove the optimum).
+        max_nodes: most nodes branched on before giving up.
+        deadline: ``time.perf_counter()`` value at which to give up (None: none).
+    """
+    search = _Search(core, np.asarray(limits, dtype=np.float64), lp, start, gap_abs)
+    root = search.evaluate(np.ones(core.n_vars, dtype=bool))
+    if root is None:
+        return search.result(np.inf, gap_abs)
+    heap = [(root[0], 0, *root[1:])]
+    counter = 1
+    pruned_bound = np.inf  # lowest bound of a node dropped because it could not beat the incumbent enough
+    n_nodes = 0
+    while heap:
+        lowest = min(heap[0][0], pruned_bound)
+        if search.upper - lowest <= gap_abs + search.tol() or n_nodes >= max_nodes:
+            break
+        if search.failed or (deadline is not None and time.perf_counter() > deadline):
+            break
+        bound, _, allowed, x = heapq.heappop(heap)
+        if bound >= search.upper - gap_abs - search.tol():
+            pruned_bound = min(pruned_bound, bound)
+            continue
+        n_nodes += 1
+        for child_bound, child_allowed, child_x in search.branch(allowed, x):
+            if child_bound >= search.upper - gap_abs - search.tol():
+                pruned_bound = min(pruned_bound, child_bound)
+            else:
+                heapq.heappush(heap, (child_bound, counter, child_allowed, child_x))
+                counter += 1
+    lowest = min(heap[0][0] if heap else np.inf, pruned_bound)
+    search.n_nodes = n_nodes
+    return search.result(lowest, gap_abs)
+
+
+class _Search:
+    """Node LPs, bounds and incumbents of one search."""
+
+    def __init__(self, core: Core, limits: np.ndarray, lp: LpEngine, start: np.ndarray | None, gap_abs: float) -> None:
+        self.core, self.limits, self.lp, self.gap_abs = core, limits, lp, gap_abs
+        self.n_lps = 0
+        self.n_nodes = 0
+        self.failed = False
+        self.chosen: np.ndarray | None = None
+        self.upper = np.inf
+        self._weight = (core.coef / np.maximum(np.abs(limits), 1e-12)[:, None]).sum(axis=0)
+        if start is not None:
+            self.offer(np.asarray(start, dtype=np.int64))
+
+    def offer(self, chosen: np.ndarray) -> None:
+        """Keep ``chosen`` if it meets every budget and beats the incumbent."""
+        value = float(self.core.cost[chosen].sum())
+        if value < self.upper and np.all(self.core.coef[:, chosen].sum(axis=1) <= self.limits):
+            self.chosen, self.upper = chosen, value
+
+    def evaluate(self, allowed: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """``(bound, allowed, x)`` of the node LP, or None if the node holds no feasible plan."""
+        self.n_lps += 1
+        res = self.lp.solve_bounded(allowed.astype(np.float64))
+        if res.status == LP_INFEASIBLE:
+            return None
+        if res.status != LP_OPTIMAL:  # no LP answer: give up, the MIP engine takes over
+            self.failed = True
+            return None
+        v, y, bound = node_bound(self.core, res.lam, self.limits, allowed, parts=True)
+        if bound < self.upper - self.gap_abs - self.tol():  # a node that may hold a plan worth having
+            key = np.where(res.x > _FRAC_TOL, self._weight, np.inf)
+            rounded = np.lexsort((key, self.core.var_group))[self.core.group_ptr[:-1]]
+            if np.all(self.core.coef[:, rounded].sum(axis=1) <= self.limits):
+                self.offer(greedy_upgrade(self.core, self.limits, rounded, _FILL_MOVES))
+        # reduced-cost fixing in the node: a plan using j costs >= bound + rc_j, so j can only be
+        # in plans the incumbent already matches within gap_abs (the incumbent only gets better)
+        rc = v - y[self.core.var_group]
+        allowed = allowed & (rc <= self.upper - self.gap_abs - bound + self.tol())
+        return bound, allowed, res.x
+
+    def branch(self, allowed: np.ndarray, x: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """Children of the node by strong branching over its fractional groups (see module docstring)."""
+        ptr = self.core.group_ptr
+        frac = np.nonzero(np.maximum.reduceat(x, ptr[:-1]) < 1 - _FRAC_TOL)[0]
+        best: list = []
+        best_score = -np.inf
+        for g in frac.tolist():
+            children = []
+            for j in np.nonzero(allowed[ptr[g]:ptr[g + 1]])[0] + ptr[g]:
+                child = allowed.copy()
+                child[ptr[g]:ptr[g + 1]] = False
+                child[j] = True
+                node = self.evaluate(child)
+                if node is not None:
+                    children.append(node)
+            score = min((c[0] for c in children), default=np.inf)
+            if score > best_score:
+                best, best_score = children, score
+            if best_score >= self.upper - self.gap_abs - self.tol():
+                break  # every child of this group is pruned: the node is settled, no need to look further
+        return best
+
+    def tol(self) -> float:
+        """Float rounding allowed when comparing a bound with the incumbent (core units)."""
+        return 1e-12 * (1.0 + abs(self.upper)) if np.isfinite(self.upper) else 0.0
+
+    def result(self, lowest: float, gap_abs: float) -> BranchResult:
+        bound = min(lowest, self.upper) if not self.failed else -np.inf
+        closed = not self.failed and (self.upper - bound <= gap_abs + self.tol() or not np.isfinite(bound))
+        optimal = closed and self.upper - bound <= self.tol()
+        return BranchResult(self.chosen, self.upper, bound, bool(closed), bool(optimal), self.n_nodes, self.n_lps)

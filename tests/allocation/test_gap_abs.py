@@ -1,0 +1,84 @@
+"""The engines' absolute gap: a solve may stop at most ``gap_abs`` above the optimum, and 0 proves it.
+
+The exact solver hands the core MIP an absolute gap (the same rule in CBC and HiGHS, unlike
+their relative gaps); these tests hold each engine to it against the brute-force optimum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpsearch.allocation.exact import CORE_GAP_SHARE, _allowed, _core_gap_abs
+from mpsearch.allocation.problem import Problem
+from mpsearch.allocation.solvers import get_backend
+
+from alloc_helpers import SOLVERS, enumerate_all, random_table
+
+NAMES = ["size_bytes", "bops", "latency_ms"]
+
+
+def _instance(seed: int):
+    """A 9-layer table, its Problem, scaled limits at 50 % of each resource's range, and the
+    brute-force optimum and worst feasible objective in solver units."""
+    table = random_table(seed, 9)
+    problem = Problem(table, "omega", NAMES, {})
+    limits = {n: float(lo + 0.5 * (hi - lo)) for n, lo, hi in zip(NAMES, problem.lo, problem.hi)}
+    totals, _ = enumerate_all(table)
+    ok = np.ones(len(totals["omega"]), dtype=bool)
+    for n in NAMES:
+        ok &= totals[n] <= limits[n]
+    to_solver = lambda v: (v - problem.cost_const) / problem.cost_scale  # noqa: E731
+    feasible = totals["omega"][ok]
+    return problem, problem.scale_limits([limits[n] for n in NAMES]), to_solver(feasible.min()), to_solver(feasible.max())
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_gap_abs_bounds_the_distance_to_the_optimum(solver):
+    for seed in range(6):
+        problem, scaled, best, worst = _instance(seed)
+        for frac in (0.0, 0.3, 1.0):
+            gap = frac * (worst - best)
+            backend = get_backend(solver)(problem)
+            backend.set_limits(scaled)
+            out = backend.solve(None, 0.0, None, gap_abs=gap)
+            value = float(problem.cost[out.chosen].sum())
+            assert best - 1e-12 <= value <= best + gap + 1e-9 * (1 + abs(best)), (seed, frac)
+            assert np.all(problem.coef[:, out.chosen].sum(axis=1) <= scaled + 1e-12)
+            if gap == 0:
+                assert out.status == "optimal" and value == pytest.approx(best, rel=1e-9, abs=1e-12)
+            else:
+                assert out.status == "within_gap"  # not proven optimal, only within the gap
+
+
+def test_core_gap_is_the_share_of_the_allowed_gap_in_core_units():
+    """By hand: table objective = cost_const + cost_scale x solver objective; gap_rel of the
+    table-unit bound, in solver units, divided by the core's normalisation scale."""
+    problem, _, _, _ = _instance(0)
+    bound = 0.25  # solver units
+    table_bound = problem.cost_const + problem.cost_scale * bound
+    allowed = 1e-3 * table_bound / problem.cost_scale
+    assert _allowed(problem, bound, 1e-3) == pytest.approx(allowed, rel=1e-12)
+    assert _core_gap_abs(problem, 1e-3, bound, scale=0.5) == pytest.approx(CORE_GAP_SHARE * allowed / 0.5, rel=1e-12)
+    assert _core_gap_abs(problem, 0.0, bound, scale=0.5) == 0.0
+
+
+def test_without_a_bounded_lp_engine_the_mip_engine_closes(monkeypatch):
+    """Without highspy the LP comes from CBC, which cannot re-solve node LPs cheaply: no group
+    branching, the MIP engine closes the core, and the plan is still the brute-force optimum."""
+    from mpsearch.allocation import allocate, exact
+    from mpsearch.allocation.solvers.cbc import CbcLp
+
+    monkeypatch.setattr(exact, "get_lp_engine", lambda solver: CbcLp)
+    n_mip = 0
+    for seed in range(8):
+        table = random_table(300 + seed, 9)
+        problem, _, best, _ = _instance(300 + seed)
+        limits = {n: float(lo + 0.5 * (hi - lo)) for n, lo, hi in zip(NAMES, problem.lo, problem.hi)}
+        plan = allocate(table, budgets=limits, solver="cbc", gap_rel=0)
+        assert plan.meta["lp"] == "cbc" and plan.meta["closed_by"] in ("fixing", "mip")
+        assert plan.meta["branch_nodes"] is None
+        optimum = problem.cost_const + problem.cost_scale * best
+        assert plan.objective == pytest.approx(optimum, rel=1e-9)
+        n_mip += plan.meta["closed_by"] == "mip"
+    assert n_mip >= 2

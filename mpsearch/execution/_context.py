@@ -1,0 +1,73 @@
+"""State of one fake-quant -> integer conversion, and the helpers every op converter shares."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from torch import fx
+
+from mpsearch.errors import UnsupportedModelError
+from mpsearch.execution import ir
+from mpsearch.execution._builder import Builder, Rep
+
+
+class Context:
+    """State of one conversion: the builder, node -> Rep, the fx module and what it found."""
+
+    def __init__(self, gm: fx.GraphModule, builder: Builder) -> None:
+        self.gm = gm
+        self.b = builder
+        self.reps: dict[fx.Node, Any] = {}
+        self.inputs: list[ir.InputQuant] = []
+        self.taps: dict[str, str] = {}  # ActQuant module path -> value name of its codes
+        self.layers: dict[str, str] = {}  # quantized layer name -> value name of its accumulator
+        self.output: ir.OutputSpec | None = None
+
+    def rep(self, arg: Any, node: fx.Node) -> Rep:
+        if not isinstance(arg, fx.Node):
+            raise UnsupportedModelError(f"to_integer: node {node.name!r} ({describe(node, self.gm)}) takes a "
+                                        f"constant {arg!r} where a tensor is expected; not supported")
+        rep = self.reps[arg]
+        if rep.dtype == "float":
+            raise UnsupportedModelError(f"to_integer: node {node.name!r} ({describe(node, self.gm)}) reads the "
+                                        f"model input {arg.name!r} before it is quantized; every use of a float "
+                                        "input must go through an activation quantizer")
+        return rep
+
+
+def describe(node: fx.Node, gm: fx.GraphModule) -> str:
+    """``"module conv1 (Conv2d)"`` / ``"function add"`` / ``"method view"`` for messages."""
+    if node.op == "call_module":
+        return f"module {node.target} ({type(gm.get_submodule(str(node.target))).__name__})"
+    if node.op == "call_function":
+        return f"function {getattr(node.target, '__name__', str(node.target))}"
+    if node.op == "call_method":
+        return f"method {node.target}"
+    return f"{node.op} {node.target}"
+
+
+def unsupported(node: fx.Node, ctx: Context, why: str) -> UnsupportedModelError:
+    return UnsupportedModelError(f"to_integer: node {node.name!r} ({describe(node, ctx.gm)}): {why}")
+
+
+def sample_shape(node: fx.Node) -> tuple[int, ...]:
+    meta = node.meta.get("tensor_meta")
+    return tuple(int(d) for d in meta.shape[1:])
+
+
+def pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def call_args(node: fx.Node, fn: Callable[..., Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """Arguments of a call_function / call_method node by parameter name (defaults filled)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+        bound = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+        for p, v in zip(params, node.args):
+            bound[p.name] = v
+    except (TypeError, ValueError):  # builtins without a signature: positional order of ``names``
+        bound = dict(zip(names, node.args))
+    bound.update(node.kwargs)
+    return bound

@@ -14,7 +14,7 @@ HELP = "Run a recipe end to end: sensitivity, allocation, Pareto sweep, QAT, int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="path to a recipe YAML (see recipes/ and mpsearch/recipe.py for the schema)")
+    parser.add_argument("recipe", help="path to a recipe YAML (see recipes/ and mpsearch/recipe/__init__.py for the schema)")
     parser.add_argument("--output-dir", help="folder for results (default: the recipe's output.dir); the run "
                                              "writes <output-dir>/<recipe name>/")
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no summary table")

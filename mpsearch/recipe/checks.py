@@ -1,0 +1,102 @@
+"""The cheap checks that stop a bad recipe before any heavy work, and the sensitivity config."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+from mpsearch.core.io import check_keys
+from mpsearch.errors import ConfigError, MpsearchError, rule_error
+from mpsearch.recipe.specs import Recipe, import_object, is_import_path, parse_uniform
+
+
+def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None] | None = None,
+                       activation_bits: Sequence[int] = ()) -> Any:
+    """The method's config dataclass built from ``sensitivity.settings`` (seed from the recipe).
+
+    Args:
+        recipe: the recipe.
+        progress: progress callback for configs that take one.
+        activation_bits: the candidate activation widths of the cost table. With more than one,
+            ``activations`` defaults to True where the config has that field: without the
+            activation-Hessian term omega is the same for every activation width, so the
+            allocation would spend a BOPs or latency budget on activation bits blindly.
+    """
+    from mpsearch.sensitivity import METHODS
+
+    where, spec = recipe.path, recipe.sensitivity
+    cls = METHODS.get(spec.method)
+    if cls is None:
+        from mpsearch.errors import unknown_name
+
+        raise unknown_name("sensitivity method", spec.method, METHODS, f"{where}: sensitivity.method")
+    config_cls = cls.config_cls
+    fields = {f.name for f in dataclasses.fields(config_cls)} - {"progress", "distributed"}
+    check_keys(spec.settings, sorted(fields), where, "sensitivity.settings")
+    settings = dict(spec.settings)
+    if "seed" in fields:
+        settings.setdefault("seed", recipe.seed)
+    if "activations" in fields and len(set(activation_bits)) > 1:
+        settings.setdefault("activations", True)
+    if "w_bits" in settings:  # YAML lists -> the tuples the configs hold
+        settings["w_bits"] = tuple(settings["w_bits"])
+    if "progress" in {f.name for f in dataclasses.fields(config_cls)}:
+        settings["progress"] = progress
+    try:
+        return config_cls(**settings)
+    except MpsearchError as exc:
+        raise ConfigError(f"{where}: sensitivity.settings are invalid: {exc}") from None
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Every cheap check: profile, bits, imports, sensitivity config, budgets, output folder."""
+    from mpsearch.allocation import parse_budget
+    from mpsearch.demo import DEMO_MODELS
+    from mpsearch.errors import unknown_name
+    from mpsearch.hardware import load_profile
+    from mpsearch.hardware.schema import all_allowed_pairs
+
+    where = recipe.path
+    try:
+        profile = load_profile(recipe.hardware.profile)
+    except MpsearchError as exc:
+        raise type(exc)(f"{where}: hardware.profile must name a loadable profile, but {exc} "
+                        f"(fix: 'mpsearch profiles' lists them)") from None
+    caps = profile.capabilities
+    pairs = all_allowed_pairs(caps)
+    for key, mine, theirs in (("w_bits", recipe.hardware.w_bits, {w for w, _ in pairs}),
+                              ("a_bits", recipe.hardware.a_bits, {a for _, a in pairs})):
+        if mine is not None and not set(mine) & theirs:
+            raise rule_error(where, f"hardware.{key}", f"bit-widths that profile {profile.name!r} runs "
+                             f"({sorted(theirs)})", list(mine))
+        if mine is not None and set(mine) - theirs:
+            raise rule_error(where, f"hardware.{key}", f"a subset of {sorted(theirs)} (what profile "
+                             f"{profile.name!r} runs; fix: drop the others)", list(mine))
+    if is_import_path(recipe.model):
+        import_object(recipe.model, where, "model")
+    elif recipe.model not in DEMO_MODELS:
+        raise unknown_name("model", recipe.model, DEMO_MODELS,
+                           f"{where}: model must be a demo model or 'package.module:function';")
+    elif recipe.data.source != "digits":
+        raise rule_error(where, "data.source", f"'digits' for the demo model {recipe.model!r}", recipe.data.source)
+    if recipe.data.source != "digits":
+        import_object(recipe.data.source, where, "data.source")
+    sensitivity_config(recipe)
+    for res, value in recipe.budgets.items():
+        uni = parse_uniform(value)
+        if uni is not None:
+            if uni not in pairs:
+                raise rule_error(where, f"budgets.{res}", f"a uniform pair that profile {profile.name!r} runs "
+                                 f"({', '.join(f'w{w}a{a}' for w, a in sorted(pairs))})", value)
+            continue
+        parse_budget((str(res), value), where=f"{where}: budgets")
+    if recipe.allocation.method != "ilp":
+        from mpsearch.explorers import EXPLORERS
+
+        if recipe.allocation.method not in EXPLORERS:
+            raise rule_error(where, "allocation.method", f"one of ilp, {', '.join(EXPLORERS)}", recipe.allocation.method)
+    else:
+        from mpsearch.allocation import SOLVERS
+
+        if recipe.allocation.solver not in SOLVERS:
+            raise unknown_name("solver", recipe.allocation.solver, SOLVERS, f"{where}: allocation.solver")

@@ -82,3 +82,20 @@ def test_without_a_bounded_lp_engine_the_mip_engine_closes(monkeypatch):
         assert plan.objective == pytest.approx(optimum, rel=1e-9)
         n_mip += plan.meta["closed_by"] == "mip"
     assert n_mip >= 2
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_core_mip_without_branching_finds_the_brute_force_optimum(solver):
+    """With no branching nodes allowed the MIP engine closes every core (the path taken when
+    branching runs out of nodes); exact mode returns the brute-force optimum."""
+    from mpsearch.allocation.exact import ExactSolver
+
+    n_mip = 0
+    for seed in range(12):
+        problem, scaled, best, _ = _instance(400 + seed)
+        exact = ExactSolver(problem, solver, max_nodes=0)
+        out = exact.solve(scaled, None, 0.0)
+        assert out.status == "optimal" and exact.stats["closed_by"] in ("fixing", "mip")
+        assert float(problem.cost[out.chosen].sum()) == pytest.approx(best, rel=1e-9, abs=1e-12)
+        n_mip += exact.stats["closed_by"] == "mip"
+    assert n_mip >= 4

@@ -105,7 +105,8 @@ class ExactSolver:
             deadline = None if remaining is None else time.perf_counter() + BRANCH_TIME_SHARE * remaining
             lp_core = type(self.lp)(core)
             lp_core.solve(red.limits)
-            branched = branch_and_bound(core, red.limits, lp_core, core_start, core_gap, self.max_nodes, deadline)
+            max_nodes = self.max_nodes if self.lp.in_process else min(self.max_nodes, SLOW_LP_MAX_NODES)
+            branched = branch_and_bound(core, red.limits, lp_core, core_start, core_gap, max_nodes, deadline)
             t_bb = time.perf_counter()
             stats.update(bb_s=t_bb - t_fix, bb_nodes=branched.n_nodes, bb_lps=branched.n_lps)
             if branched.closed and branched.chosen is not None:
@@ -180,6 +181,9 @@ def _normalized(core: Core) -> tuple[Core, float, float]:
     scale = scale if scale > 0 else 1.0
     return replace(core, cost=shifted / scale), float(mins.sum()), scale
 
+
+#: Branching nodes allowed when every node LP is a whole solver run (CBC through PuLP, ~0.1 s).
+SLOW_LP_MAX_NODES = 2
 
 #: Share of the time left that group branching may use before the MIP engine takes over.
 BRANCH_TIME_SHARE = 0.5

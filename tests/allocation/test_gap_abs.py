@@ -63,25 +63,26 @@ def test_core_gap_is_the_share_of_the_allowed_gap_in_core_units():
     assert _core_gap_abs(problem, 0.0, bound, scale=0.5) == 0.0
 
 
-def test_without_a_bounded_lp_engine_the_mip_engine_closes(monkeypatch):
-    """Without highspy the LP comes from CBC, which cannot re-solve node LPs cheaply: no group
-    branching, the MIP engine closes the core, and the plan is still the brute-force optimum."""
+def test_with_cbc_lps_branching_is_capped_and_exact(monkeypatch):
+    """Without highspy the LP comes from CBC, one process per LP: branching may spend at most
+    SLOW_LP_MAX_NODES nodes, the MIP engine closes the rest, and the plan is still the
+    brute-force optimum."""
     from mpsearch.allocation import allocate, exact
     from mpsearch.allocation.solvers.cbc import CbcLp
 
     monkeypatch.setattr(exact, "get_lp_engine", lambda solver: CbcLp)
-    n_mip = 0
+    closed = set()
     for seed in range(8):
         table = random_table(300 + seed, 9)
         problem, _, best, _ = _instance(300 + seed)
         limits = {n: float(lo + 0.5 * (hi - lo)) for n, lo, hi in zip(NAMES, problem.lo, problem.hi)}
         plan = allocate(table, budgets=limits, solver="cbc", gap_rel=0)
-        assert plan.meta["lp"] == "cbc" and plan.meta["closed_by"] in ("fixing", "mip")
-        assert plan.meta["branch_nodes"] is None
+        assert plan.meta["lp"] == "cbc"
+        assert plan.meta["branch_nodes"] is None or plan.meta["branch_nodes"] <= exact.SLOW_LP_MAX_NODES
         optimum = problem.cost_const + problem.cost_scale * best
         assert plan.objective == pytest.approx(optimum, rel=1e-9)
-        n_mip += plan.meta["closed_by"] == "mip"
-    assert n_mip >= 2
+        closed.add(plan.meta["closed_by"])
+    assert "mip" in closed  # some cores outlast the node cap
 
 
 @pytest.mark.parametrize("solver", SOLVERS)

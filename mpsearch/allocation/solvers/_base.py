@@ -72,12 +72,15 @@ class LpEngine(ABC):
     """The LP relaxation of one problem, re-solved for changing budget limits.
 
     An engine with ``bounded = True`` also re-solves with some variables held at 0
-    (:meth:`solve_bounded`): the node LPs of :mod:`mpsearch.allocation.branching`, which only
-    pays off where a re-solve is cheap (in-process, from the last basis).
+    (:meth:`solve_bounded`): the node LPs of :mod:`mpsearch.allocation.branching`.
+    ``in_process`` says whether a re-solve is cheap (in-process, from the last basis: HiGHS)
+    or costs a whole solver run (CBC through PuLP: a file and a process per LP), which decides
+    how many nodes branching may spend.
     """
 
     name: ClassVar[str]
     bounded: ClassVar[bool] = False
+    in_process: ClassVar[bool] = False
 
     def __init__(self, problem: Problem | Core) -> None:
         self.problem = problem

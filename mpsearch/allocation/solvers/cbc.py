@@ -78,8 +78,10 @@ class CbcLp(LpEngine):
     """
 
     name = "cbc"
+    bounded = True
+    in_process = False
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem | Core) -> None:
         super().__init__(problem)
         import pulp
 
@@ -87,9 +89,17 @@ class CbcLp(LpEngine):
         self.lp, self.x, self.rows = _build(problem, pulp.LpContinuous)
 
     def solve(self, scaled_limits: np.ndarray) -> LpResult:
-        pulp = self._pulp
         for con, limit in zip(self.rows, np.asarray(scaled_limits, dtype=np.float64).tolist()):
             con.changeRHS(limit)
+        return self._run()
+
+    def solve_bounded(self, upper: np.ndarray) -> LpResult:
+        for v, u in zip(self.x, np.asarray(upper, dtype=np.float64).tolist()):
+            v.upBound = u
+        return self._run()
+
+    def _run(self) -> LpResult:
+        pulp = self._pulp
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)

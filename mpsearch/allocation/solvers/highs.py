@@ -66,6 +66,7 @@ class HighsLp(LpEngine):
 
     name = "highs"
     bounded = True
+    in_process = True
 
     def __init__(self, problem: Problem | Core) -> None:
         super().__init__(problem)

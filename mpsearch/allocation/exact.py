@@ -102,9 +102,9 @@ class ExactSolver:
 
         branched = None
         if core_start is not None and self.lp.bounded:
-            deadline = None if remaining is None else time.perf_counter() + BRANCH_TIME_SHARE * remaining
             lp_core = type(self.lp)(core)
-            lp_core.solve(red.limits)
+            root_lp_s = lp_core.solve(red.limits).solve_time_s
+            deadline = time.perf_counter() + branch_budget_s(root_lp_s, remaining)
             max_nodes = self.max_nodes if self.lp.in_process else min(self.max_nodes, SLOW_LP_MAX_NODES)
             branched = branch_and_bound(core, red.limits, lp_core, core_start, core_gap, max_nodes, deadline)
             t_bb = time.perf_counter()
@@ -187,6 +187,17 @@ SLOW_LP_MAX_NODES = 2
 
 #: Share of the time left that group branching may use before the MIP engine takes over.
 BRANCH_TIME_SHARE = 0.5
+#: Branching may spend this many root-LP times (at least BRANCH_MIN_S): a node costs a few LPs,
+#: so a core whose LP is slow (tens of thousands of free candidates) gets few nodes, not minutes.
+BRANCH_LP_FACTOR = 50
+BRANCH_MIN_S = 0.3
+
+
+def branch_budget_s(root_lp_s: float, remaining_s: float | None) -> float:
+    """Seconds group branching may spend: ``max(BRANCH_MIN_S, BRANCH_LP_FACTOR x root LP time)``,
+    and at most ``BRANCH_TIME_SHARE`` of the time limit left (``remaining_s``; None: no limit)."""
+    budget = max(BRANCH_MIN_S, BRANCH_LP_FACTOR * root_lp_s)
+    return budget if remaining_s is None else min(budget, BRANCH_TIME_SHARE * remaining_s)
 
 #: Share of the allowed gap given to the core MIP; the rest absorbs the engines' tolerances.
 CORE_GAP_SHARE = 0.9

@@ -100,3 +100,12 @@ def test_core_mip_without_branching_finds_the_brute_force_optimum(solver):
         assert float(problem.cost[out.chosen].sum()) == pytest.approx(best, rel=1e-9, abs=1e-12)
         n_mip += exact.stats["closed_by"] == "mip"
     assert n_mip >= 4
+
+
+def test_branch_budget_by_hand():
+    """max(0.3 s, 50 root LPs), and at most half the time limit left."""
+    from mpsearch.allocation.exact import branch_budget_s
+
+    assert branch_budget_s(0.001, None) == pytest.approx(0.3)  # a 1 ms LP: the floor
+    assert branch_budget_s(0.1, None) == pytest.approx(5.0)  # a 100 ms LP: 50 of them
+    assert branch_budget_s(0.1, 4.0) == pytest.approx(2.0)  # half of the 4 s left

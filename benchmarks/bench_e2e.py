@@ -116,6 +116,15 @@ def measure(model: torch.nn.Module, prep: steps.Prepared) -> dict[str, float]:
             "val_loss": mean_loss(model, prep.inputs.val), "test_loss": mean_loss(model, prep.inputs.test)}
 
 
+def add_qat_args(ap: argparse.ArgumentParser) -> None:
+    """The QAT flags every accuracy benchmark shares (defaults: the demo recipe's fine-tuning)."""
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--alpha", type=float, default=0.5, help="distillation weight; < 0: no distillation")
+    ap.add_argument("--temperature", type=float, default=4.0)
+
+
 def finetuned(prep: steps.Prepared, qmodel: torch.nn.Module, seed: int, args: argparse.Namespace) -> dict[str, float]:
     """Accuracy and loss of a copy of ``qmodel`` after QAT with ``seed``."""
     q = copy.deepcopy(qmodel)
@@ -220,11 +229,7 @@ def main() -> None:
     ap.add_argument("--targets-only", action="store_true", help="no uniform plans besides the targets")
     ap.add_argument("--no-activations", action="store_true", help="no activation-Hessian term in omega")
     ap.add_argument("--weight-calibrator", default="minmax")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--alpha", type=float, default=0.5, help="distillation weight; < 0: no distillation")
-    ap.add_argument("--temperature", type=float, default=4.0)
+    add_qat_args(ap)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="bench_e2e")
     args = ap.parse_args()

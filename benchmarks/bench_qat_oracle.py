@@ -39,7 +39,8 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_e2e import finetuned, measure, mean_loss, paired, plans_for, split_inputs, summarize  # noqa: E402
+from bench_e2e import (add_qat_args, finetuned, mean_loss, measure, paired, plans_for, split_inputs,  # noqa: E402
+                       summarize)
 
 from mpsearch.allocation import allocate  # noqa: E402
 from mpsearch.core.cost_table import CostTable  # noqa: E402
@@ -195,11 +196,7 @@ def main() -> None:
     ap.add_argument("--moves", nargs="+", default=["w4a8", "w2a4", "w8a4", "w2a8", "w8a8"])
     ap.add_argument("--eval-splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--eval-seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--alpha", type=float, default=0.5)
-    ap.add_argument("--temperature", type=float, default=4.0)
+    add_qat_args(ap)
     ap.add_argument("--out", default="bench_qat_oracle")
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_e2e import finetuned, mean_loss, split_inputs  # noqa: E402
+from bench_e2e import add_qat_args, finetuned, mean_loss, split_inputs  # noqa: E402
 
 from mpsearch.core.plan import BitPlan, LayerBits  # noqa: E402
 from mpsearch.pipeline import steps  # noqa: E402
@@ -78,11 +78,7 @@ def main() -> None:
     ap.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--moves", nargs="+", type=int, default=[2, 8])
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--alpha", type=float, default=0.5)
-    ap.add_argument("--temperature", type=float, default=4.0)
+    add_qat_args(ap)
     ap.add_argument("--out", default="bench_qat_recovery")
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -10,6 +10,7 @@ import argparse
 
 from mpsearch.allocation import DEFAULT_GAP_REL, GAP_REL_RULE, check_gap_rel  # numpy only: pulp loads lazily
 from mpsearch.commands._common import add_budget_flag, budgets_from_flags, checked_budgets, load
+from mpsearch.core.plan import BitPlan
 from mpsearch.errors import MpsearchError
 
 HELP = "Choose bits per layer with the ILP under one or more budgets (proven optimal with --gap-rel 0); write the plan."
@@ -54,14 +55,29 @@ def run(args: argparse.Namespace) -> int:
         plan = allocate(table, resolved, solver=args.solver, time_limit_s=args.time_limit, gap_rel=args.gap_rel)
     except InfeasibleBudgetError as exc:
         raise InfeasibleBudgetError(f"{where}: {exc} (fix: raise the --budget values)", smallest=exc.smallest) from None
+    how = how_solved(plan)  # before stable_plan, which drops the run's timings
     plan = steps.stable_plan(plan)
     plan.save(args.output)
     if not args.quiet:
         bits = " ".join(f"{n}={b.key}" for n, b in plan.layers.items())
         totals = ", ".join(f"{k}={v:.6g}" for k, v in plan.totals.items())
         gap = "" if plan.gap is None or plan.optimal else f" (proven gap {plan.gap:.1e})"
-        print(f"{plan.status}{gap}: omega {plan.objective:.6g}; {totals}\n{bits}\nwrote {args.output}")
+        print(f"{plan.status}{gap}: omega {plan.objective:.6g}; {totals}\n{how}\n{bits}\nwrote {args.output}")
     return 0
+
+
+def how_solved(plan: BitPlan) -> str:
+    """One line on what proved the plan and how long the solve took (from the plan's meta)."""
+    m = plan.meta
+    how = {
+        "fixing": "the LP bound and reduced-cost fixing (no search)",
+        "gap": "the LP bound (within the gap, no search)",
+        "branching": f"group branching ({m.get('branch_nodes')} nodes)",
+        "mip": f"the {plan.solver} MIP on {m.get('n_groups_after_fixing')} free layers",
+        "time_limit": "the time limit (not proven)",
+        "infeasible": "infeasibility",
+    }.get(m.get("closed_by"), str(m.get("closed_by")))
+    return f"solved in {plan.solve_time_s:.3f} s by {how}"
 
 
 def _gap(text: str) -> float:

@@ -103,10 +103,10 @@ class ExactSolver:
         branched = None
         if core_start is not None and self.lp.bounded:
             lp_core = type(self.lp)(core)
-            root_lp_s = lp_core.solve(red.limits).solve_time_s
-            deadline = time.perf_counter() + branch_budget_s(root_lp_s, remaining)
+            root = lp_core.solve(red.limits)
+            deadline = time.perf_counter() + branch_budget_s(root.solve_time_s, remaining)
             max_nodes = self.max_nodes if self.lp.in_process else min(self.max_nodes, SLOW_LP_MAX_NODES)
-            branched = branch_and_bound(core, red.limits, lp_core, core_start, core_gap, max_nodes, deadline)
+            branched = branch_and_bound(core, red.limits, lp_core, core_start, core_gap, max_nodes, deadline, root)
             t_bb = time.perf_counter()
             stats.update(bb_s=t_bb - t_fix, bb_nodes=branched.n_nodes, bb_lps=branched.n_lps)
             if branched.closed and branched.chosen is not None:

@@ -98,6 +98,8 @@ def branch_and_bound(core: Core, limits: np.ndarray, lp: LpEngine, start: np.nda
     search = _Search(core, np.asarray(limits, dtype=np.float64), lp, start, gap_abs, deadline)
     node = search.evaluate(np.ones(core.n_vars, dtype=bool), root)
     if node is None:
+        # an infeasible root LP contradicts a feasible start: trust neither, let the MIP decide
+        search.failed = search.failed or search.chosen is not None
         return search.result(np.inf)
     heap = [(node[0], 0, node[1], node[2])]
     counter = 1

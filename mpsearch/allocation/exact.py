@@ -104,8 +104,8 @@ class ExactSolver:
         if core_start is not None and self.lp.bounded:
             lp_core = type(self.lp)(core)
             root = lp_core.solve(red.limits)
-            deadline = time.perf_counter() + branch_budget_s(root.solve_time_s, remaining)
-            max_nodes = self.max_nodes if self.lp.in_process else min(self.max_nodes, SLOW_LP_MAX_NODES)
+            deadline = None if remaining is None else time.perf_counter() + BRANCH_TIME_SHARE * remaining
+            max_nodes = branch_nodes(self.max_nodes, core.n_vars, self.lp.in_process)
             branched = branch_and_bound(core, red.limits, lp_core, core_start, core_gap, max_nodes, deadline, root)
             t_bb = time.perf_counter()
             stats.update(bb_s=t_bb - t_fix, bb_nodes=branched.n_nodes, bb_lps=branched.n_lps)
@@ -185,19 +185,22 @@ def _normalized(core: Core) -> tuple[Core, float, float]:
 #: Branching nodes allowed when every node LP is a whole solver run (CBC through PuLP, ~0.1 s).
 SLOW_LP_MAX_NODES = 2
 
-#: Share of the time left that group branching may use before the MIP engine takes over.
+#: Share of the time limit left (when the caller set one) that group branching may use.
 BRANCH_TIME_SHARE = 0.5
-#: Branching may spend this many root-LP times (at least BRANCH_MIN_S): a node costs a few LPs,
-#: so a core whose LP is slow (tens of thousands of free candidates) gets few nodes, not minutes.
-BRANCH_LP_FACTOR = 50
-BRANCH_MIN_S = 0.3
+#: Free candidates x nodes that branching may spend: a node costs a few LPs whose time grows with
+#: the core, so a core of tens of thousands of candidates gets a few nodes, not minutes.
+BRANCH_NODE_VARS = 300_000
 
 
-def branch_budget_s(root_lp_s: float, remaining_s: float | None) -> float:
-    """Seconds group branching may spend: ``max(BRANCH_MIN_S, BRANCH_LP_FACTOR x root LP time)``,
-    and at most ``BRANCH_TIME_SHARE`` of the time limit left (``remaining_s``; None: no limit)."""
-    budget = max(BRANCH_MIN_S, BRANCH_LP_FACTOR * root_lp_s)
-    return budget if remaining_s is None else min(budget, BRANCH_TIME_SHARE * remaining_s)
+def branch_nodes(max_nodes: int, n_core_vars: int, in_process: bool) -> int:
+    """Nodes group branching may spend on a core of ``n_core_vars`` candidates.
+
+    ``max_nodes``, fewer on large cores (``BRANCH_NODE_VARS / n_core_vars``, at least 2) and at
+    most ``SLOW_LP_MAX_NODES`` where every LP is a solver run. A count, not a clock: the same
+    table gives the same plan on any machine and at any load.
+    """
+    nodes = min(max_nodes, max(2, BRANCH_NODE_VARS // max(n_core_vars, 1)))
+    return nodes if in_process else min(nodes, SLOW_LP_MAX_NODES)
 
 #: Share of the allowed gap given to the core MIP; the rest absorbs the engines' tolerances.
 CORE_GAP_SHARE = 0.9

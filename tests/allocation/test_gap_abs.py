@@ -102,10 +102,13 @@ def test_core_mip_without_branching_finds_the_brute_force_optimum(solver):
     assert n_mip >= 4
 
 
-def test_branch_budget_by_hand():
-    """max(0.3 s, 50 root LPs), and at most half the time limit left."""
-    from mpsearch.allocation.exact import branch_budget_s
+def test_branch_nodes_by_hand():
+    """30 nodes on a 1500-candidate core; 300 000 / 50 000 = 6 on a 50 000-candidate one; never
+    fewer than 2; 2 at most when every LP is a CBC run."""
+    from mpsearch.allocation.exact import branch_nodes
 
-    assert branch_budget_s(0.001, None) == pytest.approx(0.3)  # a 1 ms LP: the floor
-    assert branch_budget_s(0.1, None) == pytest.approx(5.0)  # a 100 ms LP: 50 of them
-    assert branch_budget_s(0.1, 4.0) == pytest.approx(2.0)  # half of the 4 s left
+    assert branch_nodes(30, 1_500, True) == 30
+    assert branch_nodes(30, 50_000, True) == 6
+    assert branch_nodes(30, 10_000_000, True) == 2
+    assert branch_nodes(30, 1_500, False) == 2
+    assert branch_nodes(0, 1_500, True) == 0

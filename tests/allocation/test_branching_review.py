@@ -266,17 +266,24 @@ def _core_instance(seed: int):
     return None if start is None else (core, inst.scaled, start, best)
 
 
-def test_deadline_in_the_past_returns_an_open_search_with_a_valid_bound():
-    from mpsearch.allocation.solvers.highs import HighsLp
-
-    n_open = 0
-    for seed in range(600, 640):
+def _cores_with_lp(seeds, lp_cls):
+    """``(core, limits, start, best, lp)`` for each seed with a feasible core; ``lp`` (an
+    ``lp_cls`` on the core) has solved the root LP."""
+    for seed in seeds:
         got = _core_instance(seed)
         if got is None:
             continue
         core, limits, start, best = got
-        lp = HighsLp(core)
+        lp = lp_cls(core)
         lp.solve(limits)
+        yield core, limits, start, best, lp
+
+
+def test_deadline_in_the_past_returns_an_open_search_with_a_valid_bound():
+    from mpsearch.allocation.solvers.highs import HighsLp
+
+    n_open = 0
+    for core, limits, start, best, lp in _cores_with_lp(range(600, 640), HighsLp):
         res = branch_and_bound(core, limits, lp, start, 0.0, max_nodes=1000, deadline=time.perf_counter() - 1.0)
         assert res.n_nodes == 0 and res.n_lps == 1  # the root only
         assert res.bound <= best + 1e-9 and res.upper <= core.cost[start].sum()
@@ -301,14 +308,8 @@ def test_lp_error_in_a_node_gives_up_with_no_bound():
             return LpResult(LP_ERROR, None, None, 0.0) if Flaky.calls > 1 else super().solve_bounded(upper)
 
     n = 0
-    for seed in range(700, 720):
-        got = _core_instance(seed)
-        if got is None:
-            continue
-        core, limits, start, best = got
-        Flaky.calls = 0
-        lp = Flaky(core)
-        lp.solve(limits)
+    for core, limits, start, best, lp in _cores_with_lp(range(700, 720), Flaky):
+        Flaky.calls = 0  # count this search's node LPs only
         res = branch_and_bound(core, limits, lp, start, 0.0, max_nodes=1000)
         if res.n_lps <= 1:  # settled at the root, no node LP was asked for
             continue

@@ -66,18 +66,22 @@ class BranchResult:
     n_lps: int
 
 
-def node_bound(core: Core, lam: np.ndarray, limits: np.ndarray, allowed: np.ndarray, parts: bool = False):
+def node_bound(core: Core, lam: np.ndarray, limits: np.ndarray, allowed: np.ndarray) -> float:
     """Lagrangian bound of the node whose variables ``allowed`` (mask) may be chosen.
 
     ``sum_g min_{j in g, allowed} (cost_j + lam . coef_j) - lam . limits``, valid for any
-    ``lam >= 0``; inf if a group has no allowed variable. With ``parts``, returns
-    ``(v, y, bound)``: the priced costs ``v`` per variable and the group minima ``y`` too
-    (``v_j - y_g`` is variable j's reduced cost in the node).
+    ``lam >= 0``; inf if a group has no allowed variable.
     """
+    return _priced(core, lam, limits, allowed)[2]
+
+
+def _priced(core: Core, lam: np.ndarray, limits: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(v, y, bound)``: priced costs ``v = cost + lam . coef`` per variable, their minima ``y``
+    over each group's allowed variables (``v_j - y_g`` is j's reduced cost in the node), and
+    :func:`node_bound`."""
     v = core.cost + lam @ core.coef if len(lam) else core.cost.copy()
     y = np.minimum.reduceat(np.where(allowed, v, np.inf), core.group_ptr[:-1])
-    bound = float(y.sum() - (lam @ limits if len(lam) else 0.0))
-    return (v, y, bound) if parts else bound
+    return v, y, float(y.sum() - (lam @ limits if len(lam) else 0.0))
 
 
 def branch_and_bound(core: Core, limits: np.ndarray, lp: LpEngine, start: np.ndarray | None, gap_abs: float,
@@ -87,7 +91,7 @@ def branch_and_bound(core: Core, limits: np.ndarray, lp: LpEngine, start: np.nda
     Args:
         core: the (normalized) core.
         limits: its budget limits (core units).
-        lp: a bounded LP engine built on ``core``; ``lp.solve(limits)`` must have been called.
+        lp: an LP engine built on ``core``; ``lp.solve(limits)`` must have been called.
         start: a feasible plan to start from, or None.
         gap_abs: stop once the best plan is within this of the bound (0: prove the optimum).
         max_nodes: most nodes branched on before giving up.
@@ -181,7 +185,7 @@ class _Search:
             self.failed = True
             return None
         core, ptr = self.core, self.core.group_ptr
-        v, y, bound = node_bound(core, res.lam, self.limits, allowed, parts=True)
+        v, y, bound = _priced(core, res.lam, self.limits, allowed)
         if bound < self.upper - self.gap_abs - self.tol():  # a node that may hold a plan worth having
             key = np.where(res.x > _FRAC_TOL, self._weight, np.inf)
             rounded = np.lexsort((key, core.var_group))[ptr[:-1]]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mpsearch.allocation.branching import branch_and_bound
+from mpsearch.allocation.branching import BranchResult, branch_and_bound
 from mpsearch.allocation.problem import Core, Problem
 from mpsearch.allocation.reduce import incumbent, lagrangian, restrict
 from mpsearch.allocation.solvers import get_backend, get_lp_engine
@@ -101,12 +101,8 @@ class ExactSolver:
             return red.fixed_cost + shift + scale * core_value
 
         branched = None
-        if core_start is not None and self.lp.bounded:
-            lp_core = type(self.lp)(core)
-            root = lp_core.solve(red.limits)
-            deadline = None if remaining is None else time.perf_counter() + BRANCH_TIME_SHARE * remaining
-            max_nodes = branch_nodes(self.max_nodes, core.n_vars, self.lp.in_process)
-            branched = branch_and_bound(core, red.limits, lp_core, core_start, core_gap, max_nodes, deadline, root)
+        if core_start is not None:
+            branched = self._branch(core, red.limits, core_start, core_gap, remaining)
             t_bb = time.perf_counter()
             stats.update(bb_s=t_bb - t_fix, bb_nodes=branched.n_nodes, bb_lps=branched.n_lps)
             if branched.closed and branched.chosen is not None:
@@ -143,6 +139,16 @@ class ExactSolver:
         if out.status == OPTIMAL and chosen is not None:
             lower = float(p.cost[chosen].sum())
         return done(out.status, chosen, lower, "mip" if out.status != TIME_LIMIT else "time_limit", out.raw)
+
+
+    def _branch(self, core: Core, limits: np.ndarray, start: np.ndarray, gap_abs: float,
+                remaining: float | None) -> BranchResult:
+        """Group branching on the normalized core, with an LP of the same engine built on it."""
+        lp_core = type(self.lp)(core)
+        root = lp_core.solve(limits)
+        deadline = None if remaining is None else time.perf_counter() + BRANCH_TIME_SHARE * remaining
+        max_nodes = branch_nodes(self.max_nodes, core.n_vars, self.lp.in_process)
+        return branch_and_bound(core, limits, lp_core, start, gap_abs, max_nodes, deadline, root)
 
 
 def _target(p: Problem, bound: float, gap_rel: float) -> float | None:

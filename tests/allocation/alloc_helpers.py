@@ -105,3 +105,21 @@ def lp_relaxed(table: CostTable, names: list[str], limits: dict[str, float], pin
     problem = Problem(table, "omega", names, {table.index_of(k): v for k, v in (pins or {}).items()})
     scaled = problem.scale_limits([limits[n] for n in names])
     return problem, scaled, get_lp_engine("cbc")(problem).solve(scaled)
+
+
+def fraction_instance(seed: int, n_layers: int, frac: float, names=("size_bytes", "bops", "latency_ms")):
+    """``(problem, scaled limits, feasible objectives)`` of ``random_table(seed, n_layers)`` with
+    every resource in ``names`` limited at ``frac`` of the way from its smallest to its largest
+    total; the brute-force objectives of every assignment within the limits are in solver units
+    (sorted; empty when nothing fits)."""
+    from mpsearch.allocation.problem import Problem
+
+    table = random_table(seed, n_layers)
+    problem = Problem(table, "omega", list(names), {})
+    limits = [float(lo + frac * (hi - lo)) for lo, hi in zip(problem.lo, problem.hi)]
+    totals, _ = enumerate_all(table)
+    ok = np.ones(len(totals["omega"]), dtype=bool)
+    for name, limit in zip(names, limits):
+        ok &= totals[name] <= limit
+    feasible = np.sort((totals["omega"][ok] - problem.cost_const) / problem.cost_scale)
+    return problem, problem.scale_limits(limits), feasible

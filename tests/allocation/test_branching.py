@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mpsearch.allocation import allocate
-from mpsearch.allocation.problem import Core, Problem
+from mpsearch.allocation.problem import Core
 
-from alloc_helpers import HAVE_HIGHS, enumerate_all, random_table
+from alloc_helpers import HAVE_HIGHS, fraction_instance
 
 pytestmark = pytest.mark.skipif(not HAVE_HIGHS, reason="group branching re-solves LPs in highspy")
 NAMES = ["size_bytes", "bops", "latency_ms"]
@@ -19,15 +19,8 @@ NAMES = ["size_bytes", "bops", "latency_ms"]
 
 def _instance(seed: int, n_layers: int, frac: float):
     """(core, scaled limits, brute-force optimum in solver units or None) at ``frac`` of each range."""
-    table = random_table(seed, n_layers)
-    p = Problem(table, "omega", NAMES, {})
-    limits = {n: float(lo + frac * (hi - lo)) for n, lo, hi in zip(NAMES, p.lo, p.hi)}
-    totals, _ = enumerate_all(table)
-    ok = np.ones(len(totals["omega"]), dtype=bool)
-    for n in NAMES:
-        ok &= totals[n] <= limits[n]
-    best = (totals["omega"][ok].min() - p.cost_const) / p.cost_scale if ok.any() else None
-    return Core(p.cost, p.coef, p.var_group, p.group_ptr), p.scale_limits([limits[n] for n in NAMES]), best
+    p, scaled, feasible = fraction_instance(seed, n_layers, frac, NAMES)
+    return Core(p.cost, p.coef, p.var_group, p.group_ptr), scaled, (feasible[0] if len(feasible) else None)
 
 
 def _search(core, scaled, gap_abs, max_nodes=10_000):

@@ -10,27 +10,18 @@ import numpy as np
 import pytest
 
 from mpsearch.allocation.exact import CORE_GAP_SHARE, _allowed, _core_gap_abs
-from mpsearch.allocation.problem import Problem
 from mpsearch.allocation.solvers import get_backend
 
-from alloc_helpers import SOLVERS, enumerate_all, random_table
+from alloc_helpers import SOLVERS, fraction_instance, random_table
 
 NAMES = ["size_bytes", "bops", "latency_ms"]
 
 
 def _instance(seed: int):
-    """A 9-layer table, its Problem, scaled limits at 50 % of each resource's range, and the
+    """A 9-layer table's Problem, scaled limits at 50 % of each resource's range, and the
     brute-force optimum and worst feasible objective in solver units."""
-    table = random_table(seed, 9)
-    problem = Problem(table, "omega", NAMES, {})
-    limits = {n: float(lo + 0.5 * (hi - lo)) for n, lo, hi in zip(NAMES, problem.lo, problem.hi)}
-    totals, _ = enumerate_all(table)
-    ok = np.ones(len(totals["omega"]), dtype=bool)
-    for n in NAMES:
-        ok &= totals[n] <= limits[n]
-    to_solver = lambda v: (v - problem.cost_const) / problem.cost_scale  # noqa: E731
-    feasible = totals["omega"][ok]
-    return problem, problem.scale_limits([limits[n] for n in NAMES]), to_solver(feasible.min()), to_solver(feasible.max())
+    problem, scaled, feasible = fraction_instance(seed, 9, 0.5, NAMES)
+    return problem, scaled, feasible[0], feasible[-1]
 
 
 @pytest.mark.parametrize("solver", SOLVERS)

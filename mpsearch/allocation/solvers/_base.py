@@ -71,15 +71,13 @@ class LpResult:
 class LpEngine(ABC):
     """The LP relaxation of one problem, re-solved for changing budget limits.
 
-    An engine with ``bounded = True`` also re-solves with some variables held at 0
-    (:meth:`solve_bounded`): the node LPs of :mod:`mpsearch.allocation.branching`.
-    ``in_process`` says whether a re-solve is cheap (in-process, from the last basis: HiGHS)
-    or costs a whole solver run (CBC through PuLP: a file and a process per LP), which decides
-    how many nodes branching may spend.
+    It also re-solves with some variables held at 0 (:meth:`solve_bounded`): the node LPs of
+    :mod:`mpsearch.allocation.branching`. ``in_process`` says whether a re-solve is cheap
+    (in-process, from the last basis: HiGHS) or costs a whole solver run (CBC through PuLP: a
+    file and a process per LP), which decides how many nodes branching may spend.
     """
 
     name: ClassVar[str]
-    bounded: ClassVar[bool] = False
     in_process: ClassVar[bool] = False
 
     def __init__(self, problem: Problem | Core) -> None:
@@ -89,9 +87,9 @@ class LpEngine(ABC):
     def solve(self, scaled_limits: np.ndarray) -> LpResult:
         """Solve with these budget limits (solver units)."""
 
+    @abstractmethod
     def solve_bounded(self, upper: np.ndarray) -> LpResult:
         """Re-solve with the last limits and variable ``j`` in ``[0, upper[j]]`` (0 or 1)."""
-        raise NotImplementedError(f"LP engine {self.name!r} does not re-solve with variable bounds")
 
 
 def chosen_from_values(problem: Problem | Core, values: np.ndarray) -> np.ndarray:

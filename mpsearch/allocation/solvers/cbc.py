@@ -78,7 +78,6 @@ class CbcLp(LpEngine):
     """
 
     name = "cbc"
-    bounded = True
     in_process = False
 
     def __init__(self, problem: Problem | Core) -> None:

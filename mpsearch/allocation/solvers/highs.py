@@ -65,7 +65,6 @@ class HighsLp(LpEngine):
     """The LP relaxation in HiGHS; kept between solves, so a new limit re-solves from the last basis."""
 
     name = "highs"
-    bounded = True
     in_process = True
 
     def __init__(self, problem: Problem | Core) -> None:

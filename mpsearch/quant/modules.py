@@ -139,9 +139,12 @@ class WeightQuant(nn.Module):
 
 
 class _QuantMixin:
-    """Shared attributes of the quantized layers."""
+    """Shared attributes of the quantized layers.
 
-    w_bits: int
+    ``w_bits`` is read from ``weight_quant.spec.bits`` (one place holds the weight's bits, so
+    the two cannot disagree); ``a_bits`` is what the plan asked for the layer's input.
+    """
+
     a_bits: int
     weight_quant: WeightQuant
     input_quant: ActQuant | None  # only in per-layer mode; in graph mode the graph holds it
@@ -149,13 +152,20 @@ class _QuantMixin:
 
     def _init_quant(self, float_module: nn.Module, w_bits: int, a_bits: int, w_spec: QuantSpec,
                     w_calibrator: str, w_calibrator_options: dict[str, Any] | None) -> None:
+        if w_spec.bits != w_bits:
+            raise rule_error(f"{type(self).__name__}.from_float", "w_spec.bits", f"equal to w_bits ({w_bits})",
+                             w_spec.bits)
         self.load_state_dict(float_module.state_dict())  # type: ignore[attr-defined]
         self.train(float_module.training)  # type: ignore[attr-defined]
-        self.w_bits = w_bits
         self.a_bits = a_bits
         self.weight_quant = WeightQuant(self.weight, w_spec, w_calibrator, w_calibrator_options)  # type: ignore[attr-defined]
         self.input_quant = None
         self.input_quant_name = ""
+
+    @property
+    def w_bits(self) -> int:
+        """The weight's bit-width (read-only: ``weight_quant.spec.bits``)."""
+        return self.weight_quant.spec.bits
 
     def quantized_weight(self) -> Tensor:
         """The fake-quantized weight (float values on the integer grid)."""

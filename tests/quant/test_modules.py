@@ -64,3 +64,17 @@ def test_quant_layers_use_the_fake_quantized_weight_and_ste():
     x = torch.randn(1, 2, 6)
     ref = F.conv1d(x, qc.quantized_weight(), conv.bias, padding=1, groups=2)
     assert torch.equal(qc(x), ref) and qc.weight_quant.scale.shape == (4,)
+
+
+def test_w_bits_lives_on_the_weight_spec_only():
+    spec = QuantSpec(4, symmetric=True, signed=True, granularity="per_channel")
+    q = QuantLinear.from_float(nn.Linear(5, 3), 4, 8, spec)
+    assert q.w_bits == 4 and q.weight_quant.spec is spec
+    q.weight_quant.spec = spec.with_bits(2)  # one source of truth: the layer's w_bits follows
+    assert q.w_bits == 2
+    with pytest.raises(AttributeError):
+        q.w_bits = 8
+    assert "w_bits" not in vars(q)
+    with pytest.raises(ConfigError, match=r"QuantLinear.from_float: w_spec.bits must be equal to w_bits \(4\), "
+                                          r"but got 8"):
+        QuantLinear.from_float(nn.Linear(5, 3), 4, 8, spec.with_bits(8))

@@ -12,6 +12,7 @@ from mpsearch.quant.modules import ActQuant, QuantConv1d, QuantConv2d, QuantLine
 from mpsearch.quant.quantizer import (
     dequantize,
     fake_quantize,
+    fake_quantize_minmax,
     fake_quantize_weight,
     minmax,
     param_shape,
@@ -35,6 +36,7 @@ __all__ = [
     "activation_spec",
     "dequantize",
     "fake_quantize",
+    "fake_quantize_minmax",
     "fake_quantize_weight",
     "get_calibrator",
     "make_calibrator",

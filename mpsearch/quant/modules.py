@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from mpsearch.errors import ConfigError, rule_error
 from mpsearch.quant.calibrators import Calibrator, make_calibrator
-from mpsearch.quant.quantizer import fake_quantize, minmax, qparams
+from mpsearch.quant.quantizer import fake_quantize, fake_quantize_minmax
 from mpsearch.quant.spec import QuantSpec
 
 ACT_MODES = ("observe", "quantize", "dynamic", "off")
@@ -96,9 +96,7 @@ class ActQuant(nn.Module):
             self.calibrator.observe(x)  # type: ignore[union-attr]
             return x
         if self.mode == "dynamic":
-            lo, hi = minmax(x, self.spec)
-            scale, zero_point = qparams(lo, hi, self.spec)
-            return fake_quantize(x, scale.to(x.device), zero_point.to(x.device), self.spec)
+            return fake_quantize_minmax(x, self.spec)
         return fake_quantize(x, self.scale, self.zero_point, self.spec)
 
     def extra_repr(self) -> str:

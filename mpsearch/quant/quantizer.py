@@ -192,6 +192,21 @@ def fake_quantize(x: Tensor, scale: Tensor, zero_point: Tensor, spec: QuantSpec)
     return from_rows(out, x.shape, spec).to(x.dtype)
 
 
+def fake_quantize_minmax(x: Tensor, spec: QuantSpec) -> Tensor:
+    """``Q(x)`` with scales from ``x``'s own per-group min and max (a dynamic range).
+
+    Args:
+        x: the tensor (a weight, or one batch of an activation).
+        spec: how it is quantized.
+
+    Returns:
+        The dequantized tensor, same shape and dtype (no gradient through the scales).
+    """
+    lo, hi = minmax(x, spec)
+    scale, zero_point = qparams(lo, hi, spec)
+    return fake_quantize(x, scale.to(x.device), zero_point.to(x.device), spec)
+
+
 # -- weights --------------------------------------------------------------------------------
 def _weight_spec(bits: int, spec: QuantSpec | str, symmetric: bool, group_size: int | None,
                  scale_kind: str) -> QuantSpec:
@@ -218,10 +233,7 @@ def fake_quantize_weight(weight: Tensor, bits: int, spec: QuantSpec | str = "per
     Returns:
         The dequantized weight, same shape and dtype (no gradient through the scales).
     """
-    spec = _weight_spec(bits, spec, symmetric, group_size, scale_kind)
-    lo, hi = minmax(weight, spec)
-    scale, zero_point = qparams(lo, hi, spec)
-    return fake_quantize(weight, scale.to(weight.device), zero_point.to(weight.device), spec)
+    return fake_quantize_minmax(weight, _weight_spec(bits, spec, symmetric, group_size, scale_kind))
 
 
 def weight_quantization_error(weight: Tensor, bits: int, spec: QuantSpec | str = "per_channel", **kw: Any) -> float:

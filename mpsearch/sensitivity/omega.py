@@ -22,7 +22,8 @@ from mpsearch.core.cost_table import CostTable
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer, Sensitivity
 from mpsearch.errors import ConfigError, rule_error
-from mpsearch.sensitivity._quant import weight_error, weight_spec_for
+from mpsearch.quant.quantizer import weight_quantization_error
+from mpsearch.quant.spec import weight_spec
 from mpsearch.sensitivity.data import Data, run_model
 
 #: which per-parameter curvature scales ||dW||^2, in order of preference for "auto"
@@ -157,8 +158,8 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
         for cand in cands[lay.name]:
             key = (cand.w_bits, cand.w_granularity)
             if key not in w_err_cache:
-                spec = weight_spec_for(cand.w_bits, profile.capabilities, granularity=cand.w_granularity)
-                w_err_cache[key] = weight_error(weight, spec)
+                spec = weight_spec(profile.capabilities, cand.w_bits, granularity=cand.w_granularity)
+                w_err_cache[key] = weight_quantization_error(weight, spec.bits, spec)
             omega = curv[1] * w_err_cache[key] + act_curv * act_err.get(lay.name, {}).get(cand.a_bits, 0.0)
             cost = layer_costs(lay, cand, profile, batch)
             records.append({"layer": lay.name, "w_bits": cand.w_bits, "a_bits": cand.a_bits,

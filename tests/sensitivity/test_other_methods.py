@@ -9,7 +9,7 @@ from torch.autograd.function import once_differentiable
 
 from mpsearch.errors import UnsupportedModelError
 from mpsearch.sensitivity import EigenConfig, EmpiricalConfig, FisherConfig, HessianConfig, analyze
-from mpsearch.sensitivity._quant import quantize_weight, weight_spec_for
+from mpsearch.quant import activation_spec, fake_quantize_minmax, fake_quantize_weight, weight_spec
 
 
 def test_top_eigenvalue_matches_exact(tiny, exact):
@@ -74,7 +74,7 @@ def test_empirical_is_hand_run_loss_difference(tiny):
         saved = mod.weight.detach().clone()
         for b in (2, 4):
             with torch.no_grad():
-                mod.weight.copy_(quantize_weight(saved, weight_spec_for(b)))
+                mod.weight.copy_(fake_quantize_weight(saved, b, weight_spec(None, b)))
             want = loss() - base
             with torch.no_grad():
                 mod.weight.copy_(saved)
@@ -89,17 +89,15 @@ def test_empirical_kl_and_activation_keys(tiny):
     for n in names:
         kl = sens[n].empirical["w4a8"]
         assert kl > 0.0  # KL of two different distributions
-    from mpsearch.sensitivity._quant import quantize_activation
-
     mod = model.fc2
     saved = mod.weight.detach().clone()
     # KL by hand for fc2 at w4 with its input at 8 bits
     with torch.no_grad():
         refs = [torch.log_softmax(model(x), -1) for x, _ in batches]
-    h = mod.register_forward_pre_hook(lambda _m, a: (quantize_activation(a[0], 8),))
+    h = mod.register_forward_pre_hook(lambda _m, a: (fake_quantize_minmax(a[0], activation_spec(None, 8)),))
     try:
         with torch.no_grad():
-            mod.weight.copy_(quantize_weight(saved, weight_spec_for(4)))
+            mod.weight.copy_(fake_quantize_weight(saved, 4, weight_spec(None, 4)))
             hand = sum(float((r.exp() * (r - torch.log_softmax(model(x), -1))).sum(-1).sum())
                        for (x, _), r in zip(batches, refs)) / 23
     finally:

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from mpsearch.core.types import LayerSensitivity, Sensitivity
-from mpsearch.sensitivity._quant import quantize_activation, quantize_weight, weight_spec_for
+from mpsearch.quant.quantizer import fake_quantize_minmax, fake_quantize_weight
+from mpsearch.quant.spec import activation_spec, weight_spec
 from mpsearch.sensitivity.config import EmpiricalConfig
 from mpsearch.sensitivity.data import batch_loss, run_model
 from mpsearch.sensitivity.methods._base import Context, Method
@@ -25,7 +26,7 @@ class EmpiricalMethod(Method):
     the mean over examples of ``KL(softmax(float) || softmax(quantized))`` (``"kl"``), with
     keys ``"w4"`` (weight only) or ``"w4a8"`` (weight and the layer's input, the latter
     quantized per tensor with dynamic min-max ranges). The weight quantizer is
-    ``mpsearch.quant``'s when present (symmetric per-channel min-max by default).
+    ``mpsearch.quant``'s (symmetric per-channel min-max by default).
     """
 
     name = "empirical"
@@ -42,13 +43,13 @@ class EmpiricalMethod(Method):
                 saved = mod.weight.detach().clone()
                 try:
                     for wb in config.w_bits:
-                        spec = weight_spec_for(wb, granularity=config.granularity, symmetric=config.symmetric)
-                        mod.weight.copy_(quantize_weight(saved, spec))
+                        spec = weight_spec(None, wb, granularity=config.granularity, symmetric=config.symmetric)
+                        mod.weight.copy_(fake_quantize_weight(saved, wb, spec))
                         for ab in (config.a_bits or (None,)):
                             hook = None
                             if ab is not None:
                                 hook = mod.register_forward_pre_hook(
-                                    (lambda b: lambda _m, a: (quantize_activation(a[0], b), *a[1:]))(ab))
+                                    (lambda b: lambda _m, a: (fake_quantize_minmax(a[0], activation_spec(None, b)), *a[1:]))(ab))
                             try:
                                 val = self._measure(ctx, config, ref[1])[0]
                             finally:

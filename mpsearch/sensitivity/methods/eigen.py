@@ -28,7 +28,7 @@ class EigenMethod(Method):
 
     def run(self, ctx: Context, config: EigenConfig) -> Sensitivity:
         t0 = time.perf_counter()
-        strict = bool(find_custom_ops(ctx.model, ctx.loss_fn, ctx.data))  # see hutchinson.probe_round
+        strict = bool(find_custom_ops(ctx.model, ctx.loss_fn, ctx.data))  # see rounds.probe_round
         weights = [m.weight for m in ctx.modules]
         n = len(weights)
         v = []

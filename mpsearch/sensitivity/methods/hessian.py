@@ -8,8 +8,9 @@ from typing import Any
 from mpsearch.core.types import LayerSensitivity, Sensitivity
 from mpsearch.sensitivity.config import HessianConfig
 from mpsearch.sensitivity.double_backward import find_custom_ops, unsupported_error
-from mpsearch.sensitivity.hutchinson import DoubleBackwardFailure, estimate_traces
+from mpsearch.sensitivity.hutchinson import estimate_traces
 from mpsearch.sensitivity.methods._base import Context, Method
+from mpsearch.sensitivity.rounds import DoubleBackwardFailure, ProbeSetup
 from mpsearch.sensitivity.targets import ActivationTarget, WeightTarget
 
 
@@ -29,12 +30,12 @@ class HessianMethod(Method):
         names = list(ctx.names)
         try:
             wt = WeightTarget(ctx.model, ctx.loss_fn, ctx.data, ctx.modules, config.seed)
-            w_stats, w_ok, w_count = estimate_traces(wt, ctx.data, config, ctx.comm, names, "trace", strict)
+            w_stats, w_ok, w_count = estimate_traces(self._setup(ctx, wt, config, strict), config, "trace")
             a_stats = a_ok = a_count = at = None
             if config.activations:
                 at = ActivationTarget(ctx.model, ctx.loss_fn, ctx.data, ctx.modules, names, config.seed)
-                a_stats, a_ok, a_count = estimate_traces(at, ctx.data, config, ctx.comm, names, "activation_trace",
-                                                         strict)
+                a_stats, a_ok, a_count = estimate_traces(self._setup(ctx, at, config, strict), config,
+                                                         "activation_trace")
         except DoubleBackwardFailure as exc:
             raise unsupported_error(ctx.model, ctx.loss_fn, ctx.data, self.name, str(exc), exc.layer) from exc
         layers = {}
@@ -59,3 +60,8 @@ class HessianMethod(Method):
             meta["activation_seconds"] = a_count["seconds"]
             meta["activation_trace_scale"] = "per example"
         return Sensitivity(layers=layers, method=self.name, meta=meta)
+
+    @staticmethod
+    def _setup(ctx: Context, target: Any, config: HessianConfig, strict: bool) -> ProbeSetup:
+        return ProbeSetup(target, ctx.data, ctx.comm, list(ctx.names), vmap=config.vmap_probes,
+                          no_graph_is_zero=strict)

@@ -34,13 +34,11 @@ from mpsearch.core.plan import BitPlan, LayerBits
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.errors import ConfigError, MpsearchError, UnsupportedModelError, rule_error, unknown_name
 from mpsearch.model import fold_batchnorm
-from mpsearch.model.kinds import is_quantizable
 from mpsearch.quant.config import QuantizeConfig
+from mpsearch.quant.graph_mode import ACT_QUANT_DICT, check_called, insert_graph_quantizers, trace
 from mpsearch.quant.modules import QUANT_LAYER_TYPES, ActQuant, quant_class_for
 
 log = logging.getLogger("mpsearch")
-
-ACT_QUANT_DICT = "act_quant"  # name of the ModuleDict holding graph-mode quantizers
 
 
 def quantizable_layer_names(model: nn.Module) -> list[str]:
@@ -59,20 +57,6 @@ def quant_mode(model: nn.Module) -> str:
     if isinstance(model, fx.GraphModule) and isinstance(getattr(model, ACT_QUANT_DICT, None), nn.ModuleDict):
         return "graph"
     return "per_layer" if any(getattr(m, "input_quant", None) is not None for m in layers) else "none"
-
-
-class _Tracer(fx.Tracer):
-    """Keeps quantizable layers (user subclasses too) and quantized layers as single nodes."""
-
-    def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
-        return (is_quantizable(m) or isinstance(m, (ActQuant, *QUANT_LAYER_TYPES))
-                or super().is_leaf_module(m, qualified_name))
-
-
-def _trace(model: nn.Module) -> fx.GraphModule:
-    tracer = _Tracer()
-    graph = tracer.trace(model)
-    return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 
 def _plan_layers(plan: Any) -> dict[str, LayerBits]:
@@ -116,62 +100,6 @@ def _take_batches(calib_batches: Iterable[Any] | None, cap: int) -> list[tuple[A
     return out
 
 
-def _unique_key(holder: nn.ModuleDict, key: str) -> str:
-    while hasattr(holder, key) or key in holder:  # ModuleDict method names (keys, pop, ...) clash
-        key += "_"
-    return key
-
-
-def _insert_graph_quantizers(gm: fx.GraphModule, layers: Mapping[str, LayerBits],
-                             make_aq: Callable[[int, str], ActQuant]) -> list[str]:
-    """Insert one ActQuant per tensor read by a quantized layer (see the module docstring)."""
-    if hasattr(gm, ACT_QUANT_DICT):
-        raise ConfigError(f"quantize: model must not already have an attribute {ACT_QUANT_DICT!r} "
-                          "(is it already quantized?)")
-    holder = nn.ModuleDict()
-    gm.add_module(ACT_QUANT_DICT, holder)
-    graph = gm.graph
-    by_producer: dict[fx.Node, list[fx.Node]] = {}
-    for node in graph.nodes:
-        if node.op == "call_module" and node.target in layers:
-            src = node.args[0] if node.args else node.kwargs.get("input")
-            if isinstance(src, fx.Node):
-                by_producer.setdefault(src, []).append(node)
-            else:
-                log.warning("quantize: input of %s is not a graph value; it is not quantized", node.target)
-    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-    for src, readers in by_producer.items():
-        bits = max(layers[n.target].a_bits for n in readers)
-        key = _unique_key(holder, src.name)
-        shared = make_aq(bits, src.name)
-        holder[key] = shared
-        anchor = placeholders[-1] if src.op == "placeholder" else src  # placeholders stay first
-        with graph.inserting_after(anchor):
-            aq_node = graph.call_module(f"{ACT_QUANT_DICT}.{key}", (src,))
-        src.replace_all_uses_with(aq_node, delete_user_cb=lambda user: user is not aq_node)
-        for node in readers:
-            target = str(node.target)
-            layer = gm.get_submodule(target)
-            name, quantizer = f"{ACT_QUANT_DICT}.{key}", shared
-            if layers[target].a_bits < bits:
-                rkey = _unique_key(holder, f"{key}__{target.replace('.', '_')}")
-                quantizer = make_aq(layers[target].a_bits, src.name)
-                holder[rkey] = quantizer
-                with graph.inserting_before(node):
-                    r_node = graph.call_module(f"{ACT_QUANT_DICT}.{rkey}", (aq_node,))
-                node.replace_input_with(aq_node, r_node)
-                name = f"{ACT_QUANT_DICT}.{rkey}"
-            if layer.input_quant_name and layer.input_quant_name != name:
-                log.warning("quantize: %s is called on several tensors; input_quant_name keeps the first (%s)",
-                            target, layer.input_quant_name)
-            else:
-                layer.input_quant_name = name
-            quantizer.consumers.append(target)
-    graph.lint()
-    gm.recompile()
-    return [f"{ACT_QUANT_DICT}.{k}" for k in holder]
-
-
 def quantize(model: nn.Module, plan: BitPlan | Mapping[str, LayerBits], calib_batches: Iterable[Any] | None,
              profile: HardwareProfile | None = None, config: QuantizeConfig | None = None) -> nn.Module:
     """A simulated-quantization (fake-quant) copy of ``model`` with the bits of ``plan``.
@@ -197,6 +125,41 @@ def quantize(model: nn.Module, plan: BitPlan | Mapping[str, LayerBits], calib_ba
         UnknownNameError: the plan names a module that does not exist or is not quantizable.
         ConfigError: bad config, a bad or empty ``calib_batches``, or a quantizer that saw no data.
     """
+    config = _checked_config(model, profile, config)
+    layers = _plan_layers(plan)
+    _check_plan_names(model, layers)
+    batches = _take_batches(calib_batches, config.n_calib_batches)
+    static = config.activation_range == "static"
+    if static and not batches:
+        raise ConfigError("quantize: calib_batches must hold at least one batch for static activation ranges, "
+                          "but it is empty (pass data, or use QuantizeConfig(activation_range='dynamic'))")
+    root, mode, why = _copy_and_trace(model, config, batches)
+    if mode == "graph":
+        check_called(root, layers)  # type: ignore[arg-type]
+    _swap_layers(root, layers, config, profile)
+
+    def make_aq(a_bits: int, source: str) -> ActQuant:
+        spec = config.activation_spec(profile, a_bits)
+        return ActQuant(spec, config.activation_calibrator, "observe" if static else "dynamic",
+                        dict(config.activation_calibrator_options), source=source)
+
+    if mode == "graph":
+        names = insert_graph_quantizers(root, layers, make_aq)  # type: ignore[arg-type]
+        log.info("quantize: graph mode (torch.fx): %d activation quantizers, each on a tensor where it is "
+                 "produced; every reader (skip paths included) sees the quantized value", len(names))
+    else:
+        names = _insert_layer_quantizers(root, layers, make_aq)
+        log.warning("quantize: per-layer mode (torch.fx could not trace the model: %s): each quantized layer "
+                    "quantizes its own input, so skip paths and other readers see float values", why)
+    if static:
+        _calibrate(root, names, batches)
+    root.quant_mode = mode
+    root.eval()
+    return root
+
+
+def _checked_config(model: Any, profile: Any, config: Any) -> QuantizeConfig:
+    """The config (default when None), after checking the types of model, config and profile."""
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"quantize: model must be a torch.nn.Module, but got "
                                     f"{type(model).__module__}.{type(model).__qualname__}")
@@ -205,35 +168,33 @@ def quantize(model: nn.Module, plan: BitPlan | Mapping[str, LayerBits], calib_ba
         raise rule_error("quantize", "config", "a QuantizeConfig or None", config)
     if profile is not None and not isinstance(profile, HardwareProfile):
         raise rule_error("quantize", "profile", "a HardwareProfile or None (see mpsearch.load_profile)", profile)
-    layers = _plan_layers(plan)
+    return config
+
+
+def _check_plan_names(model: nn.Module, layers: Mapping[str, LayerBits]) -> None:
     valid = quantizable_layer_names(model)
     for name in layers:
         if name not in valid:
             raise unknown_name("quantizable layer (Conv1d, Conv2d, Linear)", name, valid, "quantize: plan")
-    batches = _take_batches(calib_batches, config.n_calib_batches)
-    static = config.activation_range == "static"
-    if static and not batches:
-        raise ConfigError("quantize: calib_batches must hold at least one batch for static activation ranges, "
-                          "but it is empty (pass data, or use QuantizeConfig(activation_range='dynamic'))")
 
+
+def _copy_and_trace(model: nn.Module, config: QuantizeConfig, batches: list[tuple[Any, ...]]
+                    ) -> tuple[nn.Module, str, str]:
+    """The (BN-folded) eval-mode copy, traced when fx can: ``(root, mode, why fx failed)``."""
     if config.fold_bn:
         qmodel = fold_batchnorm(model, example_inputs=batches[0] if batches else None)
     else:
         qmodel = copy.deepcopy(model)
     qmodel.eval()
     try:
-        root: nn.Module = _trace(qmodel)
-        mode, why = "graph", ""
+        return trace(qmodel), "graph", ""
     except Exception as exc:  # fx raises many types for untraceable code
-        root, mode = qmodel, "per_layer"
-        why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        return qmodel, "per_layer", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
 
-    if mode == "graph":
-        called = {n.target for n in root.graph.nodes if n.op == "call_module"}  # type: ignore[union-attr]
-        for name in layers:
-            if name not in called:
-                raise ConfigError(f"quantize: plan layer {name!r} must be called as a module by the model's "
-                                  "forward, but the torch.fx trace never calls it")
+
+def _swap_layers(root: nn.Module, layers: Mapping[str, LayerBits], config: QuantizeConfig,
+                 profile: HardwareProfile | None) -> None:
+    """Replace every plan layer by its quantized counterpart (weights calibrated now)."""
     for name, bits in layers.items():
         float_layer = root.get_submodule(name)
         base = next(c for c in (nn.Conv1d, nn.Conv2d, nn.Linear) if isinstance(float_layer, c))
@@ -249,31 +210,18 @@ def quantize(model: nn.Module, plan: BitPlan | Mapping[str, LayerBits], calib_ba
             raise type(exc)(f"quantize: layer {name!r}: {exc}") from None
         root.set_submodule(name, qlayer)
 
-    def make_aq(a_bits: int, source: str) -> ActQuant:
-        spec = config.activation_spec(profile, a_bits)
-        return ActQuant(spec, config.activation_calibrator, "observe" if static else "dynamic",
-                        dict(config.activation_calibrator_options), source=source)
 
-    if mode == "graph":
-        names = _insert_graph_quantizers(root, layers, make_aq)  # type: ignore[arg-type]
-        log.info("quantize: graph mode (torch.fx): %d activation quantizers, each on a tensor where it is "
-                 "produced; every reader (skip paths included) sees the quantized value", len(names))
-    else:
-        names = []
-        for name in layers:
-            layer = root.get_submodule(name)
-            layer.input_quant = make_aq(layers[name].a_bits, "")
-            layer.input_quant.consumers.append(name)
-            layer.input_quant_name = f"{name}.input_quant"
-            names.append(layer.input_quant_name)
-        log.warning("quantize: per-layer mode (torch.fx could not trace the model: %s): each quantized layer "
-                    "quantizes its own input, so skip paths and other readers see float values", why)
-
-    if static:
-        _calibrate(root, names, batches)
-    root.quant_mode = mode
-    root.eval()
-    return root
+def _insert_layer_quantizers(root: nn.Module, layers: Mapping[str, LayerBits],
+                             make_aq: Callable[[int, str], ActQuant]) -> list[str]:
+    """Per-layer mode: each quantized layer gets its own ``input_quant``."""
+    names = []
+    for name in layers:
+        layer = root.get_submodule(name)
+        layer.input_quant = make_aq(layers[name].a_bits, "")
+        layer.input_quant.consumers.append(name)
+        layer.input_quant_name = f"{name}.input_quant"
+        names.append(layer.input_quant_name)
+    return names
 
 
 def _calibrate(root: nn.Module, names: list[str], batches: list[tuple[Any, ...]]) -> None:

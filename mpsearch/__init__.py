@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 # verb -> module that defines it; resolved lazily so `import mpsearch` stays light.
 _VERBS = {
     "discover": "mpsearch.model",
+    "canonicalize": "mpsearch.model",
     "quantize": "mpsearch.quant",
     "analyze": "mpsearch.sensitivity",
     "cost_table": "mpsearch.sensitivity",

@@ -8,8 +8,9 @@ from typing import Any, Iterator, Mapping
 
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 
-#: Layer kinds that mpsearch quantizes. Others stay in floating point.
-LAYER_KINDS = ("conv1d", "conv2d", "depthwise_conv1d", "depthwise_conv2d", "linear")
+#: Layer kinds that mpsearch quantizes. Others stay in floating point. "embedding" is a lookup:
+#: weight [num_embeddings, embedding_dim], no MACs, indices as input (no activation quantizer).
+LAYER_KINDS = ("conv1d", "conv2d", "depthwise_conv1d", "depthwise_conv2d", "linear", "embedding")
 
 #: Bit-widths a quantizer accepts (16 is for near-lossless reference runs).
 VALID_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
@@ -63,6 +64,7 @@ class Layer:
     groups: int = 1
     shares_input_with: tuple[str, ...] = ()  # other layers that read the same input tensor
     joins: tuple[str, ...] = ()  # names of the Join nodes this layer's output reaches
+    shares_weight_with: tuple[str, ...] = ()  # other layers holding the same weight Parameter (tied)
 
     @property
     def n_weights(self) -> int:

@@ -14,6 +14,7 @@ from torch import fx, nn
 
 from mpsearch.core.types import Join
 from mpsearch.model import kinds
+from mpsearch.model.matmuls import MatmulCall, MatmulRecorder
 
 
 class LeafTracer(fx.Tracer):
@@ -25,7 +26,8 @@ class LeafTracer(fx.Tracer):
     A ``torch.nn`` composite that holds quantizable children without owning weights itself
     (``nn.TransformerEncoderLayer``) is traced through, so its Linear layers are not hidden
     inside one opaque node; if that trace fails, discovery falls back to hooks, which see them.
-    Weight-owning ``torch.nn`` modules of unsupported kinds (MultiheadAttention, LSTM) stay whole.
+    Weight-owning ``torch.nn`` modules of unsupported kinds (LSTM) stay whole. Discovery
+    traces the canonical model, where MultiheadAttention is already a PackedAttention.
     """
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -55,7 +57,11 @@ def trace(model: nn.Module) -> fx.GraphModule:
 
 
 class _ShapeRecorder(fx.Interpreter):
-    """Runs the traced graph on real tensors and keeps each tensor-valued node's shape."""
+    """Runs the traced graph on real tensors and keeps each tensor-valued node's shape.
+
+    ``scope()`` tells a :class:`MatmulRecorder` which module the running node belongs to
+    (fx's ``nn_module_stack``; a call_module node is inside its own module).
+    """
 
     def __init__(self, gm: fx.GraphModule):
         super().__init__(gm)
@@ -63,8 +69,18 @@ class _ShapeRecorder(fx.Interpreter):
         # failing run only means "fall back to hooks", which reports the real error.
         self.extra_traceback = False
         self.shapes: dict[str, tuple[int, ...]] = {}
+        self._scope: tuple[str, bool] = ("", False)
+
+    def scope(self) -> tuple[str, bool]:
+        return self._scope
 
     def run_node(self, n: fx.Node) -> Any:
+        mod = _module(self.module, n)
+        if mod is not None:
+            self._scope = (str(n.target), kinds.is_quantizable(mod))
+        else:
+            stack = n.meta.get("nn_module_stack") or {}
+            self._scope = (next(reversed(stack.values()))[0] if stack else "", False)
         out = super().run_node(n)
         if isinstance(out, torch.Tensor):
             self.shapes[n.name] = tuple(out.shape)
@@ -73,9 +89,16 @@ class _ShapeRecorder(fx.Interpreter):
 
 def node_shapes(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> dict[str, tuple[int, ...]]:
     """Node name -> output shape for every node whose value is a tensor."""
+    return node_shapes_and_matmuls(gm, inputs)[0]
+
+
+def node_shapes_and_matmuls(gm: fx.GraphModule, inputs: tuple[Any, ...]
+                            ) -> tuple[dict[str, tuple[int, ...]], list[MatmulCall]]:
+    """:func:`node_shapes`, and the activation matmuls the run performed, in order."""
     rec = _ShapeRecorder(gm)
-    rec.run(*inputs)
-    return rec.shapes
+    with MatmulRecorder(rec.scope) as matmuls:
+        rec.run(*inputs)
+    return rec.shapes, matmuls.calls
 
 
 @dataclass(frozen=True)
@@ -140,16 +163,16 @@ def _join_inputs(n: fx.Node, shapes: dict[str, tuple[int, ...]]) -> list[fx.Node
     return [a for a in list(n.args) + list(n.kwargs.values()) if isinstance(a, fx.Node) and a.name in shapes]
 
 
-def walk(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[list[FxCall], list[Join]]:
-    """Trace ``model``, run it on ``inputs``, and return quantizable calls and joins.
+def walk(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[list[FxCall], list[Join], list[MatmulCall]]:
+    """Trace ``model``, run it on ``inputs``, and return quantizable calls, joins and matmuls.
 
     Returns:
-        calls in execution order (a module called twice appears twice) and the joins
+        calls in execution order (a module called twice appears twice), the joins
         (adds / concats of at least two tensors), each listing the quantizable layers
-        whose output reaches it through scale-keeping ops.
+        whose output reaches it through scale-keeping ops, and the activation matmuls.
     """
     gm = trace(model)
-    shapes = node_shapes(gm, inputs)
+    shapes, matmuls = node_shapes_and_matmuls(gm, inputs)
     names = {id(m): n for n, m in model.named_modules()}  # first FQN of each module object
 
     def resolve_alias(n: fx.Node) -> fx.Node:
@@ -192,4 +215,4 @@ def walk(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[list[FxCall], list[
                 if s is not None and s not in layers:
                     layers.append(s)
             joins.append(Join(name=n.name, op=join_op(n) or "", inputs=tuple(layers)))
-    return calls, joins
+    return calls, joins, matmuls

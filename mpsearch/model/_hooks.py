@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mpsearch.model import kinds
+from mpsearch.model.matmuls import MatmulCall, MatmulRecorder
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,30 @@ def _tensor_key(t: torch.Tensor) -> tuple[Any, ...]:
     return (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, t._version)
 
 
-def walk(model: nn.Module, inputs: tuple[Any, ...]) -> list[HookCall]:
+def walk(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[list[HookCall], list[MatmulCall]]:
     """Run ``model(*inputs)`` once with hooks on every quantizable module.
+
+    Every module also gets a pre-hook and a hook that keep the stack of modules running, so
+    the activation matmuls recorded meanwhile are named by their innermost module.
 
     The caller sets eval mode and no_grad. Hooks are removed before returning, also
     when the forward raises (the exception propagates unchanged).
     """
     calls: list[HookCall] = []
+    stack: list[tuple[str, bool]] = []  # (module name, inside a quantizable layer?) of running modules
+
+    def scope() -> tuple[str, bool]:
+        return stack[-1] if stack else ("", False)
+
+    def make_enter(name: str, quantizable: bool):
+        def enter(module: nn.Module, args: Any) -> None:
+            stack.append((name, quantizable or scope()[1]))
+        return enter
+
+    def leave(module: nn.Module, args: Any, output: Any) -> None:
+        if stack:
+            stack.pop()
+
     # Input tensors are kept alive until the forward ends, so the allocator cannot reuse
     # an address for a different tensor and fake a shared input.
     keep_alive: list[torch.Tensor] = []
@@ -58,11 +76,17 @@ def walk(model: nn.Module, inputs: tuple[Any, ...]) -> list[HookCall]:
     try:
         seen: set[int] = set()
         for name, m in model.named_modules():
-            if kinds.is_quantizable(m) and id(m) not in seen:
-                seen.add(id(m))
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            quantizable = kinds.is_quantizable(m)
+            if quantizable:
                 handles.append(m.register_forward_hook(make_hook(name), with_kwargs=True))
-        model(*inputs)
+            handles.append(m.register_forward_pre_hook(make_enter(name, quantizable)))
+            handles.append(m.register_forward_hook(leave, always_call=True))
+        with MatmulRecorder(scope) as matmuls:
+            model(*inputs)
     finally:
         for h in handles:
             h.remove()
-    return calls
+    return calls, matmuls.calls

@@ -1,8 +1,18 @@
 """discover(): the quantizable layers of any nn.Module, with shapes, MACs and ties.
 
+Discovery runs on the canonical model (:func:`mpsearch.model.canonicalize`: MultiheadAttention
+and transformers' Conv1D rewritten into plain Linears, on a copy), so layer names are the
+canonical model's: an MHA ``attn`` gives ``attn.in_proj`` and ``attn.out_proj``. Every caller
+that looks these names up in a model must run on ``canonicalize(model)`` too. A model with
+nothing to rewrite is read as it is (no copy).
+
 torch.fx is tried first (it also sees residual adds and concats); where it cannot trace
-the model (data-dependent control flow, unsupported Python), forward hooks take over and
-say so in one INFO line on the ``mpsearch`` logger.
+the model (data-dependent control flow, unsupported Python; most ``transformers`` models),
+forward hooks take over and say so in one INFO line on the ``mpsearch`` logger. Both see the
+activation matmuls of attention (:mod:`mpsearch.model.matmuls`).
+
+Layers holding one weight Parameter (an embedding and the LM head tied to it) are listed in
+each other's ``shares_weight_with``, and so form one tie group (:func:`input_ties`).
 """
 
 from __future__ import annotations
@@ -16,7 +26,9 @@ from torch import nn
 from mpsearch.core.types import Join, Layer
 from mpsearch.errors import ConfigError, UnsupportedModelError
 from mpsearch.model import _fx, _hooks, kinds
+from mpsearch.model.canonical import canonicalize, is_canonical
 from mpsearch.model.graph import ModelGraph
+from mpsearch.model.matmuls import name_matmuls
 
 log = logging.getLogger("mpsearch")
 
@@ -47,40 +59,44 @@ def discover_graph(model: nn.Module, example_inputs: torch.Tensor | Sequence[tor
     are left behind.
 
     Args:
-        model: any ``torch.nn.Module``.
+        model: any ``torch.nn.Module``; it is not changed (discovery reads its canonical
+            copy when it holds MultiheadAttention or transformers' Conv1D).
         example_inputs: a tensor or a tuple of tensors passed as ``model(*inputs)``; the
             leading dimension of the first one is the batch (MACs are per example).
 
     Returns:
-        A :class:`ModelGraph`.
+        A :class:`ModelGraph` of the canonical model.
 
     Raises:
-        UnsupportedModelError: ``model`` is not an ``nn.Module``; the forward fails on
-            ``example_inputs`` (the message carries the original error); or the model has
-            no quantizable layer.
+        UnsupportedModelError: ``model`` is not an ``nn.Module``; it holds a module that
+            cannot be made canonical; the forward fails on ``example_inputs`` (the message
+            carries the original error); or the model has no quantizable layer.
         ConfigError: ``example_inputs`` is not a tensor or tuple of tensors.
     """
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"discover: model must be a torch.nn.Module, but got {_model_name(model)}")
     inputs = as_input_tuple(example_inputs)
+    if not is_canonical(model):
+        model = canonicalize(model)
     first = inputs[0]
     batch_size = int(first.shape[0]) if first.dim() > 0 else 1
     name = type(model).__name__
 
     training = {m: m.training for m in model.modules()}
     joins: list[Join] = []
+    matmuls: list[Any] = []
     try:
         model.eval()
         with torch.no_grad():
             try:
                 if kinds.is_quantizable(model):  # fx would trace into its forward (F.conv2d)
                     raise TypeError("the model is itself one quantizable layer")
-                calls, joins = _fx.walk(model, inputs)
+                calls, joins, matmuls = _fx.walk(model, inputs)
                 mode, fx_reason = "fx", ""
             except Exception as exc:  # fx fails in many ways (TraceError, TypeError, ...)
                 fx_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 try:
-                    calls = _hooks.walk(model, inputs)
+                    calls, matmuls = _hooks.walk(model, inputs)
                 except Exception as run_exc:
                     shapes = [tuple(t.shape) for t in inputs]
                     raise UnsupportedModelError(
@@ -91,10 +107,13 @@ def discover_graph(model: nn.Module, example_inputs: torch.Tensor | Sequence[tor
         for m, flag in training.items():
             m.training = flag
 
-    graph = _assemble(model, calls, joins, mode, batch_size)
+    graph = _assemble(model, calls, joins, mode, batch_size, matmuls)
     if mode == "fx":
         log.info("discover: %s traced with torch.fx (mode=fx): %d quantizable layers, %d joins",
                  name, len(graph.layers), len(graph.joins))
+    if graph.activation_matmuls:
+        log.info("discover: %d matmul(s) between activations (attention), %d MACs per example; not layers, "
+                 "counted in the model's MACs", len(graph.activation_matmuls), graph.activation_macs)
     else:
         log.info("discover: torch.fx could not trace %s (%s); using forward hooks (mode=hooks): "
                  "%d quantizable layers, shapes and MACs exact, joins unknown",
@@ -109,7 +128,7 @@ def discover_graph(model: nn.Module, example_inputs: torch.Tensor | Sequence[tor
         log.info("discover: layer(s) called more than once (weight sharing), MACs summed over calls: %s",
                  ", ".join(f"{n} x{c}" for n, c in graph.n_calls.items()))
     if not graph.layers:
-        kinds_list = ", ".join(sorted({c.__name__ for c in kinds.QUANTIZABLE}))
+        kinds_list = ", ".join(c.__name__ for c in kinds.QUANTIZABLE)
         raise UnsupportedModelError(
             f"discover: model {name} must contain at least one quantizable layer ({kinds_list}) that runs "
             f"in forward, but it has none" + (f"; unsupported weight layers: {list(graph.unsupported)}"
@@ -129,8 +148,16 @@ def discover(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Ten
     return list(discover_graph(model, example_inputs).layers)
 
 
+def _weight_sharing(modules: dict[str, nn.Module], order: Sequence[str]) -> dict[str, list[str]]:
+    """Layer -> the other layers whose module holds the same weight Parameter, in ``order``."""
+    by_weight: dict[int, list[str]] = {}
+    for n in order:
+        by_weight.setdefault(id(modules[n].weight), []).append(n)
+    return {n: [o for o in by_weight[id(modules[n].weight)] if o != n] for n in order}
+
+
 def _assemble(model: nn.Module, calls: Sequence[Any], joins: Sequence[Join], mode: str,
-              batch_size: int) -> ModelGraph:
+              batch_size: int, matmuls: Sequence[Any] = ()) -> ModelGraph:
     """Turn per-call records (fx or hooks) into Layers: one per module, MACs summed over calls."""
     modules = dict(model.named_modules())
     order: list[str] = []
@@ -149,6 +176,8 @@ def _assemble(model: nn.Module, calls: Sequence[Any], joins: Sequence[Join], mod
             first[c.name] = c
         macs[c.name] = macs.get(c.name, 0) + m
         n_calls[c.name] = n_calls.get(c.name, 0) + 1
+        if spec.kind in kinds.LOOKUP_KINDS:  # indices: no activation quantizer to share
+            continue
         group = readers.setdefault(c.input_key, [])
         if c.name not in group:
             group.append(c.name)
@@ -164,6 +193,7 @@ def _assemble(model: nn.Module, calls: Sequence[Any], joins: Sequence[Join], mod
             if j.name not in reached[n]:
                 reached[n].append(j.name)
 
+    tied = _weight_sharing(modules, order)
     layers = []
     for i, n in enumerate(order):
         spec = kinds.layer_spec(modules[n])
@@ -175,10 +205,12 @@ def _assemble(model: nn.Module, calls: Sequence[Any], joins: Sequence[Join], mod
             stride=spec.stride, padding=spec.padding, groups=spec.groups,
             shares_input_with=tuple(sorted(shares[n], key=rank.__getitem__)),
             joins=tuple(reached[n]),
+            shares_weight_with=tuple(tied[n]),
         ))
 
     unsupported = tuple((n, type(m).__name__) for n, m in modules.items() if kinds.holds_float_weights(m))
     not_called = tuple(n for n, m in modules.items() if kinds.is_quantizable(m) and n not in first)
     return ModelGraph(
         layers=tuple(layers), joins=tuple(joins), unsupported=unsupported, mode=mode, not_called=not_called,
-        n_calls={n: k for n, k in n_calls.items() if k > 1}, batch_size=batch_size)
+        n_calls={n: k for n, k in n_calls.items() if k > 1}, batch_size=batch_size,
+        activation_matmuls=name_matmuls(list(matmuls), batch_size))

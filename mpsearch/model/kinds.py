@@ -47,7 +47,11 @@ class LayerSpec:
 
     @property
     def macs_per_output(self) -> int:
-        """Multiply-accumulates behind one output element: (cin / groups) * prod(kernel) or in_features."""
+        """Multiply-accumulates behind one output element: (cin / groups) * prod(kernel) or in_features.
+
+        0 for a lookup (embedding): its output is a copied row, nothing is multiplied."""
+        if self.kind in LOOKUP_KINDS:
+            return 0
         return math.prod(self.weight_shape) // self.out_channels
 
 
@@ -91,12 +95,33 @@ def _linear_spec(m: nn.Module) -> LayerSpec:
     )
 
 
-#: module class -> static facts. Classes absent here (ConvTranspose, Conv3d, RNNs,
-#: Embedding, attention) stay in floating point and are reported as unsupported.
+#: Kinds whose forward looks rows up instead of multiplying: no MACs, and their input is
+#: indices, which no activation quantizer reads (so they never share an input quantizer).
+LOOKUP_KINDS = frozenset({"embedding"})
+
+
+def _embedding_spec(m: nn.Module) -> LayerSpec:
+    # weight [num_embeddings, embedding_dim]. A row is what one index looks up, so rows are the
+    # "output channels" (per-row = per-token scales, axis 0 as for Linear, whose weight a tied
+    # LM head shares), and embedding_dim is in_channels.
+    return LayerSpec(
+        kind="embedding",
+        weight_shape=tuple(m.weight.shape),
+        has_bias=False,
+        in_channels=int(m.embedding_dim),
+        out_channels=int(m.num_embeddings),
+    )
+
+
+#: module class -> static facts, in the order error messages list them. Classes absent here
+#: (ConvTranspose, Conv3d, RNNs, EmbeddingBag) stay in floating point and are reported as
+#: unsupported; nn.MultiheadAttention and transformers' Conv1D are rewritten into Linears
+#: first (:mod:`mpsearch.model.canonical`).
 QUANTIZABLE: dict[type[nn.Module], Callable[[nn.Module], LayerSpec]] = {
     nn.Conv1d: _conv_spec(1),
     nn.Conv2d: _conv_spec(2),
     nn.Linear: _linear_spec,
+    nn.Embedding: _embedding_spec,
 }
 
 
@@ -135,7 +160,9 @@ def macs_per_example(spec: LayerSpec, output_shape: tuple[int, ...], batch_size:
     """MACs of one call for one example, from the real output shape.
 
     conv: out_elems_per_example * (cin / groups) * prod(kernel);
-    linear: out_features * in_features * prod(extra leading dims per example).
+    linear: out_features * in_features * prod(extra leading dims per example), so
+    ``[B, T, D_in] -> [B, T, D_out]`` is ``T * D_in * D_out`` per example;
+    embedding: 0 (a lookup).
 
     Returns:
         (macs, exact): ``exact`` is False when the output could not be split into

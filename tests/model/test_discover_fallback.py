@@ -107,15 +107,16 @@ class _WithUnsupported(nn.Module):
 def test_unsupported_layers_listed_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="mpsearch"):
         graph = discover_graph(_WithUnsupported(), torch.randint(0, 10, (2, 4)))
-    assert graph.unsupported == (("emb", "Embedding"), ("lstm", "LSTM"), ("up", "ConvTranspose2d"),
-                                 ("attn", "MultiheadAttention"))
-    assert graph.names == ("head",)
+    # Since issue 14, Embedding is a layer and MultiheadAttention is rewritten into its
+    # in_proj / out_proj Linears (canonicalize), so only LSTM and ConvTranspose2d stay float.
+    assert graph.unsupported == (("lstm", "LSTM"), ("up", "ConvTranspose2d"))
+    assert graph.names == ("emb", "attn.in_proj", "attn.out_proj", "head")
     # head: 6 -> 3 on (2, 4, 6): macs per example = 4 * 3 * 6 = 72
     assert graph.layer("head").macs == 72
-    # attn.out_proj is a Linear subclass used through its weights only: reported, not lost
-    assert graph.not_called == ("attn.out_proj",)
+    # the canonical attention runs out_proj as a module: nothing is left uncalled
+    assert graph.not_called == ()
     text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "emb (Embedding)" in text and "ConvTranspose2d" in text and "attn.out_proj" in text
+    assert "lstm (LSTM)" in text and "ConvTranspose2d" in text
 
 
 def test_not_a_module() -> None:
@@ -174,12 +175,14 @@ class _WithEncoder(nn.Module):
 
 def test_linears_inside_torch_nn_composites_are_found() -> None:
     graph = discover_graph(_WithEncoder(), torch.randn(2, 5, 8))
-    # fx does not hide enc.linear1/2 inside one opaque TransformerEncoderLayer node
-    assert graph.names == ("enc.linear1", "enc.linear2", "head")
+    # fx does not hide enc.linear1/2 inside one opaque TransformerEncoderLayer node; since
+    # issue 14 its self_attn is canonical (in_proj + out_proj Linears) and found as well
+    assert graph.names == ("enc.self_attn.in_proj", "enc.self_attn.out_proj", "enc.linear1", "enc.linear2", "head")
+    # in_proj 8 -> 24 on (2, 5, 8): 5 * 24 * 8 = 960; out_proj 8 -> 8: 5 * 8 * 8 = 320
     # linear1 8 -> 16 on (2, 5, 8): per example 5 * 16 * 8 = 640; linear2 16 -> 8: 5 * 8 * 16 = 640
-    assert [graph.layer(n).macs for n in graph.names] == [640, 640, 5 * 2 * 8]
-    assert graph.unsupported == (("enc.self_attn", "MultiheadAttention"),)
-    assert graph.not_called == ("enc.self_attn.out_proj",)
+    assert [graph.layer(n).macs for n in graph.names] == [960, 320, 640, 640, 5 * 2 * 8]
+    assert graph.unsupported == ()
+    assert graph.not_called == ()
 
 
 class _Constant(nn.Module):

@@ -26,7 +26,6 @@ or float), ``key_padding_mask`` (bool or float), ``is_causal`` (with or without 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F

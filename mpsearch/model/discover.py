@@ -139,7 +139,9 @@ def discover_graph(model: nn.Module, example_inputs: torch.Tensor | Sequence[tor
 def discover(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tensor]) -> list[Layer]:
     """The quantizable layers of ``model`` in execution order.
 
-    See :func:`discover_graph` for arguments, errors, and the joins / unsupported modules.
+    Names are those of ``canonicalize(model)`` (an ``nn.MultiheadAttention`` ``attn`` gives
+    ``attn.in_proj`` and ``attn.out_proj``). See :func:`discover_graph` for arguments, errors,
+    the joins, unsupported modules and attention matmuls.
 
     Example:
         >>> layers = discover(model, torch.randn(1, 3, 32, 32))

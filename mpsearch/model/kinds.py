@@ -4,7 +4,8 @@ Registries, not if/elif chains:
 
 * :data:`QUANTIZABLE` maps a module class to a function giving its static facts
   (:class:`LayerSpec`). Lookup walks the class's MRO, so user subclasses of ``nn.Conv2d``
-  (QAT modules, custom convs) count as conv2d.
+  (QAT modules, custom convs) count as conv2d. ``nn.Embedding`` is the lookup kind
+  "embedding" (:data:`LOOKUP_KINDS`: no MACs, rows as output channels).
 * :data:`SCALE_KEEPING_MODULES` / ``_FUNCTIONS`` / ``_METHODS`` list the ops through which
   a layer's output may travel and still reach a residual add or concat "as itself" (the
   quantization scale is kept, or BatchNorm that will be folded into the layer).

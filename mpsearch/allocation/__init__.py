@@ -1,11 +1,20 @@
 """Bit allocation as an ILP (PuLP + CBC, or HiGHS), proven within a gap (0: exact): ``allocate`` and ``pareto``.
 
+Budgets are read here once (:mod:`mpsearch.allocation.budgets`: :class:`Budgets`,
+:func:`resolve_budgets`), checked for feasibility from the resources alone
+(:func:`check_feasible`), and uniform baseline plans are made here (:func:`uniform_plan`).
+
 This folder is the only place that imports ``pulp`` (and ``highspy``), always lazily.
 """
 
 from mpsearch.allocation.allocate import DEFAULT_GAP_REL, GAP_REL_RULE, allocate, check_gap_rel
-from mpsearch.allocation.budgets import Budget, parse_budget, parse_budgets, parse_value
+from mpsearch.allocation.budgets import (Budget, Budgets, UniformBudget, check_resources, parse_budget, parse_budgets,
+                                         parse_uniform, parse_value, resolve_budgets)
+from mpsearch.allocation.feasible import check_feasible, feasible_rows
 from mpsearch.allocation.pareto import ParetoFront, pareto
 from mpsearch.allocation.solvers import SOLVERS
+from mpsearch.allocation.uniform import uniform_plan
 
-__all__ = ["Budget", "DEFAULT_GAP_REL", "GAP_REL_RULE", "ParetoFront", "SOLVERS", "allocate", "check_gap_rel", "parse_budget", "parse_budgets", "parse_value", "pareto"]
+__all__ = ["Budget", "Budgets", "DEFAULT_GAP_REL", "GAP_REL_RULE", "ParetoFront", "SOLVERS", "UniformBudget", "allocate",
+           "check_feasible", "check_gap_rel", "check_resources", "feasible_rows", "parse_budget", "parse_budgets",
+           "parse_uniform", "parse_value", "pareto", "resolve_budgets", "uniform_plan"]

@@ -8,13 +8,14 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from mpsearch.allocation.budgets import Budget, parse_budgets
+from mpsearch.allocation.budgets import Budgets, resolve_budgets
 
 #: Relative optimality gap at which allocate and pareto stop (see ``allocate``'s ``gap_rel``).
 DEFAULT_GAP_REL = 1e-4
 #: The rule every ``gap_rel`` (argument, recipe key, CLI flag) must follow, in words.
 GAP_REL_RULE = "a number in [0, 1) (0 proves the optimum)"
 from mpsearch.allocation.diagnose import _slack, infeasible_error
+from mpsearch.allocation.feasible import absolute_limits, label
 from mpsearch.allocation.pins import resolve_pins
 from mpsearch.allocation.exact import ExactSolver
 from mpsearch.allocation.problem import Problem
@@ -23,10 +24,10 @@ from mpsearch.allocation.status import INFEASIBLE, OPTIMAL, SolverOutcome
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.profile import Rules
-from mpsearch.errors import MpsearchError, rule_error, unknown_name
+from mpsearch.errors import MpsearchError, rule_error
 
 
-def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None = None,
+def allocate(table: CostTable, budgets: Budgets | Mapping[str, Any] | Iterable[Any] | None = None,
              pins: Mapping[str, Any] | None = None, solver: str = "cbc", time_limit_s: float | None = None,
              *, relative: Mapping[str, float] | None = None, rules: Rules | None = None,
              gap_rel: float = DEFAULT_GAP_REL, msg: bool = False, reduce: bool = True) -> BitPlan:
@@ -41,8 +42,9 @@ def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None
 
     Args:
         table: the cost table (``CostTable.from_records`` builds one from plain dicts).
-        budgets: ``{"size_bytes": 120_000, "latency_ms": "50%"}`` or a list of specs
-            (``"bops=2.5G"``, ``("latency_ms", 2.5)``, :class:`Budget`); see :func:`parse_budget`.
+        budgets: ``{"size_bytes": 120_000, "latency_ms": "50%", "bops": "uniform:w4a8"}``, a list
+            of specs (``"bops=2.5G"``, ``("latency_ms", 2.5)``, :class:`Budget`) or a
+            :class:`Budgets`; read once by :func:`mpsearch.allocation.resolve_budgets`.
         pins: layer name -> candidate (``"w8a8"``, ``(8, 8)``, ``LayerBits``): fixed layers.
         solver: ``"cbc"`` (bundled with PuLP) or ``"highs"`` (needs ``highspy``).
         time_limit_s: stop after this many seconds and return the best plan found
@@ -75,15 +77,15 @@ def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None
         ConfigError: a malformed budget, or a pin to a candidate the layer lacks.
     """
     t_start = time.perf_counter()
-    parsed = check_budgets(table, parse_budgets(budgets, relative))
+    parsed = resolve_budgets(budgets, table, relative=relative)
     check_gap_rel(gap_rel)
     if time_limit_s is not None and (not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0):
         raise rule_error("allocate", "time_limit_s", "a positive number of seconds or None", time_limit_s)
     get_backend(solver)  # an unknown solver fails before any work
     pinned = resolve_pins(table, pins, rules)
-    problem = Problem(table, "omega", [b.resource for b in parsed], pinned)
-    limits = {b.resource: b.absolute(float(lo), float(hi)) for b, lo, hi in zip(parsed, problem.lo, problem.hi)}
-    labels = {b.resource: label(b, limits[b.resource]) for b in parsed}
+    problem = Problem(table, "omega", parsed.resources, pinned)
+    limits = absolute_limits(parsed, problem.lo, problem.hi)
+    labels = {b.resource: label(b, limits[b.resource]) for b in parsed.entries}
     values = np.array(list(limits.values()))
     if np.any(values < problem.lo - _slack(problem.lo)):  # out of reach even alone: skip the solve
         raise infeasible_error(table, limits, pinned, solver, labels)
@@ -94,7 +96,7 @@ def allocate(table: CostTable, budgets: Mapping[str, Any] | Iterable[Any] | None
         raise infeasible_error(table, limits, pinned, solver, labels)
     meta = {
         "budgets": limits,
-        "relative": {b.resource: b.limit for b in parsed if b.relative},
+        "relative": {b.resource: b.limit for b in parsed.entries if b.relative},
         "pins": {table.layers[i]: f"w{w}a{a}" for i, (w, a) in pinned.items()},
         "gap_rel": float(gap_rel),
         "time_limit_s": None if time_limit_s is None else float(time_limit_s),
@@ -121,20 +123,6 @@ def check_gap_rel(value: Any, where: str = "allocate", key: str = "gap_rel") -> 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise rule_error(where, key, GAP_REL_RULE, value)
     return float(value)
-
-
-def check_budgets(table: CostTable, budgets: tuple[Budget, ...]) -> tuple[Budget, ...]:
-    """Refuse budgets on resources the table does not have."""
-    for b in budgets:
-        if b.resource not in table.resources:
-            raise unknown_name("resource", b.resource, table.resource_names, "budgets")
-    return budgets
-
-
-def label(budget: Budget, limit: float) -> str:
-    """``"size_bytes <= 1.2e+05"``, plus the relative form where it was given as one."""
-    rel = f" ({budget.limit * 100:g}% of the way from its smallest to its largest total)" if budget.relative else ""
-    return f"{budget.resource} <= {limit:.12g}{rel}"
 
 
 def plan_from_outcome(problem: Problem, outcome: SolverOutcome, solver: str, meta: dict[str, Any]) -> BitPlan:

@@ -1,27 +1,37 @@
-"""Budgets: a limit on one resource total, absolute or relative to that resource's range.
+"""Budgets: the one place where budget syntax is read, and the typed :class:`Budgets` it makes.
 
-Syntax accepted by :func:`parse_budget` (the CLI's ``--budget`` and recipes reuse it):
+A budget limits the total of one resource over the plan. Syntax (recipes, ``--budget`` flags,
+the Python API):
 
-* ``"size_bytes=120k"``: absolute; suffixes ``k K M G T`` are decimal (1k = 1000),
-  ``Ki Mi Gi Ti`` (optionally followed by ``B``: ``KiB``, ``MiB``) are binary (1KiB = 1024);
-  a plain ``B`` after a decimal suffix is allowed too (``120kB``).
+* ``"size_bytes=120k"`` / ``{"size_bytes": "120k"}``: absolute; suffixes ``k K M G T`` are
+  decimal (1k = 1000), ``Ki Mi Gi Ti`` (optionally followed by ``B``: ``KiB``, ``MiB``) are
+  binary (1KiB = 1024); a plain ``B`` after a decimal suffix is allowed too (``120kB``).
 * ``"size_bytes=50%"``: relative, a fraction of the way from the cheapest to the most
   expensive assignment of that resource (HAWQ-V3's 0.25 / 0.5 / 0.75 settings).
+* ``"size_bytes=uniform:w4a8"``: the total of the uniform W4A8 plan (:func:`uniform_plan`).
 * ``("latency_ms", 2.5)`` or ``("latency_ms", "2.5")``: absolute; ``("size_bytes", "50%")``: relative.
-* a :class:`Budget` is returned unchanged.
+* a :class:`Budget` or :class:`UniformBudget` is taken as it is.
 
 In the Python API, relative budgets are also given as fractions in [0, 1] through
 ``allocate(..., relative={"size_bytes": 0.5})``.
+
+Two steps, each done once: :meth:`Budgets.parse` reads the syntax (recipe loading and the
+CLI's flags do it, so a typo stops before any heavy work); :func:`resolve_budgets` checks the
+resources against a cost table and turns ``uniform:`` budgets into totals. Everything below
+the public verbs receives the resolved :class:`Budgets` and parses nothing again.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
 
-from mpsearch.errors import ConfigError, rule_error
+from mpsearch.core.cost_table import CostTable
+from mpsearch.core.types import check_bits
+from mpsearch.errors import ConfigError, rule_error, unknown_name
 
 #: Multipliers for number suffixes: decimal SI and binary IEC.
 _SUFFIXES = {
@@ -30,7 +40,9 @@ _SUFFIXES = {
 }
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([KMGT]i?|k)?B?\s*$")
 _PERCENT = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*%\s*$")
-_RULE = 'a number (suffixes k, M, G, T, KiB, MiB, GiB allowed) or a percentage such as "50%"'
+_UNIFORM = re.compile(r"^uniform:w(\d+)a(\d+)$")
+_RULE = ('a number (suffixes k, M, G, T, KiB, MiB, GiB allowed), a percentage such as "50%" '
+         'or a uniform plan\'s total such as "uniform:w4a8"')
 
 
 @dataclass(frozen=True)
@@ -42,11 +54,13 @@ class Budget:
         limit: the absolute limit, or when ``relative`` the fraction in [0, 1] of the way from
             the resource's smallest to its largest total.
         relative: whether ``limit`` is such a fraction.
+        given: the value as the user wrote it (``"120k"``), quoted in messages; not compared.
     """
 
     resource: str
     limit: float
     relative: bool = False
+    given: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.resource, str) or not self.resource:
@@ -61,8 +75,123 @@ class Budget:
         """The limit in resource units, given the smallest and largest totals ``lo``/``hi``."""
         return lo + self.limit * (hi - lo) if self.relative else self.limit
 
+    @property
+    def written(self) -> Any:
+        """The value as written by the user, else as it would be written (``120000.0``, ``"50.0%"``)."""
+        if self.given is not None:
+            return self.given
+        return f"{self.limit * 100!r}%" if self.relative else self.limit
+
     def __str__(self) -> str:
         return f"{self.resource}={self.limit * 100:g}%" if self.relative else f"{self.resource}={self.limit:g}"
+
+
+@dataclass(frozen=True)
+class UniformBudget:
+    """A limit equal to the total of ``resource`` in the uniform plan at ``w{w_bits}a{a_bits}``.
+
+    It needs a cost table to become a number: :func:`resolve_budgets` turns it into a :class:`Budget`.
+    """
+
+    resource: str
+    w_bits: int
+    a_bits: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.resource, str) or not self.resource:
+            raise rule_error("UniformBudget", "resource", "a non-empty string", self.resource)
+        check_bits(self.w_bits, "UniformBudget", "w_bits")
+        check_bits(self.a_bits, "UniformBudget", "a_bits")
+
+    @property
+    def written(self) -> str:
+        return f"uniform:w{self.w_bits}a{self.a_bits}"
+
+    def resolve(self, table: CostTable) -> Budget:
+        """The absolute budget: the uniform plan's total of ``resource`` on ``table``."""
+        from mpsearch.allocation.uniform import uniform_plan
+
+        total = uniform_plan(table, self.w_bits, self.a_bits)[0].totals[self.resource]
+        return Budget(self.resource, total, given=total)
+
+    def __str__(self) -> str:
+        return f"{self.resource}={self.written}"
+
+
+AnyBudget = Budget | UniformBudget
+
+
+@dataclass(frozen=True, eq=False)
+class Budgets(Mapping):
+    """Every budget of one run, parsed once; build with :meth:`parse` or :func:`resolve_budgets`.
+
+    As a mapping it reads ``resource -> value as written`` (``{"size_bytes": "120k"}``; a
+    resolved ``uniform:`` budget reads as its total), so it prints, compares and serializes
+    like the user's own budgets and parses back to the same value. The typed budgets are
+    :attr:`entries`.
+
+    Attributes:
+        entries: one :class:`Budget` (or, before resolution, :class:`UniformBudget`) per resource.
+    """
+
+    entries: tuple[AnyBudget, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entries", tuple(self.entries))
+        for b in self.entries:
+            if not isinstance(b, (Budget, UniformBudget)):
+                raise rule_error("Budgets", "entries", "Budget or UniformBudget values", b)
+        _check_once(self.entries, "Budgets")
+
+    @classmethod
+    def parse(cls, budgets: Any, relative: Mapping[str, float] | None = None, where: str = "budgets") -> "Budgets":
+        """Read budgets in any accepted form (see the module docstring); a :class:`Budgets` is kept."""
+        if isinstance(budgets, Budgets) and not relative:
+            return budgets
+        return cls(parse_budgets(budgets, relative, where))
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        return tuple(b.resource for b in self.entries)
+
+    @property
+    def resolved(self) -> bool:
+        """True when every budget is a number (no ``uniform:`` budget left)."""
+        return all(isinstance(b, Budget) for b in self.entries)
+
+    def budget(self, resource: str) -> AnyBudget:
+        """The typed budget on ``resource``."""
+        for b in self.entries:
+            if b.resource == resource:
+                return b
+        raise unknown_name("budget", resource, self.resources, "Budgets")
+
+    def without(self, *resources: str) -> "Budgets":
+        """These budgets less the ones on ``resources``."""
+        return Budgets(tuple(b for b in self.entries if b.resource not in resources))
+
+    def __getitem__(self, resource: str) -> Any:
+        return self.budget(resource).written
+
+    def __contains__(self, resource: object) -> bool:
+        return resource in self.resources
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.resources)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Budgets):
+            return self.entries == other.entries
+        return dict(self.items()) == dict(other.items()) if isinstance(other, Mapping) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.entries)
+
+    def __str__(self) -> str:
+        return ", ".join(str(b) for b in self.entries)
 
 
 def parse_value(text: Any, where: str = "budget", key: str = "value") -> tuple[float, bool]:
@@ -93,43 +222,64 @@ def parse_value(text: Any, where: str = "budget", key: str = "value") -> tuple[f
     return value, False
 
 
-def parse_budget(spec: Any, where: str = "budget") -> Budget:
-    """Parse one budget: ``"name=120k"``, ``"name=50%"``, ``(name, value)`` or a :class:`Budget`.
+def parse_uniform(value: Any) -> tuple[int, int] | None:
+    """``"uniform:w4a8"`` -> ``(4, 8)``; anything else -> None."""
+    if isinstance(value, str):
+        m = _UNIFORM.match(value.strip())
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    return None
+
+
+def _entry(name: str, value: Any, where: str) -> AnyBudget:
+    uni = parse_uniform(value)
+    if uni is not None:
+        try:
+            return UniformBudget(name, *uni)
+        except ConfigError:
+            raise rule_error(where, name, 'a uniform plan of valid bit-widths (2..8 or 16) such as "uniform:w4a8"',
+                             value) from None
+    limit, relative = parse_value(value, where, name)
+    return Budget(name, limit, relative, given=value)
+
+
+def parse_budget(spec: Any, where: str = "budget") -> AnyBudget:
+    """Parse one budget: ``"name=120k"``, ``"name=50%"``, ``"name=uniform:w4a8"``, ``(name, value)`` or a budget.
 
     Args:
         spec: the budget in one of the forms listed in this module's docstring.
         where: what to name in error messages (a file, ``--budget``...).
 
     Returns:
-        The parsed :class:`Budget` (relative limits as fractions in [0, 1]).
+        The parsed :class:`Budget` (relative limits as fractions in [0, 1]), or a
+        :class:`UniformBudget` for ``uniform:wXaY``.
     """
-    if isinstance(spec, Budget):
+    if isinstance(spec, (Budget, UniformBudget)):
         return spec
     if isinstance(spec, str):
         name, sep, value = spec.partition("=")
         if not sep or not name.strip():
             raise rule_error(where, "budget", 'of the form "resource=value" such as "size_bytes=120k" or "size_bytes=50%"', spec)
-        name = name.strip()
-        limit, relative = parse_value(value, where, name)
-        return Budget(name, limit, relative)
+        return _entry(name.strip(), value.strip(), where)
     if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-        limit, relative = parse_value(spec[1], where, spec[0])
-        return Budget(spec[0], limit, relative)
+        return _entry(spec[0], spec[1], where)
     raise rule_error(where, "budget", 'a "resource=value" string, a (resource, value) pair or a Budget', spec)
 
 
 def parse_budgets(budgets: Mapping[str, Any] | Iterable[Any] | None, relative: Mapping[str, float] | None = None,
-                  where: str = "budgets") -> tuple[Budget, ...]:
+                  where: str = "budgets") -> tuple[AnyBudget, ...]:
     """Collect budgets from a mapping ``{name: value}``, a list of specs and ``relative`` fractions.
 
     A resource may be budgeted once only.
     """
-    out: list[Budget] = []
+    out: list[AnyBudget] = []
     if budgets is None:
         pass
+    elif isinstance(budgets, Budgets):
+        out.extend(budgets.entries)
     elif isinstance(budgets, Mapping):
         out.extend(parse_budget((str(k), v), where) for k, v in budgets.items())
-    elif isinstance(budgets, (str, Budget, tuple)):
+    elif isinstance(budgets, (str, Budget, UniformBudget, tuple)):
         out.append(parse_budget(budgets, where))
     else:
         out.extend(parse_budget(b, where) for b in budgets)
@@ -137,9 +287,44 @@ def parse_budgets(budgets: Mapping[str, Any] | Iterable[Any] | None, relative: M
         if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 <= float(frac) <= 1.0:
             raise rule_error(where, f"relative.{name}", "a fraction in [0, 1]", frac)
         out.append(Budget(str(name), float(frac), True))
+    _check_once(out, where)
+    return tuple(out)
+
+
+def _check_once(entries: Iterable[AnyBudget], where: str) -> None:
     seen: set[str] = set()
-    for b in out:
+    for b in entries:
         if b.resource in seen:
             raise ConfigError(f"{where}: each resource must be budgeted once, but {b.resource!r} appears twice")
         seen.add(b.resource)
-    return tuple(out)
+
+
+def check_resources(table: CostTable, names: Iterable[str], where: str = "budgets") -> None:
+    """Refuse names of resources the table does not have (the list of valid ones is in the message)."""
+    for name in names:
+        if name not in table.resources:
+            raise unknown_name("resource", name, table.resource_names, where)
+
+
+def resolve_budgets(budgets: Any, table: CostTable, *, relative: Mapping[str, float] | None = None,
+                    where: str = "budgets") -> Budgets:
+    """Budgets in any accepted form -> :class:`Budgets` checked against ``table``, every limit a number.
+
+    The resources must be the table's, and ``uniform:wXaY`` becomes the uniform plan's total.
+    Relative budgets stay fractions: their range depends on the pins, which ``allocate`` knows.
+
+    Args:
+        budgets: a mapping, a list of specs, a :class:`Budgets` or None (see the module docstring).
+        table: the cost table (or a resource table: same resources) the budgets apply to.
+        relative: resource -> fraction in [0, 1], as ``allocate``'s argument.
+        where: what to name in error messages (a file and key, ``--budget``...).
+
+    Raises:
+        ConfigError: a malformed budget, or a resource budgeted twice.
+        UnknownNameError: a budget on a resource the table does not have.
+    """
+    parsed = Budgets.parse(budgets, relative, where)
+    check_resources(table, parsed.resources, where)
+    if parsed.resolved:
+        return parsed
+    return Budgets(tuple(b.resolve(table) if isinstance(b, UniformBudget) else b for b in parsed.entries))

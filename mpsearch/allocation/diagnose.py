@@ -44,8 +44,12 @@ def minimize_resource(table: CostTable, resource: str, limits: Mapping[str, floa
 
 
 def infeasible_error(table: CostTable, limits: Mapping[str, float], pins: Mapping[int, tuple[int, int]],
-                     solver: str, labels: Mapping[str, str] | None = None) -> InfeasibleBudgetError:
-    """Build the error naming each budget that cannot be met and its smallest feasible value."""
+                     solver: str, labels: Mapping[str, str] | None = None, where: str = "allocate",
+                     fix: str = "") -> InfeasibleBudgetError:
+    """Build the error naming each budget that cannot be met and its smallest feasible value.
+
+    ``where`` starts the message (a file, a command); ``fix`` ends it (how to change the budgets).
+    """
     smallest: dict[str, float | None] = {}
     parts = []
     for name, limit in limits.items():
@@ -56,10 +60,10 @@ def infeasible_error(table: CostTable, limits: Mapping[str, float], pins: Mappin
         if value is None:
             parts.append(f"{label} cannot be met: the other budgets already conflict on their own")
         elif value > limit:
-            where = " under the other budgets" if others else ""
-            parts.append(f"{label} cannot be met: the smallest {name}{where} is {value:.12g}")
+            under = " under the other budgets" if others else ""
+            parts.append(f"{label} cannot be met: the smallest {name}{under} is {value:.12g}")
     pinned = " with the pinned layers" if pins else ""
-    return InfeasibleBudgetError(f"allocate: budgets must be reachable{pinned}, but " + "; ".join(parts), smallest)
+    return InfeasibleBudgetError(f"{where}: budgets must be reachable{pinned}, but " + "; ".join(parts) + fix, smallest)
 
 
 def _slack(values: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -8,9 +8,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from mpsearch.allocation.allocate import DEFAULT_GAP_REL, check_budgets, label, plan_from_outcome, solve_meta
-from mpsearch.allocation.budgets import Budget, parse_budgets
+from mpsearch.allocation.allocate import DEFAULT_GAP_REL, plan_from_outcome, solve_meta
+from mpsearch.allocation.budgets import Budgets, check_resources, resolve_budgets
 from mpsearch.allocation.diagnose import _slack, infeasible_error, minimize_resource
+from mpsearch.allocation.feasible import absolute_limits, label
 from mpsearch.allocation.exact import ExactSolver
 from mpsearch.allocation.pins import resolve_pins
 from mpsearch.allocation.problem import Problem
@@ -65,7 +66,7 @@ class ParetoFront:
 
 
 def pareto(table: CostTable, resource: str, n_points: int = 20,
-           other_budgets: Mapping[str, Any] | Iterable[Any] | None = None, *,
+           other_budgets: Budgets | Mapping[str, Any] | Iterable[Any] | None = None, *,
            relative: Mapping[str, float] | None = None, pins: Mapping[str, Any] | None = None,
            rules: Rules | None = None, solver: str = "cbc", time_limit_s: float | None = None,
            gap_rel: float = DEFAULT_GAP_REL) -> ParetoFront:
@@ -92,22 +93,22 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
     """
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
         raise rule_error("pareto", "n_points", "an integer >= 2", n_points)
-    if resource not in table.resources:
-        check_budgets(table, (Budget(resource, 0.0),))
-    others = check_budgets(table, parse_budgets(other_budgets, relative, where="other_budgets"))
-    if any(b.resource == resource for b in others):
+    check_resources(table, [resource])
+    others = resolve_budgets(other_budgets, table, relative=relative, where="other_budgets")
+    if resource in others:
         raise ConfigError(f"pareto: other_budgets must not budget the swept resource {resource!r}, but it does")
     pinned = resolve_pins(table, pins, rules)
     get_backend(solver)  # an unknown solver fails before any work
     t0 = time.perf_counter()
-    problem = Problem(table, "omega", [resource] + [b.resource for b in others], pinned)
-    limits = {b.resource: b.absolute(float(lo), float(hi)) for b, lo, hi in zip(others, problem.lo[1:], problem.hi[1:])}
+    problem = Problem(table, "omega", [resource, *others.resources], pinned)
+    limits = absolute_limits(others, problem.lo[1:], problem.hi[1:])
+    labels = {b.resource: label(b, limits[b.resource]) for b in others.entries}
     values = np.array(list(limits.values()))
     if np.any(values < problem.lo[1:] - _slack(problem.lo[1:])):
-        raise infeasible_error(table, limits, pinned, solver, {b.resource: label(b, limits[b.resource]) for b in others})
+        raise infeasible_error(table, limits, pinned, solver, labels)
     lo, _ = minimize_resource(table, resource, limits, pinned, solver, time_limit_s)
     if lo is None:
-        raise infeasible_error(table, limits, pinned, solver, {b.resource: label(b, limits[b.resource]) for b in others})
+        raise infeasible_error(table, limits, pinned, solver, labels)
     exact = ExactSolver(problem, solver)
     top = float(problem.hi[0]) + float(_slack([problem.hi[0]])[0])  # resource effectively free
     free = exact.solve(problem.scale_limits([top, *values]), time_limit_s, gap_rel)

@@ -13,31 +13,14 @@ def add_budget_flag(parser: argparse.ArgumentParser) -> None:
                              "uniform plan (size_bytes=uniform:w4a8). Replaces the recipe's budgets.")
 
 
-def budgets_from_flags(values: list[str] | None) -> dict[str, Any] | None:
-    """``["size_bytes=120k", ...]`` -> ``{"size_bytes": "120k"}`` (parsed later, against the table)."""
-    from mpsearch.errors import ConfigError
+def budgets_from_flags(values: list[str] | None) -> Any:
+    """``["size_bytes=120k", ...]`` -> :class:`~mpsearch.allocation.Budgets` (None without flags).
 
-    if not values:
-        return None
-    out: dict[str, Any] = {}
-    for spec in values:
-        name, sep, value = spec.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise ConfigError(f"--budget must be RESOURCE=VALUE such as size_bytes=120k or size_bytes=50%, but got {spec!r}")
-        if name.strip() in out:
-            raise ConfigError(f"--budget must name each resource once, but {name.strip()!r} appears twice")
-        out[name.strip()] = value.strip()
-    return out
+    Read here once, so a typo stops before any heavy work; resolved later against the table.
+    """
+    from mpsearch.allocation import Budgets
 
-
-def checked_budgets(recipe: Any, budgets: dict[str, Any] | None) -> None:
-    """Parse budget flags up front (cheap), so a typo stops before any heavy work."""
-    from mpsearch.allocation import parse_budget
-    from mpsearch.recipe import parse_uniform
-
-    for k, v in (budgets or {}).items():
-        if parse_uniform(v) is None:
-            parse_budget((k, v), where="--budget")
+    return Budgets.parse(values, where="--budget") if values else None
 
 
 def load(path: str, output_dir: str | None = None) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mpsearch.allocation import DEFAULT_GAP_REL, GAP_REL_RULE, check_gap_rel  # numpy only: pulp loads lazily
-from mpsearch.commands._common import add_budget_flag, budgets_from_flags, checked_budgets, load
+from mpsearch.commands._common import add_budget_flag, budgets_from_flags, load
 from mpsearch.core.plan import BitPlan
 from mpsearch.errors import MpsearchError
 
@@ -33,28 +33,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mpsearch.allocation import allocate
+    from mpsearch.allocation import allocate, check_feasible, resolve_budgets
     from mpsearch.core.io import read_structured
-    from mpsearch.errors import InfeasibleBudgetError
-    from mpsearch.pipeline import resolve_budgets, steps
+    from mpsearch.pipeline import steps
     from mpsearch.report import progress
 
     budgets = budgets_from_flags(args.budget)
     if args.table:
         table = steps.table_from_dict(read_structured(args.table), args.table)
-        where = args.table
-        resolved = resolve_budgets(budgets or {}, table, "--budget")
+        resolved = resolve_budgets(budgets, table, where="--budget")
+        # infeasible budgets stop here, naming the table and the flags (allocate would only say "allocate")
+        check_feasible(table, resolved, solver=args.solver, where=args.table, fix_subject="the --budget values")
     else:
         recipe = load(args.recipe)
-        checked_budgets(recipe, budgets)
         with progress(args.quiet) as bars:
-            prep = steps.prepare(recipe, budgets)
+            prep = steps.prepare(recipe, budgets)  # resolves and checks the budgets
             table = steps.table_step(prep, steps.sensitivity_step(prep, bars))
-        where, resolved = recipe.path, prep.budgets
-    try:
-        plan = allocate(table, resolved, solver=args.solver, time_limit_s=args.time_limit, gap_rel=args.gap_rel)
-    except InfeasibleBudgetError as exc:
-        raise InfeasibleBudgetError(f"{where}: {exc} (fix: raise the --budget values)", smallest=exc.smallest) from None
+        resolved = prep.budgets
+    plan = allocate(table, resolved, solver=args.solver, time_limit_s=args.time_limit, gap_rel=args.gap_rel)
     how = how_solved(plan)  # before stable_plan, which drops the run's timings
     plan = steps.stable_plan(plan)
     plan.save(args.output)

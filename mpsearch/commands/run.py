@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from mpsearch.commands._common import add_budget_flag, budgets_from_flags, checked_budgets, load
+from mpsearch.commands._common import add_budget_flag, budgets_from_flags, load
 
 HELP = "Run a recipe end to end: sensitivity, allocation, Pareto sweep, QAT, integer validation, report."
 
@@ -31,7 +31,6 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load(args.recipe, args.output_dir)
     budgets = budgets_from_flags(args.budget)
-    checked_budgets(recipe, budgets)
     torch.set_num_threads(max(1, args.threads))
     result = run_recipe(recipe, quiet=args.quiet, budgets=budgets)
     if not args.quiet:

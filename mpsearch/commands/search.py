@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from mpsearch.commands._common import add_budget_flag, budgets_from_flags, checked_budgets, load
+from mpsearch.commands._common import add_budget_flag, budgets_from_flags, load
 
 HELP = "Search bit plans with an explorer (optuna | rl) under the recipe's budgets; write the best plan."
 
@@ -32,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load(args.recipe)
     budgets = budgets_from_flags(args.budget)
-    checked_budgets(recipe, budgets)
     options = {"storage": args.storage} if args.storage else {}
     with progress(args.quiet) as bars:
         prep = steps.prepare(recipe, budgets)

@@ -7,7 +7,7 @@
 from mpsearch.explorers._base import EXPLORERS, Explorer, explorer_class, get_explorer
 from mpsearch.explorers._result import Evaluation, SearchResult, Trial, pareto_front
 from mpsearch.explorers._search import run_loop, search
-from mpsearch.explorers._space import REPAIRS, SearchSpace, resolve_budgets
+from mpsearch.explorers._space import REPAIRS, SearchSpace, absolute_budgets
 
 __all__ = [
     "EXPLORERS",
@@ -17,10 +17,10 @@ __all__ = [
     "SearchResult",
     "SearchSpace",
     "Trial",
+    "absolute_budgets",
     "explorer_class",
     "get_explorer",
     "pareto_front",
-    "resolve_budgets",
     "run_loop",
     "search",
 ]

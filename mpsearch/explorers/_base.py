@@ -38,8 +38,8 @@ class Explorer(ABC):
 
     Args:
         table: the cost table to search.
-        budgets: resource -> limit (number, Budget, or budget string; see
-            :func:`mpsearch.explorers._space.resolve_budgets`). May be empty for
+        budgets: resource -> limit (number, budget string, or a :class:`~mpsearch.allocation.Budgets`;
+            see :func:`mpsearch.explorers._space.absolute_budgets`). May be empty for
             multi-objective searches.
         objectives: ``{"metric": "minimize"|"maximize"}`` or metric names (minimized);
             default ``omega`` minimized. Several objectives make a multi-objective search.

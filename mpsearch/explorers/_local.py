@@ -41,7 +41,7 @@ class LocalSearch:
 
     def omega(self, choice: Sequence[int]) -> float:
         """Surrogate omega of a choice (summed over the free units; pinned layers add a constant)."""
-        om, _ = self.space._arrays()
+        om, _ = self.space.arrays()
         return float(om[np.arange(self.space.n_units), np.asarray(choice, dtype=np.int64)].sum())
 
     def neighbours(self, choice: Sequence[int]) -> list[tuple[float, tuple[int, ...]]]:

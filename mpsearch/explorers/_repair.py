@@ -14,17 +14,31 @@ feasible anchor where they cannot meet several budgets at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from mpsearch.explorers._space import SearchSpace
-
-_REL_TOL = 1e-9  # budgets are met up to this relative slack (float sums)
+REL_TOL = 1e-9  # budgets are met up to this relative slack (float sums)
 
 
-def lower(space: SearchSpace, choice: Sequence[int], frozen: np.ndarray | None = None) -> list[int] | None:
+class RepairSpace(Protocol):
+    """What a repair reads from a search space (:class:`~mpsearch.explorers._space.SearchSpace`).
+
+    Declared here so that this module needs nothing from ``_space`` (which imports it).
+    """
+
+    n_units: int
+    limits: np.ndarray  # absolute limit per budgeted resource
+    fixed_totals: np.ndarray  # resource totals of the pinned layers, per budgeted resource
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(omega (n_units, n_keys), resources (n_res, n_units, n_keys)), +inf where a unit has fewer keys."""
+
+    def is_feasible(self, choice: Sequence[int]) -> bool:
+        """Whether ``choice`` meets every budget."""
+
+
+def lower(space: RepairSpace, choice: Sequence[int], frozen: np.ndarray | None = None) -> list[int] | None:
     """Lower units until every budget holds; None if that is impossible with ``frozen`` kept.
 
     Each step takes the move (unit j to key k) with the smallest omega increase per unit of
@@ -33,15 +47,15 @@ def lower(space: SearchSpace, choice: Sequence[int], frozen: np.ndarray | None =
     violated budget; a move's credit is capped at the violation it removes, so it does not
     over-lower). ``frozen``: bool per unit, units that must not move.
     """
-    om, res = space._arrays()
-    limits = np.maximum(space._limits, 1e-300)  # normalizes violations; a 0 limit must not divide by 0
+    om, res = space.arrays()
+    limits = np.maximum(space.limits, 1e-300)  # normalizes violations; a 0 limit must not divide by 0
     choice = np.array(choice, dtype=np.int64)
     idx = np.arange(space.n_units)
     for _ in range(int(np.isfinite(om).sum()) + 1):
         cur_res = res[:, idx, choice]  # (n_res, n_units)
-        totals = space._fixed_totals + cur_res.sum(axis=1)
+        totals = space.fixed_totals + cur_res.sum(axis=1)
         over = np.maximum(totals - limits, 0.0) / limits
-        if not np.any(over > _REL_TOL):
+        if not np.any(over > REL_TOL):
             return choice.tolist()
         # move unit j to key k: new normalized violation, omega change; shapes (n_units, n_keys)
         new_totals = totals[:, None, None] - cur_res[:, :, None] + res  # (n_res, n_units, n_keys)
@@ -59,7 +73,7 @@ def lower(space: SearchSpace, choice: Sequence[int], frozen: np.ndarray | None =
     return None
 
 
-def fill(space: SearchSpace, choice: Sequence[int], ceiling: Sequence[int] | None = None,
+def fill(space: RepairSpace, choice: Sequence[int], ceiling: Sequence[int] | None = None,
          frozen: np.ndarray | None = None) -> list[int]:
     """Raise units into the budgets' slack, best omega drop per unit of weighted slack used first.
 
@@ -68,8 +82,8 @@ def fill(space: SearchSpace, choice: Sequence[int], ceiling: Sequence[int] | Non
     ``ceiling``: highest key per unit (the sample, for repair); None lets every unit rise to
     its dearest key (the local search). The choice must already be feasible.
     """
-    om, res = space._arrays()
-    limits = space._limits * (1 + _REL_TOL)
+    om, res = space.arrays()
+    limits = space.limits * (1 + REL_TOL)
     choice = np.array(choice, dtype=np.int64)
     idx = np.arange(space.n_units)
     keys = np.arange(om.shape[1])
@@ -80,7 +94,7 @@ def fill(space: SearchSpace, choice: Sequence[int], ceiling: Sequence[int] | Non
         allowed[frozen] = False
     while True:
         cur_res = res[:, idx, choice]
-        totals = space._fixed_totals + cur_res.sum(axis=1)
+        totals = space.fixed_totals + cur_res.sum(axis=1)
         slack = np.maximum(limits - totals, 1e-300)
         d_res = np.where(allowed[None], res - cur_res[:, :, None], np.inf)  # (n_res, n_units, n_keys)
         fits = np.all(totals[:, None, None] + d_res <= limits[:, None, None], axis=0)
@@ -94,14 +108,14 @@ def fill(space: SearchSpace, choice: Sequence[int], ceiling: Sequence[int] | Non
         choice[int(j)] = int(k)
 
 
-def _greedy(space: SearchSpace, choice: list[int]) -> list[int]:
+def _greedy(space: RepairSpace, choice: list[int]) -> list[int]:
     lowered = lower(space, choice)
     if lowered is None:
         return list(choice)  # SearchSpace.repair falls back to the cheapest plan or the anchor
     return fill(space, lowered, ceiling=choice)
 
 
-def _haq(space: SearchSpace, choice: list[int]) -> list[int]:
+def _haq(space: RepairSpace, choice: list[int]) -> list[int]:
     choice = list(choice)
     while not space.is_feasible(choice):
         lowered = False
@@ -117,4 +131,4 @@ def _haq(space: SearchSpace, choice: list[int]) -> list[int]:
 
 
 #: Repair strategies: name -> function(space, choice) -> choice.
-REPAIRS: dict[str, Callable[[SearchSpace, list[int]], list[int]]] = {"greedy": _greedy, "haq": _haq}
+REPAIRS: dict[str, Callable[[RepairSpace, list[int]], list[int]]] = {"greedy": _greedy, "haq": _haq}

@@ -6,6 +6,7 @@ import multiprocessing
 import time
 from typing import Any, Callable, Mapping
 
+from mpsearch.allocation import resolve_budgets  # numpy only: pulp loads lazily
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.errors import ConfigError, MpsearchError, rule_error
@@ -54,7 +55,8 @@ def search(table: CostTable, explorer: str = "optuna", budgets: Any = None, eval
     Args:
         table: the cost table.
         explorer: registered name (``"optuna"``, ``"rl"``).
-        budgets: resource -> limit; every evaluated plan meets them.
+        budgets: resource -> limit (as :func:`mpsearch.allocate` takes them: ``{"size_bytes": "50%"}``,
+            ``uniform:w4a8``, a :class:`~mpsearch.allocation.Budgets`); every evaluated plan meets them.
         evaluate: ``evaluate(plan) -> metrics`` (e.g. validation accuracy, measured
             latency); None uses the omega proxy from the table. Must be picklable
             (a module-level function) when ``n_workers > 1``.
@@ -79,6 +81,7 @@ def search(table: CostTable, explorer: str = "optuna", budgets: Any = None, eval
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
         raise rule_error("search", "n_workers", "an integer >= 1", n_workers)
     cls = explorer_class(explorer)
+    budgets = resolve_budgets(budgets, table)  # read once here; explorers and workers get the typed value
     common = dict(options, budgets=budgets, objectives=objectives, seed=seed, n_trials=n_trials)
     if cls.supports_workers:
         common["fail_running"] = False

@@ -12,9 +12,12 @@ Repair (make a plan feasible): strategies in :mod:`mpsearch.explorers._repair`, 
 
 If repair cannot meet several budgets at once (cheaper in one resource is dearer in
 another), the plan falls back to the cheapest-everywhere assignment when that is
-feasible, else to a feasible anchor from the ILP (:func:`mpsearch.allocation.allocate`
-on the same budgets with every omega set to 0), so explorers only ever hand out
-feasible plans.
+feasible, else to a feasible anchor from one exact ILP on the resources
+(:func:`mpsearch.allocation.feasible_rows`: the smallest total of the first budgeted
+resource under the other budgets), so explorers only ever hand out feasible plans.
+
+Budgets are read by :func:`mpsearch.allocation.resolve_budgets` (the one budget reader);
+this module only turns relative ones into limits over the range its pins leave.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mpsearch.allocation import Budgets, feasible_rows, resolve_budgets  # numpy only: pulp loads lazily
+from mpsearch.allocation.pins import resolve_pins
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError, InfeasibleBudgetError, rule_error, unknown_name
-
-from mpsearch.explorers._repair import _REL_TOL, REPAIRS
+from mpsearch.explorers._repair import REL_TOL, REPAIRS
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,11 @@ class Unit:
     rows: np.ndarray
 
 
-def resolve_budgets(table: CostTable, budgets: Any, pins: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """Absolute limit per resource, parsed by :func:`mpsearch.allocation.parse_budgets`.
+def absolute_budgets(table: CostTable, budgets: Budgets | Any, pins: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Absolute limit per resource, as the explorers use it.
 
     Accepts what :func:`mpsearch.allocation.allocate` accepts (``{"size_bytes": 120_000}``,
-    ``{"size_bytes": "50%"}``, ``["bops=2.5G"]``, :class:`~mpsearch.allocation.Budget`).
+    ``{"size_bytes": "50%"}``, ``["bops=2.5G"]``, a :class:`~mpsearch.allocation.Budgets`).
     A relative limit is ``lo + f * (hi - lo)`` with ``lo``/``hi`` the smallest/largest total
     over assignments that respect ties and pins, as in ``allocate``.
     """
@@ -64,8 +68,6 @@ def resolve_budgets(table: CostTable, budgets: Any, pins: Mapping[str, Any] | No
 
 def normalize_pins(table: CostTable, pins: Mapping[str, Any] | None) -> dict[int, int]:
     """Layer index -> pinned row, with :func:`mpsearch.allocation.pins.resolve_pins`'s rules."""
-    from mpsearch.allocation.pins import resolve_pins
-
     return {i: table.row_of(table.layers[i], w, a) for i, (w, a) in resolve_pins(table, pins).items()}
 
 
@@ -74,13 +76,13 @@ class SearchSpace:
 
     Args:
         table: the cost table.
-        budgets: see :func:`resolve_budgets`.
+        budgets: see :func:`absolute_budgets`.
         pins: layer name -> candidate (see :func:`normalize_pins`); pinning one member of a
             tie group pins the group.
         repair: name in :data:`REPAIRS`.
     """
 
-    def __init__(self, table: CostTable, budgets: Any = None, pins: Mapping[str, Any] | None = None,
+    def __init__(self, table: CostTable, budgets: Budgets | Any = None, pins: Mapping[str, Any] | None = None,
                  repair: str = "greedy") -> None:
         if repair not in REPAIRS:
             raise unknown_name("repair", repair, REPAIRS, "explorer")
@@ -91,13 +93,8 @@ class SearchSpace:
         in_group = {i for g in groups for i in g}
         groups += [(i,) for i in range(table.n_layers) if i not in in_group]
         groups.sort(key=min)
-        from mpsearch.allocation import parse_budgets  # the project's one budget parser
-
-        parsed = parse_budgets(budgets or None)
-        for bud in parsed:
-            if bud.resource not in table.resources:
-                raise unknown_name("resource", bud.resource, table.resource_names, "budgets")
-        cost_names = tuple(b.resource for b in parsed) or table.resource_names
+        parsed = resolve_budgets(budgets, table)
+        cost_names = parsed.resources or table.resource_names
         scale = {}
         for r in cost_names:
             lo, hi = table.extremes(r)
@@ -120,19 +117,19 @@ class SearchSpace:
                                                        for i in g), k))
             rows = np.array([[table.row_of(table.layers[i], *_bits(k)) for k in keys] for i in g], dtype=np.int64)
             self.units.append(Unit(table.layers[g[0]], g, tuple(keys), rows))
-        self._res_names = tuple(b.resource for b in parsed)
-        self._fixed_totals = np.array([table.resources[r][self.fixed_rows[self.fixed_rows >= 0]].sum()
+        self._res_names = parsed.resources
+        self.fixed_totals = np.array([table.resources[r][self.fixed_rows[self.fixed_rows >= 0]].sum()
                                        for r in self._res_names], dtype=np.float64)
         self.budgets: dict[str, float] = {}
-        _, res = self._arrays()
-        for r, bud in enumerate(parsed):
-            lo = float(self._fixed_totals[r] + res[r].min(axis=1).sum())
-            hi = float(self._fixed_totals[r] + np.where(np.isinf(res[r]), -np.inf, res[r]).max(axis=1).sum())
+        _, res = self.arrays()
+        for r, bud in enumerate(parsed.entries):
+            lo = float(self.fixed_totals[r] + res[r].min(axis=1).sum())
+            hi = float(self.fixed_totals[r] + np.where(np.isinf(res[r]), -np.inf, res[r]).max(axis=1).sum())
             limit = bud.absolute(lo, hi)
             if not np.isfinite(limit):
                 raise rule_error("budgets", bud.resource, "finite", limit)
             self.budgets[bud.resource] = limit
-        self._limits = np.array([self.budgets[r] for r in self._res_names], dtype=np.float64)
+        self.limits = np.array([self.budgets[r] for r in self._res_names], dtype=np.float64)
         self._anchor: np.ndarray | None = None
         self._check_budgets()
 
@@ -167,12 +164,12 @@ class SearchSpace:
         return np.array([self.table.resources[r][rows].sum() for r in self._res_names], dtype=np.float64)
 
     def is_feasible(self, choice: Sequence[int]) -> bool:
-        return bool(np.all(self.unit_totals(choice) <= self._limits * (1 + _REL_TOL)))
+        return bool(np.all(self.unit_totals(choice) <= self.limits * (1 + REL_TOL)))
 
     def plan_is_feasible(self, plan: BitPlan) -> bool:
         """Whether a plan meets every budget (checked from the table, not the plan's totals)."""
         rows = self.table.rows_for_plan(plan)
-        return all(self.table.resources[r][rows].sum() <= lim * (1 + _REL_TOL) for r, lim in self.budgets.items())
+        return all(self.table.resources[r][rows].sum() <= lim * (1 + REL_TOL) for r, lim in self.budgets.items())
 
     def plan(self, choice: Sequence[int], **fields: Any) -> BitPlan:
         meta = dict(fields.pop("meta", {}))
@@ -193,7 +190,7 @@ class SearchSpace:
             return REPAIRS[self.repair_name](self, cheapest)
         return list(self._feasible_anchor())
 
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(omega, resources) per unit x key, padded with +inf where a unit has fewer keys."""
         if not hasattr(self, "_cache"):
             n_keys = max((len(u.keys) for u in self.units), default=1)
@@ -207,29 +204,22 @@ class SearchSpace:
         return self._cache
 
     def _feasible_anchor(self) -> np.ndarray:
+        """A feasible choice from one exact ILP on the resources (omega plays no part)."""
         if self._anchor is None:
-            try:
-                from mpsearch.allocation import allocate
-            except ImportError:
-                raise InfeasibleBudgetError("explorer repair: budgets must be jointly reachable by lowering layers, "
-                                            f"but no repair met {self.budgets}") from None
-            zero = CostTable(self.table.layers, self.table.candidates, self.table.offsets,
-                             np.zeros_like(self.table.omega), self.table.resources, self.table.ties)
-            pins = {self.table.layers[i]: _key_of(self.table, i, r) for i, r in enumerate(self.fixed_rows) if r >= 0}
-            plan = allocate(zero, budgets=self.budgets, pins=pins or None)
-            rows = self.table.rows_for_plan(plan)
+            pins = {i: _bits(_key_of(self.table, i, r)) for i, r in enumerate(self.fixed_rows) if r >= 0}
+            rows = feasible_rows(self.table, self.budgets, pins, where="explorer repair")
             self._anchor = np.array([list(u.rows[0]).index(rows[u.layers[0]]) for u in self.units])
         return self._anchor
 
     def _check_budgets(self) -> None:
         if not self.budgets:
             return
-        _, res = self._arrays()
+        _, res = self.arrays()
         smallest = {}
         for r, name in enumerate(self._res_names):
             # padding is +inf, and every unit has one finite key, so the row minimum is finite
-            smallest[name] = float(self._fixed_totals[r] + res[r].min(axis=1).sum())
-        bad = {k: v for k, v in smallest.items() if v > self.budgets[k] * (1 + _REL_TOL)}
+            smallest[name] = float(self.fixed_totals[r] + res[r].min(axis=1).sum())
+        bad = {k: v for k, v in smallest.items() if v > self.budgets[k] * (1 + REL_TOL)}
         if bad:
             k = next(iter(bad))
             raise InfeasibleBudgetError(f"budgets: {k} must be >= {bad[k]:.6g} (the smallest total with pins and ties), "

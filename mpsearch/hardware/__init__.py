@@ -3,6 +3,7 @@
     profile = load_profile("cortex-m7-cmsis-nn")          # shipped name, or a path
     cands = candidates_for(layer, profile, w_bits=[4, 8], a_bits=[8])
     cost = layer_costs(layer, cands[0], profile)          # size_bytes, bops, latency_ms (+ source)
+    table = resource_table(layers, profile, w_bits=[4, 8])  # every layer x candidate (omega 0)
 
 Measuring a profile on this machine (imports torch and the executor, so it is loaded lazily)::
 
@@ -33,6 +34,7 @@ from mpsearch.hardware.loader import (
     shipped_profiles,
     write_profile,
 )
+from mpsearch.hardware.resources import resource_table
 from mpsearch.hardware.schema import parse_profile, profile_to_dict
 from mpsearch.hardware.signature import layer_from_signature, layer_signature
 
@@ -56,6 +58,7 @@ __all__ = [
     "profile_to_dict",
     "rate_for_pair",
     "resolve_profile",
+    "resource_table",
     "roofline_work",
     "shipped_profiles",
     "size_bytes",

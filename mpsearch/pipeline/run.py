@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpsearch.allocation import uniform_plan  # numpy only: pulp loads lazily
 from mpsearch.core.io import dump_structured
 from mpsearch.core.plan import BitPlan
 from mpsearch.pipeline import steps
-from mpsearch.pipeline.budgets import uniform_plan
 from mpsearch.recipe import Recipe
 from mpsearch.report.progress import progress
 
@@ -92,7 +92,7 @@ def run_recipe(recipe: Recipe, *, quiet: bool = True, budgets: dict[str, Any] | 
         if recipe.allocation.pareto is not None:
             from mpsearch.allocation import pareto
 
-            others = {k: v for k, v in prep.budgets.items() if k != recipe.allocation.pareto.resource}
+            others = prep.budgets.without(recipe.allocation.pareto.resource)
             front = pareto(table, recipe.allocation.pareto.resource, recipe.allocation.pareto.n_points,
                            others, rules=prep.profile.rules, solver=recipe.allocation.solver,
                            gap_rel=recipe.allocation.gap_rel)

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mpsearch.allocation import Budgets  # numpy only: pulp loads lazily
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer, Sensitivity
-from mpsearch.errors import InfeasibleBudgetError, MpsearchError
-from mpsearch.pipeline.budgets import check_feasible, resolve_budgets, resource_table
+from mpsearch.errors import MpsearchError
 from mpsearch.pipeline.inputs import Inputs, load_inputs
 from mpsearch.recipe import Recipe, sensitivity_config
 from mpsearch.report.progress import Progress
@@ -30,34 +30,38 @@ _TIME_KEYS = ("time_s", "_time_s", "wall_time_s")
 
 @dataclass
 class Prepared:
-    """What every command needs before the heavy work: checked recipe, model, layers, resources."""
+    """What every command needs before the heavy work: checked recipe, model, layers, resources.
+
+    ``budgets`` are resolved against ``resources`` (every limit a number or a relative
+    fraction) and known to be feasible; the steps below pass them on as they are.
+    """
 
     recipe: Recipe
     profile: HardwareProfile
     inputs: Inputs
     layers: list[Layer]
     resources: CostTable
-    budgets: dict[str, Any]
+    budgets: Budgets
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def _fix_hint(recipe: Recipe) -> str:
-    return (f", or allow lower bit-widths in hardware.w_bits / hardware.a_bits (now "
-            f"{list(recipe.hardware.w_bits) if recipe.hardware.w_bits else 'all the profile runs'})")
-
-
-def prepare(recipe: Recipe, budgets: Mapping[str, Any] | None = None, inputs: Inputs | None = None) -> Prepared:
+def prepare(recipe: Recipe, budgets: Budgets | Mapping[str, Any] | None = None, inputs: Inputs | None = None) -> Prepared:
     """Load profile, model and data; discover layers; check the budgets against the resources.
 
     The demo model trains here on first use (seconds). Everything later is the heavy part.
 
     Args:
         recipe: a checked recipe.
-        budgets: override of ``recipe.budgets`` (the CLI's ``--budget`` flags).
+        budgets: override of ``recipe.budgets`` (the CLI's ``--budget`` flags, parsed).
         inputs: model and batches to use instead of the ones the recipe names (benchmarks
             that repeat a recipe over data splits).
+
+    Raises:
+        InfeasibleBudgetError: no plan meets the budgets (before any heavy work); the message
+            names the recipe, each budget's smallest value and the fix.
     """
-    from mpsearch.hardware import load_profile
+    from mpsearch.allocation import check_feasible, resolve_budgets
+    from mpsearch.hardware import load_profile, resource_table
     from mpsearch.model import discover
 
     t0 = time.perf_counter()
@@ -65,11 +69,12 @@ def prepare(recipe: Recipe, budgets: Mapping[str, Any] | None = None, inputs: In
     inputs = load_inputs(recipe) if inputs is None else inputs
     t1 = time.perf_counter()
     layers = discover(inputs.model, inputs.example_inputs)
-    resources = resource_table(layers, profile, recipe.hardware.w_bits, recipe.hardware.a_bits,
-                               batch=recipe.hardware.batch)
-    given = dict(recipe.budgets if budgets is None else budgets)
-    resolved = resolve_budgets(given, resources, recipe.path)
-    check_feasible(resources, resolved, recipe.path, _fix_hint(recipe))
+    hw = recipe.hardware
+    resources = resource_table(layers, profile, hw.w_bits, hw.a_bits, batch=hw.batch)
+    resolved = resolve_budgets(recipe.budgets if budgets is None else budgets, resources, where=f"{recipe.path}: budgets")
+    hint = (f", or allow lower bit-widths in hardware.w_bits / hardware.a_bits (now "
+            f"{list(hw.w_bits) if hw.w_bits else 'all the profile runs'})")
+    check_feasible(resources, resolved, rules=profile.rules, where=recipe.path, fix_alternative=hint)
     return Prepared(recipe, profile, inputs, list(layers), resources, resolved,
                     {"load_s": t1 - t0, "discover_s": time.perf_counter() - t1})
 
@@ -109,29 +114,29 @@ def table_step(prep: Prepared, sens: Sensitivity) -> CostTable:
 
 def choose_plan(prep: Prepared, table: CostTable, bars: Progress, *, method: str | None = None,
                 n_trials: int | None = None, options: Mapping[str, Any] | None = None) -> BitPlan:
-    """``allocate`` (ILP) or ``search`` (optuna / rl) under the recipe's budgets."""
+    """``allocate`` (ILP) or ``search`` (optuna / rl) under the recipe's budgets.
+
+    :func:`prepare` checked the budgets on the same resources with the profile's rules, so the
+    ILP cannot find them infeasible (and the explorers, which pin nothing, neither).
+    """
     r = prep.recipe
     method = method or r.allocation.method
-    try:
-        if method == "ilp":
-            from mpsearch.allocation import allocate
+    if method == "ilp":
+        from mpsearch.allocation import allocate
 
-            return allocate(table, prep.budgets, solver=r.allocation.solver, rules=prep.profile.rules,
-                            gap_rel=r.allocation.gap_rel)
-        from mpsearch.explorers import search
+        return allocate(table, prep.budgets, solver=r.allocation.solver, rules=prep.profile.rules,
+                        gap_rel=r.allocation.gap_rel)
+    from mpsearch.explorers import search
 
-        total = n_trials or r.allocation.n_trials
-        task = bars.add(f"search ({method})", total=total)
-        result = search(table, explorer=method, budgets=prep.budgets, n_trials=total, seed=r.seed,
-                        progress=lambda _e: bars.update(task, advance=1), **dict(options or {}))
-        bars.finish(task)
-        if result.best is None:
-            raise MpsearchError(f"{r.path}: allocation.method {method!r} must find a plan, but all "
-                                f"{result.n_evaluations} trials failed")
-        return result.best
-    except InfeasibleBudgetError as exc:
-        raise InfeasibleBudgetError(f"{r.path}: budgets cannot all be met: {exc}{_fix_hint(r)}",
-                                    smallest=exc.smallest) from None
+    total = n_trials or r.allocation.n_trials
+    task = bars.add(f"search ({method})", total=total)
+    result = search(table, explorer=method, budgets=prep.budgets, n_trials=total, seed=r.seed,
+                    progress=lambda _e: bars.update(task, advance=1), **dict(options or {}))
+    bars.finish(task)
+    if result.best is None:
+        raise MpsearchError(f"{r.path}: allocation.method {method!r} must find a plan, but all "
+                            f"{result.n_evaluations} trials failed")
+    return result.best
 
 
 def stable_plan(plan: BitPlan) -> BitPlan:
@@ -190,8 +195,8 @@ def integer_step(prep: Prepared, qmodel: nn.Module, bars: Progress) -> tuple[Any
 
 
 def plain(value: Any) -> Any:
-    """numpy / torch scalars and containers -> JSON-safe Python values."""
-    if isinstance(value, dict):
+    """numpy / torch scalars and containers (mappings such as :class:`Budgets` too) -> JSON-safe Python values."""
+    if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]

@@ -51,11 +51,12 @@ Schema (defaults in brackets)::
       dir: results                  # [results] relative to the working directory
 """
 
+from mpsearch.allocation import parse_uniform  # budget syntax lives in allocation/budgets.py
 from mpsearch.recipe.checks import check_recipe, sensitivity_config
 from mpsearch.recipe.load import load_recipe, recipe_from_dict
 from mpsearch.recipe.specs import (ALLOCATION_METHODS, DATA_SPLITS, RECIPE_VERSION, AllocationSpec, DataSpec, DistillSpec,
                                    FinetuneSpec, HardwareSpec, ParetoSpec, Recipe, SensitivitySpec, ValidationSpec,
-                                   import_object, is_import_path, parse_uniform)
+                                   import_object, is_import_path)
 
 __all__ = [
     "ALLOCATION_METHODS", "DATA_SPLITS", "RECIPE_VERSION", "AllocationSpec", "DataSpec", "DistillSpec", "FinetuneSpec",

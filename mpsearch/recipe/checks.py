@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 from mpsearch.core.io import check_keys
 from mpsearch.errors import ConfigError, MpsearchError, rule_error
-from mpsearch.recipe.specs import Recipe, import_object, is_import_path, parse_uniform
+from mpsearch.recipe.specs import Recipe, import_object, is_import_path
 
 
 def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None] | None = None,
@@ -50,7 +50,7 @@ def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None
 
 def check_recipe(recipe: Recipe) -> None:
     """Every cheap check: profile, bits, imports, sensitivity config, budgets, output folder."""
-    from mpsearch.allocation import parse_budget
+    from mpsearch.allocation import Budgets, UniformBudget
     from mpsearch.demo import DEMO_MODELS
     from mpsearch.errors import unknown_name
     from mpsearch.hardware import load_profile
@@ -82,14 +82,11 @@ def check_recipe(recipe: Recipe) -> None:
     if recipe.data.source != "digits":
         import_object(recipe.data.source, where, "data.source")
     sensitivity_config(recipe)
-    for res, value in recipe.budgets.items():
-        uni = parse_uniform(value)
-        if uni is not None:
-            if uni not in pairs:
-                raise rule_error(where, f"budgets.{res}", f"a uniform pair that profile {profile.name!r} runs "
-                                 f"({', '.join(f'w{w}a{a}' for w, a in sorted(pairs))})", value)
-            continue
-        parse_budget((str(res), value), where=f"{where}: budgets")
+    budgets = Budgets.parse(recipe.budgets, where=f"{where}: budgets")  # load_recipe's are parsed already
+    for b in budgets.entries:
+        if isinstance(b, UniformBudget) and (b.w_bits, b.a_bits) not in pairs:
+            raise rule_error(where, f"budgets.{b.resource}", f"a uniform pair that profile {profile.name!r} runs "
+                             f"({', '.join(f'w{w}a{a}' for w, a in sorted(pairs))})", budgets[b.resource])
     if recipe.allocation.method != "ilp":
         from mpsearch.explorers import EXPLORERS
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from mpsearch.allocation import check_gap_rel  # numpy only: pulp loads lazily
+from mpsearch.allocation import Budgets, check_gap_rel  # numpy only: pulp loads lazily
 from mpsearch.core.io import check_keys, read_structured
 from mpsearch.errors import rule_error
 from mpsearch.recipe.checks import check_recipe
@@ -64,8 +64,8 @@ def recipe_from_dict(data: Any, where: str = "recipe", base_name: str = "recipe"
     fspec = _finetune_spec(data, where)
     vspec = _validation_spec(data, where)
     return Recipe(name=name, model=model, seed=seed, model_kwargs=dict(model_kwargs), data=dspec,
-                  sensitivity=sspec, hardware=hspec, budgets=dict(budgets), allocation=aspec, finetune=fspec,
-                  validation=vspec, output_dir=_output_dir(data, where), path=where)
+                  sensitivity=sspec, hardware=hspec, budgets=Budgets.parse(budgets, where=f"{where}: budgets"),
+                  allocation=aspec, finetune=fspec, validation=vspec, output_dir=_output_dir(data, where), path=where)
 
 
 def _top_level(data: Mapping[str, Any], where: str, base_name: str) -> tuple[str, int, str, Mapping[str, Any]]:

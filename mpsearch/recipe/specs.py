@@ -18,7 +18,6 @@ RECIPE_VERSION = 1
 ALLOCATION_METHODS = ("ilp", "optuna", "rl")
 DATA_SPLITS = ("train", "val", "test")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_UNIFORM = re.compile(r"^uniform:w(\d+)a(\d+)$")
 
 
 def is_int(v: Any, lo: int) -> bool:
@@ -50,15 +49,6 @@ def import_object(path: str, where: str, key: str) -> Callable[..., Any]:
         raise ConfigError(f"{where}: {key} must name a callable in {module_name!r}, but {attr!r} is "
                           f"{'missing' if obj is None else type(obj).__name__} (fix: use 'module:function')")
     return obj
-
-
-def parse_uniform(value: Any) -> tuple[int, int] | None:
-    """``"uniform:w4a8"`` -> ``(4, 8)``; anything else -> None."""
-    if isinstance(value, str):
-        m = _UNIFORM.match(value.strip())
-        if m:
-            return int(m.group(1)), int(m.group(2))
-    return None
 
 
 @dataclass(frozen=True)

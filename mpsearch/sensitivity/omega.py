@@ -12,6 +12,7 @@ batches are given.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
@@ -22,8 +23,8 @@ from mpsearch.core.cost_table import CostTable
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer, Sensitivity
 from mpsearch.errors import ConfigError, rule_error
-from mpsearch.quant.quantizer import weight_quantization_error
-from mpsearch.quant.spec import weight_spec
+from mpsearch.quant.quantizer import fake_quantize, qparams, weight_quantization_error
+from mpsearch.quant.spec import activation_spec, weight_spec
 from mpsearch.sensitivity.data import Data, run_model
 
 #: which per-parameter curvature scales ||dW||^2, in order of preference for "auto"
@@ -89,13 +90,6 @@ def activation_errors(model: torch.nn.Module, layers: Sequence[Layer], calib_bat
 
 
 def _fake_quant_activation(x: torch.Tensor, bits: int, lo: float, hi: float, caps: Any) -> torch.Tensor:
-    try:
-        from mpsearch.quant.quantizer import fake_quantize, qparams
-        from mpsearch.quant.spec import activation_spec
-    except ImportError:
-        scale = max(hi - lo, 1e-12) / (2**bits - 1)
-        zp = round(-lo / scale)
-        return (torch.clamp(torch.round(x / scale) + zp, 0, 2**bits - 1) - zp) * scale
     spec = activation_spec(caps, bits)
     scale, zp = qparams(torch.tensor(lo), torch.tensor(hi), spec)
     return fake_quantize(x, scale.to(x.device), zp.to(x.device), spec)
@@ -127,7 +121,7 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
         A :class:`CostTable` with resources ``size_bytes``, ``bops``, ``latency_ms`` (+
         ``energy_uj`` where the profile models energy) and ``sources["latency_ms"]``.
     """
-    from mpsearch.hardware import candidates_for_layers, layer_costs, load_profile
+    from mpsearch.hardware import load_profile, resource_table
 
     if curvature != "auto" and curvature not in CURVATURES:
         raise rule_error("cost_table", "curvature", f"one of auto, {', '.join(CURVATURES)}", curvature)
@@ -139,44 +133,30 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
     missing = [lay.name for lay in layers if lay.name not in sens.layers]
     if missing:
         raise ConfigError(f"cost_table: sens must cover every layer, but it lacks {missing[:5]}")
+    table = resource_table(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch, ties=ties,
+                           where="cost_table")
     modules = dict(model.named_modules())
-    cands = candidates_for_layers(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch)
-    all_a = sorted({c.a_bits for cs in cands.values() for c in cs})
+    all_a = sorted({c.a_bits for cs in table.candidates for c in cs})
     use_act = calib_batches is not None and any(sens[lay.name].activation_trace is not None for lay in layers)
     act_err = activation_errors(model, layers, calib_batches, all_a, profile) if use_act else {}
-    records, lat_sources = [], []
-    for lay in layers:  # table rows follow the given layer order
-        rec = sens[lay.name]
+    omega = np.zeros(table.n_rows)
+    for i, name in enumerate(table.layers):  # rows follow the given layer order
+        rec = sens[name]
         curv = _curvature(rec, curvature)
         if curv is None:
-            raise ConfigError(f"cost_table: sensitivity of layer {lay.name!r} must have a {curvature} figure, "
+            raise ConfigError(f"cost_table: sensitivity of layer {name!r} must have a {curvature} figure, "
                               f"but it has none (method {sens.method!r})")
-        weight = modules[lay.name].weight
+        weight = modules[name].weight
         act_curv = (rec.activation_trace / rec.activation_numel
                     if use_act and rec.activation_trace is not None and rec.activation_numel else 0.0)
         w_err_cache: dict[tuple[int, str], float] = {}
-        for cand in cands[lay.name]:
+        for j, cand in enumerate(table.candidates[i]):
             key = (cand.w_bits, cand.w_granularity)
             if key not in w_err_cache:
                 spec = weight_spec(profile.capabilities, cand.w_bits, granularity=cand.w_granularity)
                 w_err_cache[key] = weight_quantization_error(weight, spec.bits, spec)
-            omega = curv[1] * w_err_cache[key] + act_curv * act_err.get(lay.name, {}).get(cand.a_bits, 0.0)
-            cost = layer_costs(lay, cand, profile, batch)
-            records.append({"layer": lay.name, "w_bits": cand.w_bits, "a_bits": cand.a_bits,
-                            "w_granularity": cand.w_granularity, "omega": omega, **cost.resources()})
-            lat_sources.append(cost.latency_source)
-    if ties is None:
-        ties = _graph_ties(layers)
-    table = CostTable.from_records(records, ties=ties, where="cost_table")
-    order = {(r["layer"], r["w_bits"], r["a_bits"]): s for r, s in zip(records, lat_sources)}
-    src = np.array([order[(name, c.w_bits, c.a_bits)] for i, name in enumerate(table.layers)
-                    for c in table.candidates[i]], dtype=object)
-    return replace(table, sources={"latency_ms": src})
-
-
-def _graph_ties(layers: Sequence[Layer]) -> list[tuple[str, ...]]:
-    try:
-        from mpsearch.model import input_ties
-    except ImportError:
-        return []
-    return [tuple(g) for g in input_ties(layers)]
+            value = curv[1] * w_err_cache[key] + act_curv * act_err.get(name, {}).get(cand.a_bits, 0.0)
+            if not math.isfinite(value):
+                raise rule_error("cost_table", f"omega of layer {name!r} at {cand.key}", "a finite number", value)
+            omega[int(table.offsets[i]) + j] = value
+    return replace(table, omega=omega)  # the resource table plus omega

@@ -5,7 +5,7 @@ import pytest
 
 from mpsearch import CostTable, InfeasibleBudgetError, UnknownNameError
 from mpsearch.allocation import allocate
-from mpsearch.explorers import SearchSpace, resolve_budgets
+from mpsearch.explorers import SearchSpace, absolute_budgets
 from mpsearch.testing.explorers import brute_force_optimum, random_table
 
 
@@ -24,9 +24,9 @@ def _hand_table():
 def test_relative_budget_matches_allocate_and_hand_value():
     t = _hand_table()
     # lo = 25 + 50 = 75, hi = 100 + 200 = 300 -> 40% = 75 + 0.4 * 225 = 165
-    assert resolve_budgets(t, {"size_bytes": "40%"}) == {"size_bytes": 165.0}
+    assert absolute_budgets(t, {"size_bytes": "40%"}) == {"size_bytes": 165.0}
     # with a pin on b at w8a8: lo = 225, hi = 300 -> 50% = 262.5 (as allocate resolves it)
-    assert resolve_budgets(t, {"size_bytes": "50%"}, pins={"b": "w8a8"}) == {"size_bytes": 262.5}
+    assert absolute_budgets(t, {"size_bytes": "50%"}, pins={"b": "w8a8"}) == {"size_bytes": 262.5}
     assert allocate(t, budgets={"size_bytes": "50%"}, pins={"b": "w8a8"}).meta["budgets"] == {"size_bytes": 262.5}
 
 

@@ -1,0 +1,58 @@
+"""The resource side of a cost table: what every layer x candidate costs on a profile.
+
+Sizes, BOPs, latencies (and energy) depend only on the layers' shapes and the profile, not on
+the sensitivity, so the pipeline builds this table right after ``discover`` to check budgets
+before any heavy work, and ``mpsearch.sensitivity.cost_table`` is this table plus omega.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from mpsearch.core.cost_table import CostTable
+from mpsearch.core.profile import HardwareProfile
+from mpsearch.core.types import Layer
+from mpsearch.hardware.candidates import candidates_for_layers
+from mpsearch.hardware.costs import layer_costs
+
+
+def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Sequence[int] | None = None,
+                   a_bits: Sequence[int] | None = None, *, granularity: str | None = None, batch: int | None = None,
+                   ties: Sequence[Sequence[str]] | None = None, where: str = "resource_table") -> CostTable:
+    """Resources of every layer x candidate the profile allows, with omega 0 (no sensitivity yet).
+
+    Args:
+        layers: from ``mpsearch.discover``; table rows follow their order.
+        profile: the device.
+        w_bits, a_bits: the user's bit-widths (None: all the device runs).
+        granularity: weight granularity of the candidates (default: the profile's first).
+        batch: examples per run, for latency and the activation-memory check (default: the
+            layers' recorded batch).
+        ties: groups of layers that must take one candidate; None: the groups of layers that
+            read the same input (:func:`mpsearch.model.input_ties`); ``[]`` for none.
+        where: what a malformed record's message names.
+
+    Returns:
+        A :class:`CostTable` with resources ``size_bytes``, ``bops``, ``latency_ms`` (+
+        ``energy_uj`` where the profile models energy) and ``sources["latency_ms"]``.
+    """
+    from mpsearch.model import input_ties  # lazily: importing hardware/ stays light (no torch)
+
+    layers = list(layers)
+    cands = candidates_for_layers(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch)
+    records, lat_sources = [], {}
+    for lay in layers:
+        for cand in cands[lay.name]:
+            cost = layer_costs(lay, cand, profile, batch)
+            records.append({"layer": lay.name, "w_bits": cand.w_bits, "a_bits": cand.a_bits,
+                            "w_granularity": cand.w_granularity, "omega": 0.0, **cost.resources()})
+            lat_sources[(lay.name, cand.w_bits, cand.a_bits)] = cost.latency_source
+    if ties is None:
+        ties = [tuple(g) for g in input_ties(layers)]
+    table = CostTable.from_records(records, ties=ties, where=where)
+    src = np.array([lat_sources[(name, c.w_bits, c.a_bits)] for i, name in enumerate(table.layers)
+                    for c in table.candidates[i]], dtype=object)
+    return replace(table, sources={"latency_ms": src})

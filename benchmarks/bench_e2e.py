@@ -44,10 +44,9 @@ from typing import Any
 
 import torch
 
-from mpsearch.allocation import allocate
+from mpsearch.allocation import allocate, uniform_plan
 from mpsearch.core.io import write_bytes_atomic
 from mpsearch.pipeline import steps
-from mpsearch.pipeline.budgets import uniform_plan
 from mpsearch.pipeline.inputs import Inputs, digits_inputs
 from mpsearch.qat import DistillConfig, FinetuneConfig, finetune_
 from mpsearch.quant import QuantizeConfig, quantize

@@ -42,11 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e import (add_qat_args, finetuned, mean_loss, measure, paired, plans_for, split_inputs,  # noqa: E402
                        summarize)
 
-from mpsearch.allocation import allocate  # noqa: E402
+from mpsearch.allocation import allocate, uniform_plan  # noqa: E402
 from mpsearch.core.cost_table import CostTable  # noqa: E402
 from mpsearch.core.plan import BitPlan, LayerBits  # noqa: E402
 from mpsearch.pipeline import steps  # noqa: E402
-from mpsearch.pipeline.budgets import uniform_plan  # noqa: E402
 from mpsearch.recipe import load_recipe  # noqa: E402
 from mpsearch.report.progress import Progress  # noqa: E402
 

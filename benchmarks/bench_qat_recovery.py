@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_e2e import add_qat_args, finetuned, mean_loss, split_inputs  # noqa: E402
 
+from mpsearch.allocation import uniform_plan  # noqa: E402
 from mpsearch.core.plan import BitPlan, LayerBits  # noqa: E402
 from mpsearch.pipeline import steps  # noqa: E402
-from mpsearch.pipeline.budgets import uniform_plan  # noqa: E402
 from mpsearch.recipe import load_recipe  # noqa: E402
 from mpsearch.report.progress import Progress  # noqa: E402
 

@@ -47,11 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e import add_qat_args, finetuned, measure, paired, plans_for, summarize  # noqa: E402
 from bench_qat_oracle import REFERENCE, prepared  # noqa: E402
 
-from mpsearch.allocation import allocate  # noqa: E402
+from mpsearch.allocation import allocate, uniform_plan  # noqa: E402
 from mpsearch.core.cost_table import CostTable  # noqa: E402
 from mpsearch.core.plan import BitPlan, LayerBits  # noqa: E402
 from mpsearch.pipeline import steps  # noqa: E402
-from mpsearch.pipeline.budgets import uniform_plan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIFORM, OMEGA, ORACLE, SEARCHED = "uniform W4A4", "mixed @ W4A4 size+BOPs", "oracle @ W4A4 size+BOPs", "QAT-searched"

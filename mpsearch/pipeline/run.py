@@ -5,25 +5,28 @@ recipe -> profile, model, data -> discover -> budgets against the resources (inf
 here) -> sensitivity -> cost table -> plan (ILP / explorer) -> Pareto sweep and uniform
 baselines with PTQ accuracy -> QAT of the plan -> integer conversion and validation -> files.
 
-Results directory ``<output.dir>/<name>/``: ``plan.yaml``, ``sensitivity.json``,
-``sensitivity.csv`` (omega table), ``cost_table.json``, ``pareto.csv``, ``pareto.json``,
-``pareto.png``, ``baselines.json``, ``validation.json``, ``integer_model/``, ``report.md``,
-``summary.json``. Every file is written atomically.
+This module orders the steps; ``report/`` writes the files (``report/files.py`` lists them)
+and builds the summary.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mpsearch.allocation import uniform_plan  # numpy only: pulp loads lazily
-from mpsearch.core.io import dump_structured
+from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.pipeline import steps
 from mpsearch.recipe import Recipe
-from mpsearch.report.progress import progress
+from mpsearch.report.files import write_run_files, write_summary
+from mpsearch.report.progress import Progress, progress
+from mpsearch.report.summary import RunHeader, RunRecord, run_summary, summary_rows
+
+__all__ = ["BASELINE_W_BITS", "RunResult", "run_recipe", "summary_rows"]  # summary_rows: read by the run command
 
 #: Uniform baselines drawn and compared: weight bits (activation bits: the widest the device pairs with them).
 BASELINE_W_BITS = (8, 4, 2)
@@ -44,20 +47,6 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _baseline_pairs(table: Any) -> list[tuple[int, int]]:
-    keys = {(c.w_bits, c.a_bits) for cs in table.candidates for c in cs}
-    out = []
-    for w in BASELINE_W_BITS:
-        a_opts = sorted(a for ww, a in keys if ww == w)
-        if a_opts:
-            out.append((w, a_opts[-1]))
-    return out
-
-
-def _point(plan: BitPlan, resource_names: tuple[str, ...]) -> dict[str, Any]:
-    return {**{k: float(plan.totals[k]) for k in resource_names if k in plan.totals}, "omega": float(plan.objective or 0.0)}
-
-
 def run_recipe(recipe: Recipe, *, quiet: bool = True, budgets: dict[str, Any] | None = None) -> RunResult:
     """Run ``recipe`` end to end and write its results directory.
 
@@ -70,135 +59,126 @@ def run_recipe(recipe: Recipe, *, quiet: bool = True, budgets: dict[str, Any] | 
         A :class:`RunResult`.
     """
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
     out = recipe.results_dir
     with progress(quiet) as bars:
         prep = steps.prepare(recipe, budgets)
-        timings.update(prep.timings_s)
-        t = time.perf_counter()
+        timings = dict(prep.timings_s)
+        run = _run_steps(prep, bars, timings)
+    header = _header(prep, budgets)
+    write_run_files(out, header, run)
+    timings["total_s"] = time.perf_counter() - t_start
+    summary = run_summary(header, run, timings)
+    write_summary(out, summary)
+    return RunResult(results_dir=out, plan=run.plan, summary=summary)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Record the wall time of the block as ``timings[key]`` (seconds)."""
+    t = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - t
+
+
+def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) -> RunRecord:
+    """Every step after :func:`steps.prepare`, in order; adds each stage's time to ``timings``."""
+    recipe = prep.recipe
+    with _timed(timings, "sensitivity_s"):
         sens = steps.sensitivity_step(prep, bars)
         table = steps.table_step(prep, sens)
-        timings["sensitivity_s"] = time.perf_counter() - t
-        t = time.perf_counter()
+    with _timed(timings, "allocation_s"):
         plan = steps.stable_plan(steps.choose_plan(prep, table, bars))
-        timings["allocation_s"] = time.perf_counter() - t
-
-        # Frontier and baselines (PTQ accuracy of each, on the validation split).
-        t = time.perf_counter()
+    with _timed(timings, "frontier_s"):  # frontier and baselines: PTQ accuracy of each, on the validation split
         val = prep.inputs.split(recipe.validation.split)
-        res_names = table.resource_names
-        frontier_pts: list[dict[str, Any]] = []
-        front = None
-        if recipe.allocation.pareto is not None:
-            from mpsearch.allocation import pareto
-
-            others = prep.budgets.without(recipe.allocation.pareto.resource)
-            front = pareto(table, recipe.allocation.pareto.resource, recipe.allocation.pareto.n_points,
-                           others, rules=prep.profile.rules, solver=recipe.allocation.solver,
-                           gap_rel=recipe.allocation.gap_rel)
-            task = bars.add("frontier PTQ", total=len(front.points))
-            for p in front.points:
-                q = steps.quantize_plan(prep, p)
-                frontier_pts.append({**_point(p, res_names), "acc_ptq": steps.accuracy(q, val),
-                                     "bits": " ".join(f"{n}:{b.key}" for n, b in p.layers.items())})
-                bars.update(task, advance=1)
-        baselines: dict[str, dict[str, Any]] = {}
-        baseline_models: dict[str, Any] = {}
-        for w, a in _baseline_pairs(table):
-            bplan, others_at = uniform_plan(table, w, a)
-            q = steps.quantize_plan(prep, bplan)
-            key = f"w{w}a{a}"
-            baselines[key] = {**_point(bplan, res_names), "acc_ptq": steps.accuracy(q, val),
-                              "layers_at_other_bits": others_at}
-            baseline_models[key] = q
-        timings["frontier_s"] = time.perf_counter() - t
-
-        # The chosen plan: PTQ, QAT, integer.
-        t = time.perf_counter()
+        front, frontier = _frontier(prep, table, val, bars)
+        baselines, baseline_models = _baselines(prep, table, val)
+    with _timed(timings, "finetune_s"):  # the chosen plan: PTQ, then QAT
         float_acc = steps.accuracy(prep.inputs.model, val)
         qmodel = steps.quantize_plan(prep, plan)
-        chosen = {**_point(plan, res_names), "acc_ptq": steps.accuracy(qmodel, val)}
-        qat_record = steps.finetune_step(prep, qmodel, bars, "chosen plan")
-        if qat_record:
+        chosen = {**_point(plan, table.resource_names), "acc_ptq": steps.accuracy(qmodel, val)}
+        qat = steps.finetune_step(prep, qmodel, bars, "chosen plan")
+        if qat:
             chosen["acc_qat"] = steps.accuracy(qmodel, val)
-            # The uniform baseline closest in size gets the same fine-tuning, for a fair comparison.
-            if baselines and "size_bytes" in res_names:
-                near = min(baselines, key=lambda k: abs(baselines[k]["size_bytes"] - chosen["size_bytes"]))
-                steps.finetune_step(prep, baseline_models[near], bars, near)
-                baselines[near]["acc_qat"] = steps.accuracy(baseline_models[near], val)
-        timings["finetune_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        report = None
+            if baselines and "size_bytes" in table.resource_names:
+                _finetune_nearest_baseline(prep, val, chosen, baselines, baseline_models, bars)
+    imodel = report = None
+    with _timed(timings, "validation_s"):
         if recipe.validation.integer:
             imodel, report = steps.integer_step(prep, qmodel, bars)
             chosen["acc_int"] = report.accuracy_int
-            imodel.save(out / "integer_model")
-        timings["validation_s"] = time.perf_counter() - t
-
-    # Files.
-    from mpsearch.report import plot_pareto, write_csv, write_report
-
-    plan.save(out / "plan.yaml")
-    dump_structured(steps.plain(sens.to_dict()), out / "sensitivity.json")
-    dump_structured(steps.table_to_dict(table), out / "cost_table.json")
-    omega_rows = []
-    for rec in table.to_records():
-        s = sens[rec["layer"]]
-        omega_rows.append({**rec, "trace": s.trace, "trace_stderr": s.trace_stderr, "n_probes": s.n_probes})
-    write_csv(out / "sensitivity.csv", omega_rows)
-    if front is not None:
-        res = front.resource
-        write_csv(out / "pareto.csv", frontier_pts, [res, "omega", *[k for k in res_names if k != res], "acc_ptq", "bits"])
-        dump_structured(steps.plain({"resource": res, "points": frontier_pts, "baselines": baselines,
-                                     "chosen": chosen, "frontier": front.to_dict()}), out / "pareto.json")
-        plot_pareto(out / "pareto.png", res, frontier_pts, baselines, chosen,
-                    title=f"{recipe.name}: {recipe.model} on {prep.profile.name}")
-    dump_structured(steps.plain(baselines), out / "baselines.json")
-    if report is not None:
-        dump_structured(steps.plain(report.to_dict()), out / "validation.json")
-
-    by_name = {lay.name: lay for lay in prep.layers}
-    layer_rows = []
-    for i, name in enumerate(table.layers):
-        b = plan.layers[name]
-        row = table.row_of(name, b.w_bits, b.a_bits)
-        s = sens[name]
-        layer_rows.append({"layer": name, "kind": by_name[name].kind, "n_params": by_name[name].n_params,
-                           "w_bits": b.w_bits, "a_bits": b.a_bits, "trace": s.trace,
-                           "mean_trace": (s.trace / s.n_params) if s.trace is not None and s.n_params else None,
-                           "omega": float(table.omega[row]),
-                           **{k: float(table.resources[k][row]) for k in res_names},
-                           "latency_source": str(table.sources["latency_ms"][row]) if "latency_ms" in table.sources else None,
-                           "candidates": [c.key for c in table.candidates[i]]})
-    timings["total_s"] = time.perf_counter() - t_start
-    summary = steps.plain({
-        "recipe": recipe.path, "name": recipe.name, "model": recipe.model, "seed": recipe.seed,
-        "profile": {"name": prep.profile.name, "source": prep.profile.source.get("kind"),
-                    "n_lut_entries": len(prep.profile.cost.lut)},
-        "sensitivity": {"method": sens.method, "n_batches": recipe.sensitivity.n_batches},
-        "budgets": {"given": dict(recipe.budgets if budgets is None else budgets), "absolute": prep.budgets},
-        "allocation": {"method": recipe.allocation.method, "solver": plan.solver, "status": plan.status,
-                       "optimal": plan.optimal},
-        "layers": layer_rows, "totals": dict(plan.totals), "objective": plan.objective,
-        "float_accuracy": float_acc, "chosen": chosen, "baselines": baselines,
-        "finetune": None if recipe.finetune is None else {
-            "epochs": recipe.finetune.epochs, "lr": recipe.finetune.lr, "batch_size": recipe.finetune.batch_size,
-            "seed": recipe.seed if recipe.finetune.seed is None else recipe.finetune.seed,
-            "distill": None if recipe.finetune.distill is None else vars(recipe.finetune.distill), **qat_record},
-        "validation": None if report is None else report.to_dict(),
-        "validation_split": recipe.validation.split,
-        "inputs": prep.inputs.info, "timings_s": timings,
-        "frontier": frontier_pts, "pareto_resource": None if front is None else front.resource,
-    })
-    dump_structured(summary, out / "summary.json")
-    write_report(out / "report.md", summary)
-    return RunResult(results_dir=out, plan=plan, summary=summary)
+    return RunRecord(sens=sens, table=table, plan=plan, layers=prep.layers, profile=prep.profile, front=front,
+                     frontier=frontier, baselines=baselines, chosen=chosen, float_accuracy=float_acc, qat=qat,
+                     integer_model=imodel, validation=report)
 
 
-def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the end-of-run table: float, chosen plan, uniform baselines."""
-    rows = [{"label": "float32", "acc_ptq": summary["float_accuracy"]},
-            {"label": "chosen (mixed)", **summary["chosen"]}]
-    for k, b in summary["baselines"].items():
-        rows.append({"label": f"uniform {k.upper()}", **b})
-    return rows
+def _point(plan: BitPlan, resource_names: tuple[str, ...]) -> dict[str, Any]:
+    return {**{k: float(plan.totals[k]) for k in resource_names if k in plan.totals}, "omega": float(plan.objective or 0.0)}
+
+
+def _frontier(prep: steps.Prepared, table: CostTable, val: list[Any], bars: Progress
+              ) -> tuple[Any, list[dict[str, Any]]]:
+    """The Pareto sweep (None without ``allocation.pareto``) and its points with PTQ accuracy."""
+    spec = prep.recipe.allocation
+    if spec.pareto is None:
+        return None, []
+    from mpsearch.allocation import pareto
+
+    others = prep.budgets.without(spec.pareto.resource)
+    front = pareto(table, spec.pareto.resource, spec.pareto.n_points, others, rules=prep.profile.rules,
+                   solver=spec.solver, gap_rel=spec.gap_rel)
+    task = bars.add("frontier PTQ", total=len(front.points))
+    points = []
+    for p in front.points:
+        q = steps.quantize_plan(prep, p)
+        points.append({**_point(p, table.resource_names), "acc_ptq": steps.accuracy(q, val),
+                       "bits": " ".join(f"{n}:{b.key}" for n, b in p.layers.items())})
+        bars.update(task, advance=1)
+    return front, points
+
+
+def _baseline_pairs(table: CostTable) -> list[tuple[int, int]]:
+    keys = {(c.w_bits, c.a_bits) for cs in table.candidates for c in cs}
+    out = []
+    for w in BASELINE_W_BITS:
+        a_opts = sorted(a for ww, a in keys if ww == w)
+        if a_opts:
+            out.append((w, a_opts[-1]))
+    return out
+
+
+def _baselines(prep: steps.Prepared, table: CostTable, val: list[Any]
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Uniform plans (key ``w4a8``): their point and PTQ accuracy, and their fake-quant models."""
+    baselines: dict[str, dict[str, Any]] = {}
+    models: dict[str, Any] = {}
+    for w, a in _baseline_pairs(table):
+        bplan, others_at = uniform_plan(table, w, a)
+        q = steps.quantize_plan(prep, bplan)
+        key = f"w{w}a{a}"
+        baselines[key] = {**_point(bplan, table.resource_names), "acc_ptq": steps.accuracy(q, val),
+                          "layers_at_other_bits": others_at}
+        models[key] = q
+    return baselines, models
+
+
+def _finetune_nearest_baseline(prep: steps.Prepared, val: list[Any], chosen: dict[str, Any],
+                               baselines: dict[str, dict[str, Any]], models: dict[str, Any], bars: Progress) -> None:
+    """The same fine-tuning for the uniform baseline closest in size to the chosen plan, for a fair comparison."""
+    near = min(baselines, key=lambda k: abs(baselines[k]["size_bytes"] - chosen["size_bytes"]))
+    steps.finetune_step(prep, models[near], bars, near)
+    baselines[near]["acc_qat"] = steps.accuracy(models[near], val)
+
+
+def _header(prep: steps.Prepared, budgets: dict[str, Any] | None) -> RunHeader:
+    """What the recipe asked for, as the plain data ``report/`` reads."""
+    recipe = prep.recipe
+    ft = recipe.finetune
+    finetune = None if ft is None else {
+        "epochs": ft.epochs, "lr": ft.lr, "batch_size": ft.batch_size,
+        "seed": recipe.seed if ft.seed is None else ft.seed,
+        "distill": None if ft.distill is None else vars(ft.distill)}
+    return RunHeader(recipe=recipe.path, name=recipe.name, model=recipe.model, seed=recipe.seed,
+                     n_sensitivity_batches=recipe.sensitivity.n_batches,
+                     budgets_given=dict(recipe.budgets if budgets is None else budgets),
+                     budgets_absolute=prep.budgets, allocation_method=recipe.allocation.method,
+                     finetune=finetune, validation_split=recipe.validation.split, inputs=prep.inputs.info)

@@ -10,8 +10,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import numpy as np
-import torch
 from torch import nn
 
 from mpsearch.allocation import Budgets  # numpy only: pulp loads lazily
@@ -22,6 +20,7 @@ from mpsearch.core.types import Layer, Sensitivity
 from mpsearch.errors import MpsearchError
 from mpsearch.pipeline.inputs import Inputs, load_inputs
 from mpsearch.recipe import Recipe, sensitivity_config
+from mpsearch.report.plain import plain, table_from_dict, table_to_dict  # noqa: F401  # the commands use them through steps
 from mpsearch.report.progress import Progress
 
 #: Keys of a plan's ``meta`` that hold wall times; dropped from plan.yaml so reruns match byte for byte.
@@ -192,36 +191,3 @@ def integer_step(prep: Prepared, qmodel: nn.Module, bars: Progress) -> tuple[Any
     report = validate(imodel, qmodel, prep.inputs.split(prep.recipe.validation.split), timing_repeats=1)
     bars.finish(task, info=f"agreement {100 * report.top1_agreement:.2f}%")
     return imodel, report
-
-
-def plain(value: Any) -> Any:
-    """numpy / torch scalars and containers (mappings such as :class:`Budgets` too) -> JSON-safe Python values."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-def table_to_dict(table: CostTable) -> dict[str, Any]:
-    """A cost table as plain data (``records`` + ``ties`` + latency ``sources``)."""
-    data: dict[str, Any] = {"records": plain(table.to_records()), "ties": [list(g) for g in table.ties]}
-    if "latency_ms" in table.sources:
-        data["latency_sources"] = [str(s) for s in table.sources["latency_ms"]]
-    return data
-
-
-def table_from_dict(data: Mapping[str, Any], where: str) -> CostTable:
-    """Inverse of :func:`table_to_dict` (latency sources are not restored)."""
-    from mpsearch.core.io import check_keys
-
-    check_keys(data, ("records", "ties", "latency_sources"), where, required=("records",))
-    return CostTable.from_records(data["records"], ties=data.get("ties") or (), where=where)

@@ -1,4 +1,4 @@
-"""``report.md``: what was chosen and why, from a run's summary (plain data, see pipeline/run.py)."""
+"""``report.md``: what was chosen and why, from a run's summary (plain data, see ``summary.py``)."""
 
 from __future__ import annotations
 

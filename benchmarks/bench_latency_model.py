@@ -30,9 +30,9 @@ from mpsearch.core.types import Candidate
 from mpsearch.demo import batches, load_demo
 from mpsearch.execution import to_integer
 from mpsearch.hardware import layer_costs, load_profile
-from mpsearch.execution._timing import ROUNDS, TRIM, intra_op_threads, time_end_to_end_many
-from mpsearch.execution.profiler import machine_description
 from mpsearch.model import discover
+from mpsearch.profiler import machine_description
+from mpsearch.profiler._timing import ROUNDS, TRIM, intra_op_threads, time_end_to_end_many
 from mpsearch.quant import quantize
 
 MODELS = ("small_cnn", "resnet_tiny", "mobilenet_tiny")

@@ -7,7 +7,7 @@
 
 ``--model`` is a demo model name or ``package.module:function``; the function returns a model,
 or ``(model, example_inputs)`` (a model alone needs ``--input-shape``). Each model is measured at
-each batch and pair; the profile gathers them (see :func:`mpsearch.execution.profiler.profile_device`).
+each batch and pair; the profile gathers them (see :func:`mpsearch.profiler.profile_device`).
 Prints the LUT with each pair's ratio to w8a8, so whether fewer bits are faster is plain to see.
 """
 
@@ -100,7 +100,7 @@ def _print_table(profile: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mpsearch.execution.profiler import lut_table
+    from mpsearch.profiler import lut_table
 
     rows = lut_table(profile)
     keys = sorted({k for r in rows for k in r if k.startswith("w")}, reverse=True)
@@ -115,7 +115,7 @@ def _print_table(profile: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mpsearch.hardware import load_profile, write_profile
-    from mpsearch.execution.profiler import parse_pairs, profile_device, resolve_device
+    from mpsearch.profiler import parse_pairs, profile_device, resolve_device
 
     resolve_device(args.device)  # fail before loading models
     pairs = parse_pairs(args.pairs, "--pairs") if args.pairs else None

@@ -1,6 +1,8 @@
 """``to_integer``: turn a fake-quant model (from :func:`mpsearch.quant.quantize`) into an integer program.
 
-How the fake-quant graph maps to integers (one rounding where the simulation has one):
+Each node of the fx graph is converted by the handler registered for it (:mod:`.ops`); the
+result is an :class:`~.program.IntegerModel` whose kernels come from :mod:`.kernels`. How the
+fake-quant graph maps to integers (one rounding where the simulation has one):
 
 * the activation quantizer on the model input is the float -> int boundary (:class:`~.ir.InputQuant`);
 * a quantized conv / linear reads int8 codes and produces an int32 accumulator at scale
@@ -30,16 +32,10 @@ from torch import fx, nn
 
 from mpsearch.errors import UnsupportedModelError, rule_error
 from mpsearch.execution import ir
-from mpsearch.execution._builder import INT32_MAX, INT32_MIN, Builder, Rep, is_scalar
-from mpsearch.execution._handlers import (
-    FUNCTION_HANDLERS,
-    METHOD_HANDLERS,
-    MODULE_HANDLERS,
-    Context,
-    Handler,
-    describe,
-)
 from mpsearch.execution.dyadic import ROUNDINGS
+from mpsearch.execution.ops import (FUNCTION_HANDLERS, METHOD_HANDLERS, MODULE_HANDLERS, Builder, Context, Rep,
+                                    describe, handler_for)
+from mpsearch.execution.ops._builder import INT32_MAX, INT32_MIN, is_scalar
 from mpsearch.execution.program import IntegerModel
 
 log = logging.getLogger("mpsearch")
@@ -80,22 +76,6 @@ class _Meta:
     shape: tuple[int, ...]
 
 
-def _handler(node: fx.Node, gm: fx.GraphModule) -> tuple[Handler, nn.Module | None] | None:
-    if node.op == "call_module":
-        module = gm.get_submodule(str(node.target))
-        for cls, fn in MODULE_HANDLERS:
-            if isinstance(module, cls):
-                return fn, module
-        return None
-    if node.op == "call_function":
-        fn = FUNCTION_HANDLERS.get(node.target)
-        return (fn, None) if fn is not None else None
-    if node.op == "call_method":
-        fn = METHOD_HANDLERS.get(str(node.target))
-        return (fn, None) if fn is not None else None
-    return None
-
-
 def check_supported(gm: fx.GraphModule) -> None:
     """Raise :class:`UnsupportedModelError` naming the first op the executor cannot run.
 
@@ -104,7 +84,7 @@ def check_supported(gm: fx.GraphModule) -> None:
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "output"):
             continue
-        if _handler(node, gm) is not None:
+        if handler_for(node, gm) is not None:
             if node.op == "call_module":
                 module = gm.get_submodule(str(node.target))
                 mode = getattr(module, "mode", "quantize")
@@ -186,7 +166,7 @@ def to_integer(qmodel: nn.Module, example_inputs: Any, config: IntegerConfig | N
         elif node.op == "output":
             output = _output(ctx, node)
         else:
-            found = _handler(node, qmodel)
+            found = handler_for(node, qmodel)
             assert found is not None  # check_supported ran
             fn, module = found
             ctx.reps[node] = fn(ctx, node, module) if module is not None else fn(ctx, node)

@@ -13,8 +13,9 @@ import torch
 
 from mpsearch.core import BitPlan
 from mpsearch.demo import batches
-from mpsearch.execution import _numba_kernels, ir, to_integer
-from mpsearch.execution.kernels import FUSED, KERNELS
+from mpsearch.execution import ir, to_integer
+from mpsearch.execution.audit import float_instructions, float_llvm_ops, integer_multiply_adds
+from mpsearch.execution.kernels import FUSED, KERNELS, _numba_jit
 from mpsearch.quant import quantizable_layer_names, quantize
 
 CPU = torch.device("cpu")
@@ -140,7 +141,7 @@ def test_fused_linear_requant_per_tensor() -> None:
 
 @NUMBA
 def test_direct_conv_machine_code_has_no_float_op() -> None:
-    from mpsearch.execution import _numba_conv
+    from mpsearch.execution.kernels import _numba_conv
 
     fn = _numba_conv.compile_conv(cache=False)  # a fresh compile: cached code cannot be inspected
     x = np.full((1, 3, 3, 2), -128, np.int8)
@@ -160,11 +161,14 @@ def test_direct_conv_machine_code_has_no_float_op() -> None:
     assert len(fn.signatures) == 2  # int32 out (no epilogue) and int8 out (fused requant)
     for llvm, asm in zip(fn.inspect_llvm().values(), fn.inspect_asm().values()):
         body = llvm[llvm.index("define"):]
-        assert not re.findall(r"\b(fadd|fsub|fmul|fdiv|frem|sitofp|uitofp|fptosi|fptoui|fpext|fptrunc)\b", body)
+        assert float_llvm_ops(body) == []
         assert "<8 x i32>" in body  # the register block's accumulators
-        assert not re.findall(r"\bv?(add|sub|mul|div|cvt\w*)[sp][sd]\b", asm)
+        assert float_instructions(asm) == []
         if sys.platform == "linux" and " avx2" in open("/proc/cpuinfo").read():
-            assert "vpmaddwd" in asm and "ymm" in asm  # 256-bit int16 multiply-adds
+            # int16 multiply-adds on 256-bit (or 512-bit) vectors: vpmaddwd on AVX2, vpdpwssd (which
+            # also adds into the accumulator) where the CPU has AVX-512 VNNI or AVX-VNNI
+            madds = integer_multiply_adds(asm)
+            assert madds and any(re.search(r"\b[yz]mm\d", line) for line in madds), madds[:4]
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +214,7 @@ def test_without_numba_the_torch_kernels_run(programs, monkeypatch) -> None:  # 
     imodel, x = programs["resnet_tiny"]
     codes = imodel.quantize_input(x)
     want = imodel.to(gemm="int32").run(*codes)
-    monkeypatch.setattr(_numba_kernels, "available", lambda: False)
+    monkeypatch.setattr(_numba_jit, "available", lambda: False)
     steps = imodel.to(gemm="auto").steps()
     assert len(steps) == len(imodel.ops)  # nothing fused: the pure-torch int32 path
     assert torch.equal(imodel.run(*codes), want)

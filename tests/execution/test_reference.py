@@ -18,7 +18,7 @@ from mpsearch.core import BitPlan
 from mpsearch.demo import batches
 from mpsearch.errors import UnsupportedModelError
 from mpsearch.execution import ir, to_integer
-from mpsearch.execution._builder import Builder, Rep
+from mpsearch.execution.ops import Builder, Rep
 from mpsearch.execution.program import IntegerModel
 from mpsearch.execution.reference import quantize_branches, torch_ao_available, torch_int8_reference
 from mpsearch.quant import quantizable_layer_names, quantize
@@ -122,7 +122,7 @@ def test_an_add_of_two_int8_inputs_rounds_once_like_torch_ao(engine, monkeypatch
     # the common scale sb / 2^16: one rounding, at the requant, as torch.ao's add (and the float sum)
     assert torch.equal(_add_relu_program(*qparams).run(qa, qb).long(), ref), engine
     # at the common scale sb itself the rescale of a rounds first: 5431 of 65536 codes moved by one
-    from mpsearch.execution import _builder
+    from mpsearch.execution.ops import _builder
 
     monkeypatch.setattr(_builder, "MAX_SUM_SHIFT", 0)
     coarse = _add_relu_program(*qparams).run(qa, qb).long()

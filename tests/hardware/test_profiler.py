@@ -19,10 +19,19 @@ from mpsearch.core.profile import LatencyStat
 from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError
 from mpsearch.hardware import layer_costs, layer_signature, load_profile, write_profile
-from mpsearch.execution import _timing
-from mpsearch.execution._timing import (
+from mpsearch.hardware.signature import layer_from_signature, signature_key
+from mpsearch.profiler import (
+    build_profile,
+    measure_layer,
+    measure_model,
+    measure_model_grid,
+    parse_pairs,
+    profile_device,
+)
+from mpsearch.profiler import _timing
+from mpsearch.profiler._isolated import _one_layer_ops
+from mpsearch.profiler._timing import (
     TRIM,
-    _one_layer_ops,
     attribute_ops,
     keep_fastest,
     pool_stats,
@@ -31,15 +40,6 @@ from mpsearch.execution._timing import (
     time_end_to_end_many,
     time_programs,
 )
-from mpsearch.execution.profiler import (
-    build_profile,
-    measure_layer,
-    measure_model,
-    measure_model_grid,
-    parse_pairs,
-    profile_device,
-)
-from mpsearch.hardware.signature import layer_from_signature, signature_key
 from mpsearch.testing.profiles import check_profile
 
 from .conftest import conv3x3_64

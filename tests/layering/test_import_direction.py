@@ -14,10 +14,11 @@ import pytest
 PKG = Path(__file__).resolve().parents[2] / "mpsearch"
 
 # Bottom (0) to top. A module may import from its own level or lower. explorers sit above
-# allocation (they reuse its budgets and pins); demo is a data source on top of core only.
+# allocation (they reuse its budgets and pins); demo is a data source on top of core only;
+# the profiler times execution's kernels and writes hardware's profiles (only commands/ use it).
 LEVEL = {
     "errors": 0, "core": 0, "model": 1, "demo": 1, "quant": 2, "hardware": 3, "execution": 4,
-    "sensitivity": 5, "allocation": 6, "explorers": 7, "testing": 8, "qat": 8, "report": 8,
+    "profiler": 5, "sensitivity": 5, "allocation": 6, "explorers": 7, "testing": 8, "qat": 8, "report": 8,
     "pipeline": 9, "recipe": 9, "commands": 10, "cli": 10, "__init__": 10,
 }
 

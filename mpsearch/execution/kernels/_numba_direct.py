@@ -1,4 +1,4 @@
-"""The numba register-blocked direct conv (:mod:`mpsearch.execution._numba_conv`) as the kernel of a
+"""The numba register-blocked direct conv (:mod:`._numba_conv`) as the kernel of a
 groups-1 ``conv`` or of a ``linear`` (a 1x1 conv of one pixel), optionally with the ``requant``
 that reads its accumulator fused into its epilogue.
 
@@ -8,17 +8,15 @@ accumulator and applies the same one-pass int64 rescale, without writing the int
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from mpsearch.errors import rule_error
-from mpsearch.execution import _numba_conv, ir
-from mpsearch.execution._requant import DTYPES, channel_consts
-
-Kernel = Callable[..., Tensor]
+from mpsearch.execution import ir
+from mpsearch.execution.kernels import _numba_conv
+from mpsearch.execution.kernels._base import DTYPES, Kernel
+from mpsearch.execution.kernels.requant import channel_consts
 
 
 def prep_direct(op: ir.Conv | ir.Linear, corr: Tensor, requant: ir.Requant | None = None) -> Kernel | None:
@@ -26,7 +24,7 @@ def prep_direct(op: ir.Conv | ir.Linear, corr: Tensor, requant: ir.Requant | Non
 
     Args:
         op: a groups-1 conv or a linear.
-        corr: int32 ``(Cout,)``: bias with the zero-point correction folded in (kernels.py).
+        corr: int32 ``(Cout,)``: bias with the zero-point correction folded in (:func:`.layers.layer_corr`).
         requant: the requant to fuse, reading ``op``'s output; its constants must be per tensor or
             per output channel and its rounding half up.
 

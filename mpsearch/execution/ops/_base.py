@@ -1,4 +1,36 @@
-"""State of one fake-quant -> integer conversion, and the helpers every op converter shares."""
+"""The contract of an op handler, how to add one, and the state and helpers every handler shares.
+
+**Handler.** :func:`mpsearch.execution.to_integer` walks the fx graph of a fake-quant model and
+converts each node with the handler registered for it (:mod:`mpsearch.execution.ops`):
+``handler(ctx, node, module)`` for a ``call_module`` node, ``handler(ctx, node)`` for a
+``call_function`` or ``call_method`` node. A handler
+
+* reads the :class:`~._builder.Rep` of each tensor input with ``ctx.rep(arg, node)`` (what the
+  integers stand for: ``scale * (q - zp)``, their bounds, a pending real clamp), which refuses
+  constants and float model inputs that no activation quantizer has turned into codes;
+* emits zero or more integer ops (:mod:`mpsearch.execution.ir`) with ``ctx.b.emit(op)``, naming
+  new values with ``ctx.b.name(base)``; rescales go through ``ctx.b.requant``,
+  ``ctx.b.common_scale`` and ``ctx.b.materialize`` (one dyadic rescale, one rounding);
+* returns the :class:`~._builder.Rep` of its output;
+* does float arithmetic only on scales, at conversion time (numpy float64): the ops it emits
+  are integer-only;
+* refuses what it cannot convert exactly with ``raise unsupported(node, ctx, why)`` (an
+  :class:`~mpsearch.errors.UnsupportedModelError` naming the node and the module);
+* records a quantized layer's accumulator in ``ctx.layers`` (the profiler attributes time by it)
+  and an activation quantizer's codes in ``ctx.taps`` (``validate`` compares them).
+
+How to add an op family (attention, LayerNorm, embeddings, softmax, GELU, ...):
+
+1. the integer op(s) it runs: a frozen dataclass in :mod:`mpsearch.execution.ir` with its
+   ``KIND``, listed in ``ir.OPS`` (this is also the format of ``graph.json``);
+2. its handlers in a new module ``ops/<family>.py`` ending in three tables, ``MODULES`` (module
+   type -> handler; first isinstance match wins), ``FUNCTIONS`` (call_function target -> handler)
+   and ``METHODS`` (tensor method name -> handler), and the module listed in ``FAMILIES`` of
+   ``ops/__init__.py``; an op found in no table is refused before anything runs;
+3. its kernels in ``kernels/<family>.py`` (:mod:`mpsearch.execution.kernels._base`);
+4. tests in tests/execution: exact integers against an int64 reference, and agreement with the
+   fake-quant model.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +41,10 @@ from torch import fx
 
 from mpsearch.errors import UnsupportedModelError
 from mpsearch.execution import ir
-from mpsearch.execution._builder import Builder, Rep
+from mpsearch.execution.ops._builder import Builder, Rep
+
+#: a handler: ``(ctx, node[, module]) -> Rep`` of the node's output.
+Handler = Callable[..., Rep]
 
 
 class Context:

@@ -4,9 +4,9 @@
 Contract: for int8 ``x (N, H, W, C)`` (channels last, not padded) and int8 weights ``w (Cout, kh,
 kw, C)`` it writes, for every output pixel ``p`` and channel ``o``,
 ``a = int32((sum_taps x_pad * w) << shift + corr[o])`` -- the int32 accumulator of
-:mod:`mpsearch.execution.kernels`, padding holding ``zp`` -- and either ``a`` itself (int32
+:mod:`.layers`, padding holding ``zp`` -- and either ``a`` itself (int32
 ``out``) or, with a requant epilogue, ``clamp((int64(a) * m[o] + off[o]) >> s[o], lo[o], hi[o])``
-(the one-pass requant of :mod:`mpsearch.execution._numba_kernels`), so the int32 accumulator is
+(the one-pass requant of :mod:`._numba_kernels`), so the int32 accumulator is
 never written to memory. Integer arithmetic only; the tests read the LLVM IR and machine code.
 
 How it is fast (AVX2 without VNNI, one thread): the input is copied once into a zero-point padded
@@ -15,7 +15,8 @@ register block of eight ``<8 x i32>`` accumulators. Each step of the reduction b
 pair ``(x[t], x[t+1])`` per pixel and multiplies it against 16 channels x 2 taps of weights, packed
 at conversion time in the order the loop streams them: ``(Cout/16, K/2, 16, 2)``. The step is
 written as LLVM vector IR (sign-extend, multiply, add even and odd lanes), which the x86 backend
-lowers to ``vpmaddwd`` (16 multiply-adds into int32 per instruction); the accumulators never leave
+lowers to ``vpmaddwd`` (16 multiply-adds into int32 per instruction; ``vpdpwssd`` where the CPU
+has AVX-512 VNNI or AVX-VNNI, which adds into the accumulator too); the accumulators never leave
 registers until the block is done (measured 65-80 GMAC/s against 13-20 for one dot product per
 output). Two int8 products sum to at most 2^15, so the pair sum is exact in int32, and the int32
 sums wrap exactly as the other kernels' int32 sums do.
@@ -26,6 +27,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from mpsearch.execution.kernels._numba_jit import jit, load_numba
 
 #: Output pixels per register block.
 ROWS = 4
@@ -51,6 +54,7 @@ def _microkernel() -> Any:
     global _madd_block
     if _madd_block is not None:
         return _madd_block
+    load_numba()  # the cache folder is set before numba compiles anything
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
@@ -247,7 +251,5 @@ def conv_kernel() -> Callable[..., None]:
 
 def compile_conv(cache: bool = True) -> Callable[..., None]:
     """:func:`conv_py` compiled by numba (``fastmath`` off; ``cache`` keeps it on disk)."""
-    import numba
-
     _microkernel()
-    return numba.njit(cache=cache, fastmath=False, nogil=True)(conv_py)
+    return jit(conv_py, cache)

@@ -20,7 +20,7 @@ from mpsearch.execution.dyadic import dyadic
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 #: A sum of rescaled inputs is kept below this (32x of int32 room left for what follows, like the
-#: accumulators of ``_handlers``) when its common scale is refined.
+#: accumulators of :mod:`.layers`) when its common scale is refined.
 SUM_HEADROOM_MAX = 2**26
 #: At most this many halvings of the finest input scale for a sum's common scale.
 MAX_SUM_SHIFT = 16

@@ -12,7 +12,7 @@ import torch
 from mpsearch.core.profile import Capabilities, CostModel, HardwareProfile, LatencyStat, LutEntry
 from mpsearch.core.types import VALID_BITS, Candidate
 from mpsearch.errors import ConfigError
-from mpsearch.execution._timing import pool_stats
+from mpsearch.profiler._timing import pool_stats
 from mpsearch.hardware._check import pair_key, parse_pair_key
 from mpsearch.hardware.costs import roofline_work
 from mpsearch.hardware.fit import RooflineSample, fit_roofline

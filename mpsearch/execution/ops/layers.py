@@ -1,18 +1,19 @@
-"""Converters of the quantizers and the quantized layers: activation codes, conv and linear
+"""Handlers of the quantizers and the quantized layers: activation codes, conv and linear
 accumulators (int32), with the bias folded in at the accumulator's scale."""
 
 from __future__ import annotations
 
+from typing import Any
 
 import numpy as np
 import torch
 from torch import fx, nn
 
 from mpsearch.execution import ir
-from mpsearch.execution._builder import INT32_MAX, Rep, compact, int_tensor, is_scalar
-from mpsearch.quant.modules import ActQuant, QuantConv1d
+from mpsearch.execution.ops._base import Context, Handler, pair, sample_shape, unsupported
+from mpsearch.execution.ops._builder import INT32_MAX, Rep, compact, int_tensor, is_scalar
+from mpsearch.quant.modules import ActQuant, QuantConv1d, QuantConv2d, QuantLinear
 from mpsearch.quant.quantizer import quantize as quantize_codes
-from mpsearch.execution._context import Context, pair, sample_shape, unsupported
 
 
 #: Largest left shift of the products that makes room for the bias's extra precision.
@@ -158,3 +159,13 @@ def quant_linear(ctx: Context, node: fx.Node, m: nn.Module) -> Rep:
                          bias=bias, bias_shift=k, input_zp=int(x.zp), w_bits=int(m.w_bits), a_bits=int(x.bits or m.a_bits)))
     ctx.layers[str(node.target)] = rep.value
     return rep
+
+
+MODULES: tuple[tuple[type[nn.Module], Handler], ...] = (
+    (ActQuant, act_quant),
+    (QuantConv2d, quant_conv),
+    (QuantConv1d, quant_conv),
+    (QuantLinear, quant_linear),
+)
+FUNCTIONS: dict[Any, Handler] = {}
+METHODS: dict[str, Handler] = {}

@@ -1,39 +1,37 @@
 """Optional CPU integer kernels compiled by numba (``pip install mpsearch[fast]``): the int16 GEMM
 (:func:`gemm_i16`, for grouped convs), the channels-last depthwise conv (:func:`depthwise_py`) and
 a one-pass requant (:func:`requant_py`); the groups-1 conv and linear kernel is in
-:mod:`mpsearch.execution._numba_conv`. All integer arithmetic; the tests read each kernel's LLVM
-IR and machine code for floating-point instructions.
+:mod:`._numba_conv`; the numba backend (:mod:`.numba_cpu`) runs them. All integer arithmetic;
+the tests read each kernel's LLVM IR and machine code for floating-point instructions.
 
 Contract: :func:`gemm_i16` computes, for int16 ``a (M, K)`` holding int8 values and int16
 ``bt (N, K)`` holding int8 weights, ``out[m, n] = (sum_k a[m, k] * bt[n, k]) << shift + corr[n]``
 with every product widened to int32 and summed in int32 -- the same integers as the torch int32
-``addmm`` of :mod:`mpsearch.execution.kernels`. No floating-point value is involved.
+``addmm`` of :mod:`.gemm`. No floating-point value is involved.
 
 Why int16 operands: the dot product along K of sign-extended int16 pairs is the pattern LLVM
-lowers to AVX2 ``vpmaddwd`` (16 multiply-adds per instruction into int32), which measured 3-5x
-faster than torch's int32 matmul on a CPU without VNNI. A product of two int8 values is at most
+lowers to AVX2 ``vpmaddwd`` (16 multiply-adds per instruction into int32; with AVX-512 VNNI or
+AVX-VNNI, ``vpdpwssd``, which also adds into the accumulator), which measured 3-5x faster than
+torch's int32 matmul on a CPU without VNNI. A product of two int8 values is at most
 2^14 in magnitude, so the int32 sum of K products cannot overflow for K < 2^17; the caller's
 conversion already proved that the shifted sum plus bias fits int32.
 
 numba is imported lazily (importing this module does nothing heavy); the kernel is compiled on
-first use and cached on disk (``cache=True``), so the JIT cost is paid once per machine.
+first use and cached on disk (``cache=True``, outside the source tree: :mod:`._numba_jit`), so the
+JIT cost is paid once per machine.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Callable
 
 import numpy as np
 
+from mpsearch.execution.kernels._numba_jit import jit
+
 _KERNEL: list[Callable[..., None]] = []
 _DW_KERNEL: list[Callable[..., None]] = []
 _RQ_KERNEL: list[Callable[..., None]] = []
-
-
-def available() -> bool:
-    """True when numba can be imported (checked without importing it)."""
-    return importlib.util.find_spec("numba") is not None
 
 
 def gemm_i16_py(a: Any, bt: Any, corr: Any, shift: int, out: Any) -> None:
@@ -57,9 +55,7 @@ def gemm_i16_py(a: Any, bt: Any, corr: Any, shift: int, out: Any) -> None:
 
 def compile_kernel(cache: bool = True) -> Callable[..., None]:
     """:func:`gemm_i16_py` compiled by numba (``fastmath`` off; ``cache`` keeps it on disk)."""
-    import numba
-
-    return numba.njit(cache=cache, fastmath=False, nogil=True)(gemm_i16_py)
+    return jit(gemm_i16_py, cache)
 
 
 def depthwise_py(x: Any, w: Any, corr: Any, shift: int, stride: Any, dilation: Any, out: Any) -> None:
@@ -89,9 +85,7 @@ def depthwise_py(x: Any, w: Any, corr: Any, shift: int, stride: Any, dilation: A
 def depthwise_kernel() -> Callable[..., None]:
     """:func:`depthwise_py` compiled by numba (compiled or loaded from the disk cache once)."""
     if not _DW_KERNEL:
-        import numba
-
-        _DW_KERNEL.append(numba.njit(cache=True, fastmath=False, nogil=True)(depthwise_py))
+        _DW_KERNEL.append(jit(depthwise_py))
     return _DW_KERNEL[0]
 
 
@@ -102,7 +96,7 @@ def requant_py(x: Any, m: Any, offset: Any, shift: Any, lo: Any, hi: Any, out: A
 
     ``m``, ``offset``, ``shift``, ``lo``, ``hi`` are int64 ``(L,)``: ``offset`` already holds
     ``2^(shift-1) + (zp_out << shift) - zp_in * m`` -- the same integers as the torch requant of
-    :mod:`mpsearch.execution.kernels` with no int64 temporaries in memory.
+    :mod:`.requant` with no int64 temporaries in memory.
     """
     rows, cols = x.shape
     for r in range(rows):
@@ -118,9 +112,7 @@ def requant_py(x: Any, m: Any, offset: Any, shift: Any, lo: Any, hi: Any, out: A
 def requant_kernel() -> Callable[..., None]:
     """:func:`requant_py` compiled by numba (compiled or loaded from the disk cache once)."""
     if not _RQ_KERNEL:
-        import numba
-
-        _RQ_KERNEL.append(numba.njit(cache=True, fastmath=False, nogil=True)(requant_py))
+        _RQ_KERNEL.append(jit(requant_py))
     return _RQ_KERNEL[0]
 
 

@@ -1,4 +1,4 @@
-"""Converters of pooling and mean: max pooling on codes, sums over windows rescaled exactly."""
+"""Handlers of pooling and mean: max pooling on codes, sums over windows rescaled exactly."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import math
 from typing import Any, Callable
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from mpsearch.execution import ir
-from mpsearch.execution._builder import INT32_MAX, Rep, compact, is_scalar
-from mpsearch.execution._context import Context, call_args, pair, sample_shape, unsupported
+from mpsearch.execution.ops._base import Context, Handler, call_args, pair, sample_shape, unsupported
+from mpsearch.execution.ops._builder import INT32_MAX, Rep, compact, is_scalar
 
 
 def _spatial_constant(rep: Rep, n_spatial: int) -> bool:
@@ -136,3 +137,18 @@ def mean(ctx: Context, node: fx.Node, *_: Any) -> Rep:
                else np.asarray(a).squeeze(tuple(d - 1 for d in dims)))
     return rep.replace(scale=compact(squeeze(rep.scale), nd), zp=compact(squeeze(rep.zp), nd),
                        lo=compact(squeeze(rep.lo), nd), hi=compact(squeeze(rep.hi), nd))
+
+
+MODULES: tuple[tuple[type[nn.Module], Handler], ...] = (
+    (nn.MaxPool1d, maxpool),
+    (nn.MaxPool2d, maxpool),
+    (nn.AvgPool1d, avgpool),
+    (nn.AvgPool2d, avgpool),
+    (nn.AdaptiveAvgPool1d, avgpool),
+    (nn.AdaptiveAvgPool2d, avgpool),
+)
+FUNCTIONS: dict[Any, Handler] = {
+    F.max_pool1d: maxpool, F.max_pool2d: maxpool, F.avg_pool1d: avgpool, F.avg_pool2d: avgpool,
+    F.adaptive_avg_pool1d: avgpool, F.adaptive_avg_pool2d: avgpool, torch.mean: mean,
+}
+METHODS: dict[str, Handler] = {"mean": mean}

@@ -5,7 +5,7 @@
     stat = measure_layer(layer, (4, 8), device="cpu", batch=1)     # one layer, isolated
 
 What is timed is what :class:`mpsearch.execution.IntegerModel` runs (see
-:mod:`mpsearch.execution._timing`):
+:mod:`mpsearch.profiler._timing`):
 
 * given a **model**, for each (w, a) pair the model is quantized uniformly at that pair
   (min-max calibration on the example inputs), turned into an integer program, and every op is
@@ -40,11 +40,11 @@ from mpsearch.core.profile import HardwareProfile, LatencyStat
 from mpsearch.core.types import Layer
 from mpsearch.errors import rule_error
 from mpsearch.hardware._check import pair_key
-from mpsearch.execution._timing import ROUNDS, TRIM
-from mpsearch.execution._measure import (DEVICES, _check_counts, measure_layer, measure_model,
-                                         measure_model_grid, parse_pairs, resolve_device)
-from mpsearch.execution._profile_build import build_profile, executor_capabilities, machine_description
 from mpsearch.hardware.signature import SignatureKey, layer_signature, signature_key
+from mpsearch.profiler._build import build_profile, executor_capabilities, machine_description
+from mpsearch.profiler._measure import (DEVICES, _check_counts, measure_layer, measure_model, measure_model_grid,
+                                        parse_pairs, resolve_device)
+from mpsearch.profiler._timing import ROUNDS, TRIM
 
 #: pairs measured when none are given: weights 8/4/2 x activations 8/4.
 DEFAULT_PAIRS: tuple[tuple[int, int], ...] = ((8, 8), (8, 4), (4, 8), (4, 4), (2, 8), (2, 4))
@@ -180,5 +180,4 @@ def lut_table(profile: HardwareProfile) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["DEFAULT_PAIRS", "DEVICES", "build_profile", "executor_capabilities", "lut_table", "machine_description", "measure_layer",
-           "measure_model", "measure_model_grid", "parse_pairs", "profile_device", "resolve_device"]
+__all__ = ["DEFAULT_PAIRS", "lut_table", "profile_device"]

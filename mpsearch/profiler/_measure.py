@@ -1,6 +1,6 @@
 """Timing the integer executor: one layer isolated, or every layer of a model in context.
 
-Shared by :func:`mpsearch.execution.profiler.profile_device` and the CLI's argument parsing.
+Shared by :func:`mpsearch.profiler.profile_device` and the CLI's argument parsing.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from torch import nn
 from mpsearch.core.profile import LatencyStat
 from mpsearch.core.types import Layer
 from mpsearch.errors import ConfigError, rule_error
-from mpsearch.execution._profile_build import EXECUTOR_BITS
-from mpsearch.execution._timing import ROUNDS, ProgramTiming, intra_op_threads, time_isolated_layer, time_programs
+from mpsearch.profiler._build import EXECUTOR_BITS
+from mpsearch.profiler._isolated import time_isolated_layer
+from mpsearch.profiler._timing import ROUNDS, ProgramTiming, intra_op_threads, time_programs
 
 DEVICES = ("cpu", "cuda")
 
@@ -136,7 +137,7 @@ def measure_model_grid(model: nn.Module, example_inputs: Any, pairs: Sequence[tu
     """Per-layer latencies of ``model`` at every batch x pair, timed in context and interleaved.
 
     All the integer programs are built first, then timed together by
-    :func:`~mpsearch.execution._timing.time_programs` (``repeats`` runs of each, spread over
+    :func:`~mpsearch.profiler._timing.time_programs` (``repeats`` runs of each, spread over
     ``rounds`` rounds), so that load from other processes falls on every (batch, pair) alike.
 
     Returns:
@@ -168,7 +169,7 @@ def measure_model(model: nn.Module, example_inputs: Any, pair: tuple[int, int], 
 
     Returns:
         ``(layers, timing)``: the discovered layers at ``batch`` examples, and
-        :class:`~mpsearch.execution._timing.ProgramTiming` (layer name -> stat, end to end).
+        :class:`~mpsearch.profiler._timing.ProgramTiming` (layer name -> stat, end to end).
     """
     w, a = parse_pairs([pair], "pair")[0]
     return measure_model_grid(model, example_inputs, [(w, a)], [batch], device, warmup, repeats, threads,

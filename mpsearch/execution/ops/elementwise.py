@@ -1,21 +1,20 @@
-"""Converters of elementwise ops (clamps, residual adds, concatenation) and of shape-only ops."""
+"""Handlers of elementwise ops: ReLU, ReLU6 and clamps (pending real clamps, folded into the next
+rescale), residual adds (both inputs at a common scale) and concatenation."""
 
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from mpsearch.execution import ir
-from mpsearch.execution._builder import Rep, compact, full
-from mpsearch.execution._context import Context, sample_shape, unsupported
-
-
-def identity(ctx: Context, node: fx.Node, *_: Any) -> Rep:
-    return ctx.rep(node.args[0], node)
+from mpsearch.execution.ops._base import Context, Handler, sample_shape, unsupported
+from mpsearch.execution.ops._builder import Rep, compact, full
 
 
 def _with_clamp(ctx: Context, node: fx.Node, lo: float, hi: float) -> Rep:
@@ -83,26 +82,12 @@ def cat(ctx: Context, node: fx.Node, *_: Any) -> Rep:
                bits=bits.pop() if len(bits) == 1 else None)
 
 
-
-def reshape(ctx: Context, node: fx.Node, *_: Any) -> Rep:
-    x = ctx.rep(node.args[0], node)
-    shape = sample_shape(node)
-    if shape == x.shape:
-        return x
-
-    def move(a: np.ndarray) -> np.ndarray:
-        return compact(full(a, x.shape).reshape(shape), len(shape))
-
-    name = ctx.b.name(node.name)
-    ctx.b.emit(ir.Reshape(name=name, inputs=(x.value,), source=node.name, shape=shape))
-    return x.replace(value=name, shape=shape, scale=move(x.scale), zp=move(x.zp), lo=move(x.lo), hi=move(x.hi))
-
-
-def shape_value(ctx: Context, node: fx.Node, *_: Any) -> Rep:
-    """``x.size()``, ``x.shape``, ``x.dim()``: Python values, read statically by reshapes."""
-    return Rep(value="", dtype="shape", shape=(), scale=np.float64(1), zp=np.int64(0), lo=np.int64(0),
-               hi=np.int64(0))
-
-
-def contiguous(ctx: Context, node: fx.Node, *_: Any) -> Rep:
-    return ctx.rep(node.args[0], node)
+MODULES: tuple[tuple[type[nn.Module], Handler], ...] = (
+    (nn.ReLU, relu),
+    (nn.Hardtanh, hardtanh_module),  # ReLU6 is a Hardtanh(0, 6)
+)
+FUNCTIONS: dict[Any, Handler] = {
+    operator.add: add, operator.iadd: add, torch.add: add, torch.cat: cat, torch.concat: cat,
+    torch.relu: relu, F.relu: relu, F.relu6: relu6, F.hardtanh: clamp_fn, torch.clamp: clamp_fn,
+}
+METHODS: dict[str, Handler] = {"relu": relu, "add": add, "clamp": clamp_fn}

@@ -1,7 +1,7 @@
-"""Requantization kernels: ``y = clamp(((x - zp_in) * m + 2^(s-1)) >> s + zp_out, lo, hi)`` (round half
-up) or its half-to-even variant, in int64 (torch), or in one numba pass (``_numba_kernels.requant_py``);
-and the per-channel constants that let a conv's epilogue do the same rescale
-(:func:`channel_consts`, used by the fused conv + requant of :mod:`mpsearch.execution._direct`).
+"""Generic kernel of ``requant``: ``y = clamp(((x - zp_in) * m + 2^(s-1)) >> s + zp_out, lo, hi)``
+(round half up) or its half-to-even variant, in int64 (torch); and the constants a backend needs
+to do the same rescale its own way (:func:`requant_consts`; per output channel,
+:func:`channel_consts`, for a conv's epilogue as in :mod:`._numba_direct`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mpsearch.execution import _numba_kernels, ir
+from mpsearch.execution import ir
+from mpsearch.execution.kernels._base import DTYPES, Backend, Kernel, scalar_or
 
-Kernel = Callable[..., Tensor]
-DTYPES = {"int8": torch.int8, "int32": torch.int32}
-
-
-def scalar_or(t: Tensor) -> int | Tensor:
-    return int(t.reshape(-1)[0]) if t.numel() == 1 else t
+#: A backend's faster form of a requant: ``fast(op, m, s, offset, lo, hi, out_dtype)`` (int64
+#: constants of :func:`requant_consts`, bounds as ints where per tensor) -> a function that returns
+#: the requant of ``x``, or None for an input it does not handle (the int64 torch form runs then);
+#: or None where it does not apply to ``op`` at all.
+FastRequant = Callable[[ir.Requant, Tensor, Tensor, Tensor, int | Tensor, int | Tensor, torch.dtype],
+                       Callable[[Tensor], Tensor | None] | None]
 
 
 def requant_consts(op: ir.Requant, device: torch.device | str = "cpu") -> dict[str, Tensor]:
@@ -58,55 +59,9 @@ def channel_consts(op: ir.Requant, n_channels: int, sample_ndim: int) -> list[np
     return out
 
 
-def _numba_requant(op: ir.Requant, m: Tensor, s: Tensor, offset: Tensor, lo: int | Tensor, hi: int | Tensor,
-                   out_dtype: torch.dtype) -> Callable[[Tensor], Tensor | None] | None:
-    """The numba one-pass requant (``(x * m + offset) >> s``, clamp, cast; int64 inside) for a
-    rescale whose constants are per tensor or per channel (dim 1), or None where it does not apply.
-
-    The returned function takes int8 or int32 ``x`` whose memory is contiguous with channels last
-    (``x.movedim(1, -1)`` contiguous: a conv's output) or plain contiguous with per-tensor
-    constants, and returns None for any other input (the caller then runs the torch form).
-    """
-    consts = [m, offset, s] + [t if isinstance(t, Tensor) else torch.tensor(t, dtype=torch.int64) for t in (lo, hi)]
-    per_channel = max(t.numel() for t in consts) > 1
-    if per_channel and not all(t.numel() == 1 or (t.dim() >= 1 and t.shape[1:].numel() == 1) for t in consts):
-        return None  # constants vary along more than the channel dim
-    # torch broadcasts a (C, 1, ..., 1) constant of d dims along dim 1 of a (d + 1)-dim x only
-    ch_dims = {t.dim() for t in consts if t.numel() > 1}
-    max_dim = max(t.dim() for t in consts)
-    flat = [t.reshape(-1).to(torch.int64).contiguous() for t in consts]
-    n_ch = max(t.numel() for t in flat)
-    kernel = _numba_kernels.requant_kernel()
-    tiled: dict[int, list[object]] = {}
-
-    def consts_for(cols: int) -> list[object]:
-        if cols not in tiled:  # each constant as an int64 (cols,) array, repeated along the row
-            tiled[cols] = [t.expand(cols).contiguous().numpy() if t.numel() == 1 else t.numpy() for t in flat]
-        return tiled[cols]
-
-    def run(x: Tensor) -> Tensor | None:
-        if x.dtype not in (torch.int8, torch.int32) or x.device.type != "cpu" or x.dim() < max(1, max_dim):
-            return None  # (a constant with more dims than x would change the result's shape)
-        if per_channel and ch_dims != {x.dim() - 1}:
-            return None
-        if x.dim() >= 2 and x.movedim(1, -1).is_contiguous() and (not per_channel or x.shape[1] == n_ch):
-            xm, back = x.movedim(1, -1), True
-        elif not per_channel and x.is_contiguous():
-            xm, back = x, False
-        else:
-            return None
-        cols = xm.shape[-1] if xm.dim() else 1
-        if cols == 0 or xm.numel() == 0:
-            return None
-        out = torch.empty(xm.shape, dtype=out_dtype)
-        kernel(xm.reshape(-1, cols).numpy(), *consts_for(cols), out.view(-1, cols).numpy())
-        return out.movedim(-1, 1) if back else out
-
-    return run
-
-
-def prep_requant(op: ir.Requant, device: torch.device, numba: bool) -> Kernel:
-    """The kernel of one requant op (``numba``: use the one-pass numba kernel where it applies)."""
+def prep_requant(op: ir.Requant, device: torch.device, fast: FastRequant | None = None) -> Kernel:
+    """The kernel of one requant op: the int64 torch form, tried after ``fast`` where given (a
+    backend's own form; not for half-to-even rounding)."""
     k = requant_consts(op, device)
     zp_in, m, s, zp_out, half, mask, offset = (k[n] for n in ("zp_in", "m", "s", "zp_out", "half", "mask", "offset"))
     lo, hi = scalar_or(k["lo"]), scalar_or(k["hi"])
@@ -122,7 +77,7 @@ def prep_requant(op: ir.Requant, device: torch.device, numba: bool) -> Kernel:
                                  hi if isinstance(hi, Tensor) else torch.tensor(hi, device=y.device))
         return y.clamp_(lo, hi)
 
-    fused = _numba_requant(op, m, s, offset, lo, hi, out_dtype) if numba and not even else None
+    fused = fast(op, m, s, offset, lo, hi, out_dtype) if fast is not None and not even else None
 
     def run(x: Tensor) -> Tensor:
         if fused is not None:
@@ -143,3 +98,11 @@ def prep_requant(op: ir.Requant, device: torch.device, numba: bool) -> Kernel:
         return clamp(y).to(out_dtype)
 
     return run
+
+
+def prepare_requant(op: ir.Requant, device: torch.device, backend: Backend) -> Kernel:
+    """The generic requant kernel (the int64 torch form)."""
+    return prep_requant(op, device)
+
+
+KERNELS = {"requant": prepare_requant}

@@ -1,11 +1,13 @@
-"""Timing of the integer executor's kernels, for the profiler.
+"""Timing of the integer executor's kernels, for the profiler: the statistics, and programs timed
+in context.
 
 Two ways to time a layer, both running the executor's own kernels
 (``mpsearch.execution.kernels.KERNELS``) on int8 codes with int32 accumulation:
 
-* **isolated** (:func:`time_isolated_layer`): a one-layer integer program built from a layer's
-  signature, the conv / linear kernel followed by its requantization epilogue (int32
-  accumulator -> a_bits codes, one dyadic rescale), on random codes of the pair's ranges;
+* **isolated** (:func:`mpsearch.profiler._isolated.time_isolated_layer`): a one-layer integer
+  program built from a layer's signature, the conv / linear kernel followed by its
+  requantization epilogue (int32 accumulator -> a_bits codes, one dyadic rescale), on random
+  codes of the pair's ranges;
 * **in context** (:func:`time_programs`): every op of an :class:`IntegerModel` timed while the
   program runs, as :meth:`IntegerModel.run` runs it, with each op's time attributed to a layer
   (:func:`attribute_ops`), so that the per-layer times add up to the end-to-end latency. Several
@@ -41,7 +43,6 @@ import torch
 from torch import Tensor
 
 from mpsearch.core.profile import LatencyStat
-from mpsearch.core.types import Layer
 from mpsearch.errors import ConfigError
 
 
@@ -57,7 +58,8 @@ def intra_op_threads(n_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -93,72 +95,6 @@ def pool_stats(stats: Sequence[LatencyStat]) -> LatencyStat:
     # total sum of squares = within + between
     ss = math.fsum((s.count - 1) * s.std ** 2 + s.count * (s.mean - mean) ** 2 for s in stats)
     return LatencyStat(mean=mean, std=math.sqrt(ss / (n - 1)) if n > 1 else 0.0, count=n)
-
-
-# -- isolated: one layer built from its signature ---------------------------------------------
-def _one_layer_ops(layer: Layer, w_bits: int, a_bits: int, generator: torch.Generator) -> list[Any]:
-    """[conv-or-linear op, requant op] for ``layer`` with random codes of the pair's ranges."""
-    from mpsearch.execution import ir
-
-    w_max = 2 ** (w_bits - 1) - 1  # symmetric weights: [-w_max, w_max]
-    cout = int(layer.weight_shape[0])
-    weight = torch.randint(-w_max, w_max + 1, tuple(layer.weight_shape), generator=generator, dtype=torch.int8)
-    bias = torch.randint(-1000, 1000, (cout,), generator=generator, dtype=torch.int32)
-    input_zp = -(2 ** (a_bits - 1)) + 3  # an asymmetric zero point inside the a_bits code range
-    if layer.kind == "linear":
-        main = ir.Linear(name="acc", inputs=("x",), weight=weight, bias=bias, input_zp=input_zp,
-                         w_bits=w_bits, a_bits=a_bits)
-        per_channel: tuple[int, ...] = (cout,)
-    else:
-        nd = len(layer.weight_shape) - 2
-        kernel = tuple(int(k) for k in layer.weight_shape[2:])
-        stride = tuple(int(s) for s in (layer.stride or (1,) * nd))
-        pads = tuple(int(p) for p in (layer.padding or tuple(k // 2 for k in kernel)))
-        if nd == 1:
-            weight = weight.unsqueeze(2)  # the executor runs Conv1d as 2-d with height 1
-            kernel, stride, pads = (1, *kernel), (1, *stride), (0, *pads)
-        main = ir.Conv(name="acc", inputs=("x",), weight=weight, bias=bias, stride=stride,  # type: ignore[arg-type]
-                       padding=(pads[1], pads[1], pads[0], pads[0]), groups=int(layer.groups or 1),
-                       input_zp=input_zp, spatial_dims=nd, w_bits=w_bits, a_bits=a_bits)
-        per_channel = (cout,) + (1,) * nd
-    lo, hi = -(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1
-    requant = ir.Requant(
-        name="y", inputs=("acc",), zp_in=torch.zeros((), dtype=torch.int32),
-        multiplier=torch.randint(2 ** 29, 2 ** 30, per_channel, generator=generator, dtype=torch.int32),
-        shift=torch.full(per_channel, 40, dtype=torch.int32), zp_out=torch.tensor(lo, dtype=torch.int32),
-        lo=torch.tensor(lo, dtype=torch.int32), hi=torch.tensor(hi, dtype=torch.int32), out_dtype="int8",
-        bits=a_bits)
-    return [main, requant]
-
-
-def time_isolated_layer(layer: Layer, pair: tuple[int, int], device: torch.device, batch: int,
-                        warmup: int, repeats: int, seed: int = 0) -> LatencyStat:
-    """Time the conv / linear kernel + requant epilogue of ``layer`` at ``batch`` examples."""
-    from mpsearch.execution._steps import plan_steps
-
-    g = torch.Generator().manual_seed(seed)
-    w_bits, a_bits = pair
-    ops = _one_layer_ops(layer, w_bits, a_bits, g)
-    # as the executor runs them: with numba, the requant fused into the conv / linear kernel
-    kernels = [step.kernel for step in plan_steps(ops, device, "auto", output=ops[-1].name)]
-    lo, hi = -(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1
-    shape = (batch, *layer.input_shape[1:])
-    x = torch.randint(lo, hi + 1, shape, generator=g, dtype=torch.int8).to(device)
-
-    def once() -> None:
-        y = x
-        for k in kernels:
-            y = k(y)
-
-    samples = []
-    for i in range(warmup + repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        once()
-        _sync(device)
-        if i >= warmup:
-            samples.append((time.perf_counter() - t0) * 1e3)
-    return stat_of(samples)
 
 
 # -- in context: every op of an integer program --------------------------------------------
@@ -221,10 +157,10 @@ class _ProgramRunner:
         """One run as :meth:`IntegerModel.__call__` runs it, every step timed (recorded if ``keep``)."""
         imodel, device, clock = self.imodel, self.device, time.perf_counter
         acc = dict.fromkeys(self.names, 0.0)
-        _sync(device)
+        sync(device)
         start = t0 = clock()
         codes = imodel.quantize_input(self.x)
-        _sync(device)
+        sync(device)
         t1 = clock()
         acc[self.first] += t1 - t0
         env = {inp.name: c for inp, c in zip(imodel.inputs, codes)}
@@ -234,12 +170,12 @@ class _ProgramRunner:
             for n in step.inputs:
                 if self.last_use.get(n) == i and n != imodel.output.name:
                     env.pop(n, None)
-            _sync(device)
+            sync(device)
             t1 = clock()
             acc[self.owners[i]] += t1 - t0
         t0 = clock()
         imodel.dequantize(env[imodel.output.name])
-        _sync(device)
+        sync(device)
         end = clock()
         acc[self.out_owner] += end - t0
         if keep:
@@ -292,15 +228,15 @@ def time_end_to_end_many(programs: Sequence[tuple[Any, Tensor]], device: torch.d
         for imodel, x in progs:
             for _ in range(warmup):
                 imodel(x)
-        _sync(device)
+        sync(device)
         order = list(range(len(progs)))
         for k, n_runs in enumerate(round_sizes(repeats, rounds)):
             for j in (order if k % 2 == 0 else order[::-1]):
                 imodel, x = progs[j]
                 for _ in range(n_runs):
-                    _sync(device)
+                    sync(device)
                     t0 = time.perf_counter()
                     imodel(x)
-                    _sync(device)
+                    sync(device)
                     samples[j].append((time.perf_counter() - t0) * 1e3)
     return [stat_of(s) for s in samples]

@@ -10,11 +10,11 @@ This folder is the only place that imports ``pulp`` (and ``highspy``), always la
 from mpsearch.allocation.allocate import DEFAULT_GAP_REL, GAP_REL_RULE, allocate, check_gap_rel
 from mpsearch.allocation.budgets import (Budget, Budgets, UniformBudget, check_resources, parse_budget, parse_budgets,
                                          parse_uniform, parse_value, resolve_budgets)
-from mpsearch.allocation.feasible import check_feasible, feasible_rows
+from mpsearch.allocation.feasible import check_feasible
 from mpsearch.allocation.pareto import ParetoFront, pareto
 from mpsearch.allocation.solvers import SOLVERS
 from mpsearch.allocation.uniform import uniform_plan
 
 __all__ = ["Budget", "Budgets", "DEFAULT_GAP_REL", "GAP_REL_RULE", "ParetoFront", "SOLVERS", "UniformBudget", "allocate",
-           "check_feasible", "check_gap_rel", "check_resources", "feasible_rows", "parse_budget", "parse_budgets",
+           "check_feasible", "check_gap_rel", "check_resources", "parse_budget", "parse_budgets",
            "parse_uniform", "parse_value", "pareto", "resolve_budgets", "uniform_plan"]

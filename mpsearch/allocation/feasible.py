@@ -19,7 +19,7 @@ from mpsearch.allocation.pins import resolve_pins
 from mpsearch.allocation.problem import Problem
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.profile import Rules
-from mpsearch.errors import InfeasibleBudgetError, rule_error
+from mpsearch.errors import InfeasibleBudgetError
 
 
 def absolute_limits(budgets: Budgets, lo: np.ndarray, hi: np.ndarray) -> dict[str, float]:
@@ -35,7 +35,7 @@ def label(budget: Budget, limit: float) -> str:
 
 def check_feasible(table: CostTable, budgets: Any, *, pins: Mapping[str, Any] | None = None,
                    rules: Rules | None = None, solver: str = "cbc", where: str = "budgets",
-                   fix_subject: str | None = None, fix_alternative: str = "") -> dict[str, float]:
+                   fix_subject: str | None = None, fix_alternative: str = "", joint: bool = True) -> dict[str, float]:
     """Raise :class:`InfeasibleBudgetError` if no plan of ``table`` meets ``budgets``; else their limits.
 
     Args:
@@ -47,6 +47,8 @@ def check_feasible(table: CostTable, budgets: Any, *, pins: Mapping[str, Any] | 
         fix_subject: what the user raises (``"the --budget values"``); default "it" for one
             budget, "a budget" for several.
         fix_alternative: another remedy appended to the fix (``", or allow lower bit-widths ..."``).
+        joint: also check the budgets together (one ILP when there are several); False checks
+            each alone (no solver), for callers that meet joint conflicts later on their own.
 
     Returns:
         Resource -> absolute limit (relative budgets over the range that ties and pins leave).
@@ -68,36 +70,17 @@ def check_feasible(table: CostTable, budgets: Any, *, pins: Mapping[str, Any] | 
                 f"{where}: budgets.{b.resource} must be >= {lo:.6g} (the smallest total any plan reaches with these "
                 f"candidates{scope}), but got {b.written!r}; fix: raise {fix_subject or 'it'} to at least "
                 f"{lo:.6g}{fix_alternative}", smallest={b.resource: float(lo)})
-    if len(limits) > 1 and _row_of(table, limits, pinned, solver) is None:
+    if joint and len(limits) > 1 and not _jointly_feasible(table, limits, pinned, solver):
         labels = {b.resource: label(b, limits[b.resource]) for b in budgets.entries}
         raise infeasible_error(table, limits, pinned, solver, labels, where=where,
                                fix=f"; fix: raise {fix_subject or 'a budget'} to the smallest value named{fix_alternative}")
     return limits
 
 
-def feasible_rows(table: CostTable, limits: Mapping[str, float], pins: Mapping[int, tuple[int, int]] | None = None,
-                  solver: str = "cbc", where: str = "allocate") -> np.ndarray:
-    """Table rows (one per layer) of a plan that meets every absolute limit.
-
-    The plan with the smallest total of the first budgeted resource under the other limits:
-    deterministic, and found by one exact ILP on the resources.
-
-    Raises:
-        InfeasibleBudgetError: when no plan meets them, with each budget's smallest value.
-    """
-    if not limits:
-        raise rule_error(where, "limits", "at least one budget", dict(limits))
-    rows = _row_of(table, limits, pins or {}, solver)
-    if rows is None:
-        raise infeasible_error(table, limits, pins or {}, solver, where=where)
-    return rows
-
-
-def _row_of(table: CostTable, limits: Mapping[str, float], pins: Mapping[int, tuple[int, int]],
-            solver: str) -> np.ndarray | None:
+def _jointly_feasible(table: CostTable, limits: Mapping[str, float], pins: Mapping[int, tuple[int, int]],
+                      solver: str) -> bool:
+    """Whether the smallest total of the first resource under the other limits meets its own limit."""
     first = next(iter(limits))
     others = {k: v for k, v in limits.items() if k != first}
-    value, rows = minimize_resource(table, first, others, pins, solver)
-    if value is None or value > limits[first] + float(_slack([limits[first]])[0]):
-        return None
-    return rows
+    value, _ = minimize_resource(table, first, others, pins, solver)
+    return value is not None and value <= limits[first] + float(_slack([limits[first]])[0])

@@ -12,9 +12,9 @@ Repair (make a plan feasible): strategies in :mod:`mpsearch.explorers._repair`, 
 
 If repair cannot meet several budgets at once (cheaper in one resource is dearer in
 another), the plan falls back to the cheapest-everywhere assignment when that is
-feasible, else to a feasible anchor from one exact ILP on the resources
-(:func:`mpsearch.allocation.feasible_rows`: the smallest total of the first budgeted
-resource under the other budgets), so explorers only ever hand out feasible plans.
+feasible, else to a feasible anchor from the ILP (:func:`mpsearch.allocation.allocate`
+on the same budgets with every omega set to 0), so explorers only ever hand out
+feasible plans.
 
 Budgets are read by :func:`mpsearch.allocation.resolve_budgets` (the one budget reader);
 this module only turns relative ones into limits over the range its pins leave.
@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mpsearch.allocation import Budgets, feasible_rows, resolve_budgets  # numpy only: pulp loads lazily
+from mpsearch.allocation import Budgets, check_feasible, resolve_budgets  # numpy only: pulp loads lazily
 from mpsearch.allocation.pins import resolve_pins
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.types import Candidate
-from mpsearch.errors import ConfigError, InfeasibleBudgetError, rule_error, unknown_name
+from mpsearch.errors import ConfigError, rule_error, unknown_name
 from mpsearch.explorers._repair import REL_TOL, REPAIRS
 
 
@@ -131,7 +131,9 @@ class SearchSpace:
             self.budgets[bud.resource] = limit
         self.limits = np.array([self.budgets[r] for r in self._res_names], dtype=np.float64)
         self._anchor: np.ndarray | None = None
-        self._check_budgets()
+        # each budget alone against its smallest total (no solver); a joint conflict surfaces
+        # at repair time, through the anchor, with each budget's smallest value
+        check_feasible(table, parsed, pins=pins, where="explorer", joint=False)
 
     # -- basic maps ------------------------------------------------------------------------
     @property
@@ -204,26 +206,16 @@ class SearchSpace:
         return self._cache
 
     def _feasible_anchor(self) -> np.ndarray:
-        """A feasible choice from one exact ILP on the resources (omega plays no part)."""
+        """A feasible choice: the ILP's plan with every omega 0 (any plan meeting the budgets ties)."""
         if self._anchor is None:
-            pins = {i: _bits(_key_of(self.table, i, r)) for i, r in enumerate(self.fixed_rows) if r >= 0}
-            rows = feasible_rows(self.table, self.budgets, pins, where="explorer repair")
+            from mpsearch.allocation import allocate
+
+            zero = replace(self.table, omega=np.zeros_like(self.table.omega))
+            pins = {self.table.layers[i]: _key_of(self.table, i, r) for i, r in enumerate(self.fixed_rows) if r >= 0}
+            plan = allocate(zero, budgets=self.budgets, pins=pins or None)
+            rows = self.table.rows_for_plan(plan)
             self._anchor = np.array([list(u.rows[0]).index(rows[u.layers[0]]) for u in self.units])
         return self._anchor
-
-    def _check_budgets(self) -> None:
-        if not self.budgets:
-            return
-        _, res = self.arrays()
-        smallest = {}
-        for r, name in enumerate(self._res_names):
-            # padding is +inf, and every unit has one finite key, so the row minimum is finite
-            smallest[name] = float(self.fixed_totals[r] + res[r].min(axis=1).sum())
-        bad = {k: v for k, v in smallest.items() if v > self.budgets[k] * (1 + REL_TOL)}
-        if bad:
-            k = next(iter(bad))
-            raise InfeasibleBudgetError(f"budgets: {k} must be >= {bad[k]:.6g} (the smallest total with pins and ties), "
-                                        f"but got {self.budgets[k]!r}", smallest=smallest)
 
 
 def _bits(key: str) -> tuple[int, int]:

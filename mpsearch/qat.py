@@ -184,6 +184,41 @@ def shuffled_batches(x: Tensor, y: Tensor, batch_size: int, seed: int, epoch: in
     return [(x[sel], y[sel]) for sel in epoch_order(len(y), seed, epoch).split(batch_size)]
 
 
+def _epoch_source(batches: Iterable[Any] | Callable[[int], Iterable[Any]], config: FinetuneConfig
+                  ) -> tuple[Callable[[int], Iterable[Any]], int]:
+    """``(epoch -> batches, steps per epoch)``: the caller's function, or the pooled batches re-dealt."""
+    if callable(batches):
+        return batches, sum(1 for _ in batches(0))
+    x_all, y_all, first_size = _pool(batches)
+    size = config.batch_size or first_size
+    per_epoch = functools.partial(shuffled_batches, x_all, y_all, size, config.seed)  # epoch -> batches
+    return per_epoch, -(-len(y_all) // size)
+
+
+def _train_epoch(qmodel: nn.Module, batches: Iterable[Any], opt: torch.optim.Optimizer, sched: Any,
+                 distill: DistillConfig | None) -> tuple[float, int, int, int]:
+    """One pass over ``batches``: ``(sum of losses over examples, correct, examples, steps)``."""
+    loss_sum, n_correct, n_seen, n_steps = 0.0, 0, 0, 0
+    for i, batch in enumerate(batches):
+        x, y = _inputs_targets(batch, i)
+        opt.zero_grad(set_to_none=True)
+        logits = qmodel(x)
+        if distill is not None:
+            with torch.no_grad():
+                teacher_logits = distill.teacher(x)
+            loss = distill_loss(logits, teacher_logits, y, distill.temperature, distill.alpha)
+        else:
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += float(loss.detach()) * len(y)  # batch mean -> sum
+        n_correct += int((logits.detach().argmax(-1) == y).sum())
+        n_seen += len(y)
+        n_steps += 1
+    return loss_sum, n_correct, n_seen, n_steps
+
+
 def finetune_(qmodel: nn.Module, batches: Iterable[Any] | Callable[[int], Iterable[Any]],
               config: FinetuneConfig | None = None, distill: DistillConfig | None = None) -> dict[str, Any]:
     """Fine-tune the fake-quant ``qmodel`` in place with the straight-through estimator.
@@ -206,15 +241,7 @@ def finetune_(qmodel: nn.Module, batches: Iterable[Any] | Callable[[int], Iterab
     if config.epochs == 0:
         qmodel.eval()
         return record
-    per_epoch: Callable[[int], Iterable[Any]]
-    if callable(batches):
-        per_epoch = batches
-        n_steps_per_epoch = sum(1 for _ in per_epoch(0))
-    else:
-        x_all, y_all, first_size = _pool(batches)
-        size = config.batch_size or first_size
-        per_epoch = functools.partial(shuffled_batches, x_all, y_all, size, config.seed)  # epoch -> batches
-        n_steps_per_epoch = -(-len(y_all) // size)
+    per_epoch, n_steps_per_epoch = _epoch_source(batches, config)
     params = [p for p in qmodel.parameters() if p.requires_grad]
     previous_threads = torch.get_num_threads()
     if config.n_threads is not None:
@@ -230,24 +257,8 @@ def finetune_(qmodel: nn.Module, batches: Iterable[Any] | Callable[[int], Iterab
                 if epoch > 0 and config.rederive_weight_scales:
                     rederive_weight_scales_(qmodel)
                 qmodel.train()
-                loss_sum, n_correct, n_seen = 0.0, 0, 0
-                for i, batch in enumerate(per_epoch(epoch)):
-                    x, y = _inputs_targets(batch, i)
-                    opt.zero_grad(set_to_none=True)
-                    logits = qmodel(x)
-                    if distill is not None:
-                        with torch.no_grad():
-                            teacher_logits = distill.teacher(x)
-                        loss = distill_loss(logits, teacher_logits, y, distill.temperature, distill.alpha)
-                    else:
-                        loss = F.cross_entropy(logits, y)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    loss_sum += float(loss.detach()) * len(y)  # batch mean -> sum
-                    n_correct += int((logits.detach().argmax(-1) == y).sum())
-                    n_seen += len(y)
-                    record["n_steps"] += 1
+                loss_sum, n_correct, n_seen, n_steps = _train_epoch(qmodel, per_epoch(epoch), opt, sched, distill)
+                record["n_steps"] += n_steps
                 record["train_loss"].append(loss_sum / max(n_seen, 1))
                 record["train_accuracy"].append(n_correct / max(n_seen, 1))
                 if config.progress is not None:

@@ -42,34 +42,10 @@ class EigenMethod(Method):
             active = [l for l in range(n) if not done[l]]
             if not active:
                 break
-            hv = {l: torch.zeros_like(weights[l]) for l in active}
-            try:
-                for w_b, batch in zip(ctx.data.weights, ctx.data.batches):
-                    loss = batch_loss(ctx.model, ctx.loss_fn, batch)
-                    grads = torch.autograd.grad(loss, [weights[l] for l in active], create_graph=True, allow_unused=True)
-                    for l, g in zip(active, grads):
-                        if g is None or not g.requires_grad:
-                            if strict and g is not None:
-                                raise RuntimeError(f"the gradient of {ctx.names[l]!r} has no autograd graph")
-                            continue  # loss at most linear in this layer: zero block
-                        h = torch.autograd.grad(g, weights[l], v[l], retain_graph=True, allow_unused=True)[0]
-                        if h is None and strict:
-                            raise RuntimeError(f"the gradient's graph does not reach the weight of {ctx.names[l]!r}")
-                        if h is not None:
-                            hv[l] += w_b * h
-            except (RuntimeError, NotImplementedError) as exc:
-                raise unsupported_error(ctx.model, ctx.loss_fn, ctx.data, self.name, str(exc)) from exc
+            hv = self._hvps(ctx, weights, v, active, strict)
             for l in active:
-                new = float((v[l] * hv[l]).sum(dtype=torch.float64))  # Rayleigh quotient, ||v|| = 1
-                norm = hv[l].norm()
                 iters[l] = it + 1
-                if float(norm) == 0.0:
-                    lam[l], done[l] = 0.0, True
-                    continue
-                v[l] = hv[l] / norm
-                if lam[l] is not None and abs(new - lam[l]) <= config.rel_tol * abs(new):
-                    done[l] = True
-                lam[l] = new
+                lam[l], v[l], done[l] = _power_step(v[l], hv[l], lam[l], config.rel_tol)
             if config.progress is not None:
                 config.progress({"stage": "eigen", "round": it + 1, "active_layers": done.count(False), "n_layers": n})
         layers = {name: LayerSensitivity(eigenvalue=lam[l], n_params=weights[l].numel())
@@ -79,3 +55,42 @@ class EigenMethod(Method):
                 "n_examples": ctx.data.n_examples, "batch_weighting": "examples (n_b / N)",
                 "seconds": time.perf_counter() - t0}
         return Sensitivity(layers=layers, method=self.name, meta=meta)
+
+    def _hvps(self, ctx: Context, weights: list[torch.Tensor], v: list[torch.Tensor], active: list[int],
+              strict: bool) -> dict[int, torch.Tensor]:
+        """``H_ll v_l`` of the data set's mean loss for each active layer (batches weighted ``n_b / N``)."""
+        hv = {l: torch.zeros_like(weights[l]) for l in active}
+        try:
+            for w_b, batch in zip(ctx.data.weights, ctx.data.batches):
+                loss = batch_loss(ctx.model, ctx.loss_fn, batch)
+                grads = torch.autograd.grad(loss, [weights[l] for l in active], create_graph=True, allow_unused=True)
+                for l, g in zip(active, grads):
+                    h = _block_hvp(g, weights[l], v[l], ctx.names[l], strict)
+                    if h is not None:
+                        hv[l] += w_b * h
+        except (RuntimeError, NotImplementedError) as exc:
+            raise unsupported_error(ctx.model, ctx.loss_fn, ctx.data, self.name, str(exc)) from exc
+        return hv
+
+
+def _block_hvp(g: torch.Tensor | None, w: torch.Tensor, v: torch.Tensor, name: str, strict: bool
+               ) -> torch.Tensor | None:
+    """``H_ll v`` of one batch from the layer's gradient ``g``; None where the block is zero."""
+    if g is None or not g.requires_grad:
+        if strict and g is not None:
+            raise RuntimeError(f"the gradient of {name!r} has no autograd graph")
+        return None  # loss at most linear in this layer: zero block
+    h = torch.autograd.grad(g, w, v, retain_graph=True, allow_unused=True)[0]
+    if h is None and strict:
+        raise RuntimeError(f"the gradient's graph does not reach the weight of {name!r}")
+    return h
+
+
+def _power_step(v: torch.Tensor, hv: torch.Tensor, previous: float | None, rel_tol: float
+                ) -> tuple[float, torch.Tensor, bool]:
+    """One power-iteration step: ``(Rayleigh quotient, next v, converged)``."""
+    new = float((v * hv).sum(dtype=torch.float64))  # Rayleigh quotient, ||v|| = 1
+    norm = hv.norm()
+    if float(norm) == 0.0:
+        return 0.0, v, True
+    return new, hv / norm, previous is not None and abs(new - previous) <= rel_tol * abs(new)

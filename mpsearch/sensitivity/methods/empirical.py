@@ -35,30 +35,10 @@ class EmpiricalMethod(Method):
     def run(self, ctx: Context, config: EmpiricalConfig) -> Sensitivity:
         t0 = time.perf_counter()
         with torch.no_grad():
-            ref = self._measure(ctx, config, None)
-            base = ref[0]
+            base, ref_probs = self._measure(ctx, config, None)
             layers = {}
             for l, (name, mod) in enumerate(zip(ctx.names, ctx.modules)):
-                res: dict[str, float] = {}
-                saved = mod.weight.detach().clone()
-                try:
-                    for wb in config.w_bits:
-                        spec = weight_spec(None, wb, granularity=config.granularity, symmetric=config.symmetric)
-                        mod.weight.copy_(fake_quantize_weight(saved, wb, spec))
-                        for ab in (config.a_bits or (None,)):
-                            hook = None
-                            if ab is not None:
-                                hook = mod.register_forward_pre_hook(
-                                    (lambda b: lambda _m, a: (fake_quantize_minmax(a[0], activation_spec(None, b)), *a[1:]))(ab))
-                            try:
-                                val = self._measure(ctx, config, ref[1])[0]
-                            finally:
-                                if hook is not None:
-                                    hook.remove()
-                            key = f"w{wb}" if ab is None else f"w{wb}a{ab}"
-                            res[key] = val - base if config.metric == "loss" else val
-                finally:
-                    mod.weight.copy_(saved)
+                res = self._layer(ctx, config, mod, base, ref_probs)
                 layers[name] = LayerSensitivity(empirical=res, n_params=mod.weight.numel())
                 if config.progress is not None:
                     config.progress({"stage": "empirical", "layer": l + 1, "n_layers": len(ctx.names)})
@@ -67,6 +47,37 @@ class EmpiricalMethod(Method):
                 "symmetric": config.symmetric, "granularity": config.granularity,
                 "n_examples": ctx.data.n_examples, "seconds": time.perf_counter() - t0}
         return Sensitivity(layers=layers, method=self.name, meta=meta)
+
+    @classmethod
+    def _layer(cls, ctx: Context, config: EmpiricalConfig, mod: torch.nn.Module, base: float,
+               ref_probs: list[torch.Tensor]) -> dict[str, float]:
+        """Key (``w4`` / ``w4a8``) -> the figure with ``mod`` alone quantized; its weight is restored after."""
+        res: dict[str, float] = {}
+        saved = mod.weight.detach().clone()
+        try:
+            for wb in config.w_bits:
+                spec = weight_spec(None, wb, granularity=config.granularity, symmetric=config.symmetric)
+                mod.weight.copy_(fake_quantize_weight(saved, wb, spec))
+                for ab in (config.a_bits or (None,)):
+                    val = cls._measure_with_input_bits(ctx, config, mod, ab, ref_probs)
+                    key = f"w{wb}" if ab is None else f"w{wb}a{ab}"
+                    res[key] = val - base if config.metric == "loss" else val
+        finally:
+            mod.weight.copy_(saved)
+        return res
+
+    @classmethod
+    def _measure_with_input_bits(cls, ctx: Context, config: EmpiricalConfig, mod: torch.nn.Module,
+                                 a_bits: int | None, ref_probs: list[torch.Tensor]) -> float:
+        """:meth:`_measure` with ``mod``'s input quantized to ``a_bits`` (dynamic per-tensor min-max)."""
+        if a_bits is None:
+            return cls._measure(ctx, config, ref_probs)[0]
+        spec = activation_spec(None, a_bits)
+        hook = mod.register_forward_pre_hook(lambda _m, a: (fake_quantize_minmax(a[0], spec), *a[1:]))
+        try:
+            return cls._measure(ctx, config, ref_probs)[0]
+        finally:
+            hook.remove()
 
     @staticmethod
     def _measure(ctx: Context, config: EmpiricalConfig, ref_probs: list[torch.Tensor] | None

@@ -13,7 +13,10 @@ def _pct(v: Any) -> str:
 
 
 def _num(v: Any, fmt: str = ".4g") -> str:
-    return "-" if v is None else format(v, fmt)
+    if v is None:
+        return "-"
+    # a relative budget ("50%") stays as written until the allocator resolves it: show the text
+    return format(v, fmt) if isinstance(v, (int, float)) else str(v)
 
 
 def render_report(s: Mapping[str, Any]) -> str:

@@ -85,6 +85,17 @@ def test_report_names_every_layer_and_its_bits(runs: tuple[Path, Path, Path]) ->
     assert "example order drawn from seed 0;" in text and "On 359 images one image is 0.28 points" in text
 
 
+def test_report_shows_a_relative_budget_as_written(runs: tuple[Path, Path, Path]) -> None:
+    from mpsearch.report.markdown import render_report
+
+    _, out, _ = runs
+    summary = json.loads((out / "summary.json").read_text())
+    summary["budgets"]["given"]["latency_ms"] = "50%"  # a relative budget stays as written until allocation
+    summary["budgets"]["absolute"]["latency_ms"] = "50%"
+    total = summary["totals"]["latency_ms"]
+    assert f"| latency_ms | `50%` | 50% | {total:.6g} |" in render_report(summary).splitlines()
+
+
 def _integer_weights(out: Path) -> dict[str, np.ndarray]:
     with np.load(out / "integer_model" / "weights.npz") as z:
         return {k: z[k] for k in z.files}

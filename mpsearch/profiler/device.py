@@ -41,9 +41,9 @@ from mpsearch.core.types import Layer
 from mpsearch.errors import rule_error
 from mpsearch.hardware._check import pair_key
 from mpsearch.hardware.signature import SignatureKey, layer_signature, signature_key
-from mpsearch.profiler._build import build_profile, executor_capabilities, machine_description
-from mpsearch.profiler._measure import (DEVICES, _check_counts, measure_layer, measure_model, measure_model_grid,
-                                        parse_pairs, resolve_device)
+from mpsearch.profiler._build import build_profile, machine_description
+from mpsearch.profiler._measure import (_check_counts, measure_layer, measure_model_grid, parse_pairs,
+                                        resolve_device)
 from mpsearch.profiler._timing import ROUNDS, TRIM
 
 #: pairs measured when none are given: weights 8/4/2 x activations 8/4.

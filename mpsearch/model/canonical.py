@@ -126,3 +126,14 @@ def canonicalize(model: nn.Module) -> nn.Module:
                 done[id(child)] = _replacement(child, fqn, owners)
             parent._modules[attr] = done[id(child)]
     return copied
+
+
+def canonical_view(model: nn.Module) -> nn.Module:
+    """``model`` itself when it is canonical, else :func:`canonicalize` (a rewritten copy).
+
+    For verbs that only read the model (``analyze``, ``cost_table``): names then match
+    :func:`~mpsearch.model.discover`'s, and a canonical model is not copied for nothing.
+    """
+    if isinstance(model, nn.Module) and is_canonical(model):
+        return model
+    return canonicalize(model)

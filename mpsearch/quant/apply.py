@@ -33,20 +33,23 @@ from torch import fx, nn
 from mpsearch.core.plan import BitPlan, LayerBits
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.errors import ConfigError, MpsearchError, UnsupportedModelError, rule_error, unknown_name
-from mpsearch.model import fold_batchnorm
+from mpsearch.model import canonical_view, fold_batchnorm
 from mpsearch.quant.config import QuantizeConfig
 from mpsearch.quant.graph_mode import ACT_QUANT_DICT, check_called, insert_graph_quantizers, trace
-from mpsearch.quant.modules import QUANT_LAYER_TYPES, ActQuant, quant_class_for
+from mpsearch.quant.modules import INDEX_INPUT_TYPES, QUANT_LAYER_TYPES, QUANT_MODULES, ActQuant, quant_class_for
 
 log = logging.getLogger("mpsearch")
 
 
 def quantizable_layer_names(model: nn.Module) -> list[str]:
-    """Names of the modules :func:`quantize` can quantize (Conv1d, Conv2d, Linear), in order."""
+    """Names of the modules :func:`quantize` can quantize (Conv1d, Conv2d, Linear, Embedding), in order.
+
+    Names are those of the canonical model (:func:`mpsearch.model.canonical_view`).
+    """
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"quantizable_layer_names: model must be a torch.nn.Module, but got "
                                     f"{type(model).__qualname__}")
-    return [n for n, m in model.named_modules() if n and quant_class_for(m) is not None]
+    return [n for n, m in canonical_view(model).named_modules() if n and quant_class_for(m) is not None]
 
 
 def quant_mode(model: nn.Module) -> str:
@@ -126,6 +129,9 @@ def quantize(model: nn.Module, plan: BitPlan | Mapping[str, LayerBits], calib_ba
         ConfigError: bad config, a bad or empty ``calib_batches``, or a quantizer that saw no data.
     """
     config = _checked_config(model, profile, config)
+    # Plan names are those of the canonical model (discover's), e.g. ``attn.in_proj`` for an
+    # nn.MultiheadAttention ``attn``; a canonical model is not copied here (the copy comes below).
+    model = canonical_view(model)
     layers = _plan_layers(plan)
     _check_plan_names(model, layers)
     batches = _take_batches(calib_batches, config.n_calib_batches)
@@ -175,7 +181,7 @@ def _check_plan_names(model: nn.Module, layers: Mapping[str, LayerBits]) -> None
     valid = quantizable_layer_names(model)
     for name in layers:
         if name not in valid:
-            raise unknown_name("quantizable layer (Conv1d, Conv2d, Linear)", name, valid, "quantize: plan")
+            raise unknown_name("quantizable layer (Conv1d, Conv2d, Linear, Embedding)", name, valid, "quantize: plan")
 
 
 def _copy_and_trace(model: nn.Module, config: QuantizeConfig, batches: list[tuple[Any, ...]]
@@ -197,7 +203,7 @@ def _swap_layers(root: nn.Module, layers: Mapping[str, LayerBits], config: Quant
     """Replace every plan layer by its quantized counterpart (weights calibrated now)."""
     for name, bits in layers.items():
         float_layer = root.get_submodule(name)
-        base = next(c for c in (nn.Conv1d, nn.Conv2d, nn.Linear) if isinstance(float_layer, c))
+        base = next(c for c in QUANT_MODULES if isinstance(float_layer, c))
         if type(float_layer).forward is not base.forward:
             log.warning("quantize: %s is a %s with its own forward; its quantized replacement runs the plain "
                         "%s op", name, type(float_layer).__qualname__, base.__name__)
@@ -217,6 +223,8 @@ def _insert_layer_quantizers(root: nn.Module, layers: Mapping[str, LayerBits],
     names = []
     for name in layers:
         layer = root.get_submodule(name)
+        if isinstance(layer, INDEX_INPUT_TYPES):
+            continue  # an embedding reads integer indices
         layer.input_quant = make_aq(layers[name].a_bits, "")
         layer.input_quant.consumers.append(name)
         layer.input_quant_name = f"{name}.input_quant"

@@ -12,7 +12,7 @@ from torch import fx, nn
 from mpsearch.core.plan import LayerBits
 from mpsearch.errors import ConfigError
 from mpsearch.model.kinds import is_quantizable
-from mpsearch.quant.modules import QUANT_LAYER_TYPES, ActQuant
+from mpsearch.quant.modules import INDEX_INPUT_TYPES, QUANT_LAYER_TYPES, ActQuant
 
 log = logging.getLogger("mpsearch")
 
@@ -65,7 +65,9 @@ def insert_graph_quantizers(gm: fx.GraphModule, layers: Mapping[str, LayerBits],
     graph = gm.graph
     by_producer: dict[fx.Node, list[fx.Node]] = {}
     for node in graph.nodes:
-        if node.op == "call_module" and node.target in layers:
+        # an embedding reads integer indices: nothing to quantize on its input
+        if (node.op == "call_module" and node.target in layers
+                and not isinstance(gm.get_submodule(str(node.target)), INDEX_INPUT_TYPES)):
             src = node.args[0] if node.args else node.kwargs.get("input")
             if isinstance(src, fx.Node):
                 by_producer.setdefault(src, []).append(node)

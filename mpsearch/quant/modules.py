@@ -210,14 +210,39 @@ class QuantLinear(_QuantMixin, nn.Linear):
         return F.linear(self._maybe_quant_input(x), self.quantized_weight(), self.bias)
 
 
+class QuantEmbedding(_QuantMixin, nn.Embedding):
+    """``nn.Embedding`` whose lookup reads the fake-quantized table (scales per row, axis 0).
+
+    Its input is integer indices, so it never has an input quantizer; ``a_bits`` is kept
+    only so that every quantized layer answers the same attributes.
+    """
+
+    @classmethod
+    def from_float(cls, m: nn.Embedding, w_bits: int, a_bits: int, w_spec: QuantSpec,
+                   w_calibrator: str = "minmax", w_calibrator_options: dict[str, Any] | None = None
+                   ) -> "QuantEmbedding":
+        q = cls(m.num_embeddings, m.embedding_dim, m.padding_idx, m.max_norm, m.norm_type,
+                m.scale_grad_by_freq, m.sparse, device=m.weight.device, dtype=m.weight.dtype)
+        q._init_quant(m, w_bits, a_bits, w_spec, w_calibrator, w_calibrator_options)
+        return q
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.embedding(x, self.quantized_weight(), self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq, self.sparse)
+
+
 #: float module type -> its quantized counterpart (exact types; subclasses are matched in order).
 QUANT_MODULES: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv1d: QuantConv1d,
     nn.Conv2d: QuantConv2d,
     nn.Linear: QuantLinear,
+    nn.Embedding: QuantEmbedding,
 }
 
-QUANT_LAYER_TYPES = (QuantConv1d, QuantConv2d, QuantLinear)
+QUANT_LAYER_TYPES = (QuantConv1d, QuantConv2d, QuantLinear, QuantEmbedding)
+
+#: quantized layers whose input is not an activation (integer indices): no input quantizer
+INDEX_INPUT_TYPES = (QuantEmbedding,)
 
 
 def quant_class_for(module: nn.Module) -> type[nn.Module] | None:

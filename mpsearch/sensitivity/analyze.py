@@ -6,9 +6,11 @@ from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mpsearch.core.types import Layer, Sensitivity
 from mpsearch.errors import ConfigError, unknown_name
+from mpsearch.model import canonical_view
 from mpsearch.sensitivity.data import Data, LossFn
 from mpsearch.sensitivity.distributed import Comm
 from mpsearch.sensitivity.layers import select_layers
@@ -60,6 +62,9 @@ def analyze(model: torch.nn.Module, loss_fn: LossFn, batches: Iterable[Any], met
         config = replace(config, distributed=bool(distributed))
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"analyze: model must be a torch.nn.Module, but got {type(model).__name__}")
+    # Layer names are those of the canonical model (an nn.MultiheadAttention ``attn`` is
+    # measured as ``attn.in_proj`` / ``attn.out_proj``); a canonical model is not copied.
+    model = canonical_view(model)
     try:
         device = next(model.parameters()).device
     except StopIteration:
@@ -77,7 +82,10 @@ def analyze(model: torch.nn.Module, loss_fn: LossFn, batches: Iterable[Any], met
             w.requires_grad_(True)
         ctx = Context(model=model, loss_fn=loss_fn, data=data, names=[n for n, _ in chosen],
                       modules=[m for _, m in chosen], comm=comm)
-        with torch.enable_grad():
+        # The math attention kernel has the double backward that Hessian traces need; the
+        # fused CPU/CUDA kernels do not. First-order methods run on it too, so every method
+        # measures the same function.
+        with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
             return cls().run(ctx, config)
     finally:
         for w, flag in flags:

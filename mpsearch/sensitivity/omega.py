@@ -23,6 +23,7 @@ from mpsearch.core.cost_table import CostTable
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer, Sensitivity
 from mpsearch.errors import ConfigError, rule_error
+from mpsearch.model import canonical_view
 from mpsearch.quant.quantizer import fake_quantize, qparams, weight_quantization_error
 from mpsearch.quant.spec import activation_spec, weight_spec
 from mpsearch.sensitivity.data import Data, run_model
@@ -135,6 +136,7 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
         raise ConfigError(f"cost_table: sens must cover every layer, but it lacks {missing[:5]}")
     table = resource_table(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch, ties=ties,
                            where="cost_table")
+    model = canonical_view(model)  # layer names are the canonical model's (discover's)
     modules = dict(model.named_modules())
     all_a = sorted({c.a_bits for cs in table.candidates for c in cs})
     use_act = calib_batches is not None and any(sens[lay.name].activation_trace is not None for lay in layers)

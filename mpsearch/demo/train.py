@@ -28,7 +28,7 @@ from torch import nn
 from mpsearch.core.io import write_bytes_atomic
 from mpsearch.demo.data import DigitsSplits, batches, load_digits_splits
 from mpsearch.demo.models import DEMO_MODELS, get_model
-from mpsearch.errors import rule_error, unknown_name
+from mpsearch.errors import UnknownNameError, rule_error, unknown_name
 
 #: Bump when the checkpoint layout or the training loop changes in a way the config misses.
 CHECKPOINT_FORMAT = 1
@@ -259,6 +259,11 @@ def _read_checkpoint(path: Path, model: nn.Module) -> dict[str, Any] | None:
 def load_demo_run(name: str, cache_dir: str | os.PathLike[str] | None = None, retrain: bool = False) -> DemoRun:
     """Like :func:`load_demo`, but also return the training record and the cache path."""
     if name not in DEMO_MODELS:
+        from mpsearch.demo.lm_train import DEMO_LM_MODELS  # lazy: lm_train imports this module
+
+        if name in DEMO_LM_MODELS:
+            raise UnknownNameError(f"unknown demo model {name!r}: it is a language model, load it with "
+                                   f"load_demo_lm({name!r}). Valid: {', '.join(sorted(DEMO_MODELS))}")
         raise unknown_name("demo model", name, DEMO_MODELS)
     config = DEMO_TRAIN_CONFIGS[name]
     splits = load_digits_splits(seed=config.split_seed, image_size=config.image_size)

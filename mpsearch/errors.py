@@ -11,7 +11,13 @@ from typing import Any, Iterable
 
 
 class MpsearchError(Exception):
-    """Root of every error mpsearch raises on purpose."""
+    """Root of every error mpsearch raises on purpose.
+
+    Attributes:
+        rule_parts: ``(key, rule, value)`` of an error built by :func:`rule_error`, else None.
+    """
+
+    rule_parts: tuple[str, str, Any] | None = None
 
 
 class ConfigError(MpsearchError, ValueError):
@@ -43,9 +49,34 @@ class UnsupportedModelError(MpsearchError, TypeError):
 
 
 def rule_error(where: str, key: str, rule: str, value: Any, cls: type[MpsearchError] = ConfigError) -> MpsearchError:
-    """Build the standard message ``"{where}: {key} must be {rule}, but got {value!r}"``."""
+    """Build the standard message ``"{where}: {key} must be {rule}, but got {value!r}"``.
+
+    The error keeps ``(key, rule, value)`` as ``rule_parts``, so a caller that knows more
+    context (the file, the section) can name it: :func:`in_context`.
+    """
     prefix = f"{where}: " if where else ""
-    return cls(f"{prefix}{key} must be {rule}, but got {value!r}")
+    err = cls(f"{prefix}{key} must be {rule}, but got {value!r}")
+    err.rule_parts = (key, rule, value)
+    return err
+
+
+def in_context(exc: MpsearchError, where: str, section: str = "") -> MpsearchError:
+    """``exc`` again, naming ``where`` (a file) and the dotted key under ``section``.
+
+    A type's own check says ``"DataSpec: batch_size must be an integer >= 1, but got -1"``; the
+    loader of a file re-raises it as ``"r.yaml: data.batch_size must be ..."``. An error
+    without ``rule_parts`` keeps its message after ``"{where}: {section}: "``.
+    """
+    parts = getattr(exc, "rule_parts", None)
+    if parts is None:
+        prefix = ": ".join(p for p in (where, section) if p)
+        out = type(exc)(f"{prefix}: {exc}" if prefix else str(exc))
+    else:
+        key, rule, value = parts
+        out = rule_error(where, f"{section}.{key}" if section else key, rule, value, type(exc))
+    if isinstance(exc, InfeasibleBudgetError) and isinstance(out, InfeasibleBudgetError):
+        out.smallest = dict(exc.smallest)
+    return out
 
 
 def unknown_name(kind: str, name: Any, valid: Iterable[Any], where: str = "") -> UnknownNameError:

@@ -6,21 +6,15 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Mapping
 
+from mpsearch.core.checks import VALID_BITS, check_bits, check_choice  # noqa: F401 (VALID_BITS: its old home)
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 
 #: Layer kinds that mpsearch quantizes. Others stay in floating point. "embedding" is a lookup:
 #: weight [num_embeddings, embedding_dim], no MACs, indices as input (no activation quantizer).
 LAYER_KINDS = ("conv1d", "conv2d", "depthwise_conv1d", "depthwise_conv2d", "linear", "embedding")
 
-#: Bit-widths a quantizer accepts (16 is for near-lossless reference runs).
-VALID_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
-
-
-def check_bits(bits: Any, where: str = "", key: str = "bits") -> int:
-    """Return ``bits`` as an int, or raise if it is not one of :data:`VALID_BITS`."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in VALID_BITS:
-        raise rule_error(where, key, "an integer in 2..8 or 16", bits)
-    return bits
+#: How a candidate's weight scale is shared.
+W_GRANULARITIES = ("per_channel", "per_tensor", "per_group")
 
 
 @dataclass(frozen=True)
@@ -90,8 +84,7 @@ class Candidate:
     def __post_init__(self) -> None:
         check_bits(self.w_bits, "Candidate", "w_bits")
         check_bits(self.a_bits, "Candidate", "a_bits")
-        if self.w_granularity not in ("per_channel", "per_tensor", "per_group"):
-            raise rule_error("Candidate", "w_granularity", "one of per_channel, per_tensor, per_group", self.w_granularity)
+        check_choice(self.w_granularity, "Candidate", "w_granularity", W_GRANULARITIES)
 
     @property
     def key(self) -> str:

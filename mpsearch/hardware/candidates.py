@@ -18,24 +18,16 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from mpsearch.core.profile import HardwareProfile
-from mpsearch.core.types import Candidate, Layer, check_bits
+from mpsearch.core.checks import normalize_bits
+from mpsearch.core.types import Candidate, Layer
 from mpsearch.errors import ConfigError
 from mpsearch.hardware._check import pair_key
 from mpsearch.hardware.costs import activation_bytes
 
 
 def _user_bits(bits: Iterable[int] | int | None, key: str) -> tuple[int, ...] | None:
-    if bits is None:
-        return None
-    if isinstance(bits, int) and not isinstance(bits, bool):
-        bits = [bits]
-    try:
-        out = tuple(check_bits(b, "candidates_for", key) for b in bits)  # type: ignore[union-attr]
-    except TypeError:
-        raise ConfigError(f"candidates_for: {key} must be a list of bit-widths, but got {bits!r}") from None
-    if not out:
-        raise ConfigError(f"candidates_for: {key} must be a non-empty list of bit-widths, but got {list(out)!r}")
-    return out
+    """The user's bit set as distinct widths, widest first (None: every width the device runs)."""
+    return None if bits is None else normalize_bits(bits, "candidates_for", key)
 
 
 def _keys(pairs: Iterable[tuple[int, int]]) -> str:
@@ -105,7 +97,6 @@ def candidates_for_layers(layers: Sequence[Layer], profile: HardwareProfile,
     """
     order = sorted(range(len(layers)), key=lambda i: layers[i].index)
     first, last = (order[0], order[-1]) if order else (-1, -1)
-    w_bits = list(w_bits) if w_bits is not None and not isinstance(w_bits, int) else w_bits
-    a_bits = list(a_bits) if a_bits is not None and not isinstance(a_bits, int) else a_bits
+    w_bits, a_bits = _user_bits(w_bits, "w_bits"), _user_bits(a_bits, "a_bits")  # once (an iterator is read once)
     return {layers[i].name: candidates_for(layers[i], profile, w_bits, a_bits, first=i == first, last=i == last,
                                            **kwargs) for i in order}

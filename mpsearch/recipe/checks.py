@@ -50,7 +50,7 @@ def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None
 
 def check_recipe(recipe: Recipe) -> None:
     """Every cheap check: profile, bits, imports, sensitivity config, budgets, output folder."""
-    from mpsearch.allocation import Budgets, UniformBudget
+    from mpsearch.allocation import UniformBudget
     from mpsearch.demo import DEMO_MODELS
     from mpsearch.errors import unknown_name
     from mpsearch.hardware import load_profile
@@ -82,7 +82,7 @@ def check_recipe(recipe: Recipe) -> None:
     if recipe.data.source != "digits":
         import_object(recipe.data.source, where, "data.source")
     sensitivity_config(recipe)
-    budgets = Budgets.parse(recipe.budgets, where=f"{where}: budgets")  # load_recipe's are parsed already
+    budgets = recipe.budgets  # parsed when the Recipe was built
     for b in budgets.entries:
         if isinstance(b, UniformBudget) and (b.w_bits, b.a_bits) not in pairs:
             raise rule_error(where, f"budgets.{b.resource}", f"a uniform pair that profile {profile.name!r} runs "

@@ -1,33 +1,29 @@
-"""The recipe's sections as frozen dataclasses, and the value rules they share."""
+"""The recipe's sections as frozen dataclasses, each checking its own rules when built.
+
+A spec built in Python names itself in a message (``"DataSpec: batch_size must be an integer
+>= 1, but got -1"``); :func:`~mpsearch.recipe.load_recipe` re-raises it naming the file and the
+dotted key (``"r.yaml: data.batch_size must be ..."``). :class:`Recipe` names its ``path``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from mpsearch.allocation import DEFAULT_GAP_REL  # numpy only: pulp loads lazily
+from mpsearch.allocation import DEFAULT_GAP_REL, Budgets, check_gap_rel  # numpy only: pulp loads lazily
+from mpsearch.core.checks import check_bool, check_choice, check_int, check_number, fail, normalize_bits
 from mpsearch.errors import ConfigError
 
 RECIPE_VERSION = 1
 ALLOCATION_METHODS = ("ilp", "optuna", "rl")
 DATA_SPLITS = ("train", "val", "test")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-def is_int(v: Any, lo: int) -> bool:
-    """An int (not a bool) of at least ``lo``."""
-    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
-
-
-def is_pos(v: Any) -> bool:
-    """A finite number (not a bool) above 0."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+_NAME = re.compile(r"^[\w.-]+$")
 
 
 def is_import_path(text: Any) -> bool:
@@ -59,6 +55,12 @@ class DataSpec:
     batch_size: int = 128
     calib_batches: int = 4
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not (self.source == "digits" or is_import_path(self.source)):
+            raise fail("DataSpec", "source", "'digits' or 'package.module:function'", self.source)
+        check_int(self.batch_size, "DataSpec", "batch_size", min=1)
+        check_int(self.calib_batches, "DataSpec", "calib_batches", min=1)
+
 
 @dataclass(frozen=True)
 class SensitivitySpec:
@@ -68,16 +70,32 @@ class SensitivitySpec:
     n_batches: int = 2
     settings: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_int(self.n_batches, "SensitivitySpec", "n_batches", min=1)
+        if not isinstance(self.settings, Mapping):
+            raise fail("SensitivitySpec", "settings", "a mapping of config field -> value", self.settings)
+
 
 @dataclass(frozen=True)
 class HardwareSpec:
     """The profile (name or path), the user's candidate bit-widths (None: all allowed), and the
-    deployment batch size that latency is predicted for (LUT entries are keyed by batch)."""
+    deployment batch size that latency is predicted for (LUT entries are keyed by batch).
+
+    ``w_bits`` / ``a_bits`` are kept as the distinct widths, widest first (a list or one int is
+    accepted); which of them the profile runs is :func:`~mpsearch.recipe.check_recipe`'s check."""
 
     profile: str = "gap8-pulp-nn"
     w_bits: tuple[int, ...] | None = None
     a_bits: tuple[int, ...] | None = None
     batch: int = 1
+
+    def __post_init__(self) -> None:
+        for key in ("w_bits", "a_bits"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, normalize_bits(getattr(self, key), "HardwareSpec", key))
+        check_int(self.batch, "HardwareSpec", "batch", min=1, rule="an integer >= 1 (the deployment batch size)")
+        if not isinstance(self.profile, str) or not self.profile:
+            raise fail("HardwareSpec", "profile", "a profile name or a path to a profile YAML", self.profile)
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,9 @@ class ParetoSpec:
 
     resource: str = "size_bytes"
     n_points: int = 12
+
+    def __post_init__(self) -> None:
+        check_int(self.n_points, "ParetoSpec", "n_points", min=2)
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,11 @@ class AllocationSpec:
     n_trials: int = 200
     pareto: ParetoSpec | None = field(default_factory=ParetoSpec)
 
+    def __post_init__(self) -> None:
+        check_choice(self.method, "AllocationSpec", "method", ALLOCATION_METHODS)
+        check_int(self.n_trials, "AllocationSpec", "n_trials", min=1)
+        check_gap_rel(self.gap_rel, "AllocationSpec", "gap_rel")
+
 
 @dataclass(frozen=True)
 class DistillSpec:
@@ -105,6 +131,10 @@ class DistillSpec:
 
     temperature: float = 4.0
     alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_number(self.temperature, "DistillSpec", "temperature", min=0, min_exclusive=True)
+        check_number(self.alpha, "DistillSpec", "alpha", min=0, max=1)
 
 
 @dataclass(frozen=True)
@@ -117,6 +147,13 @@ class FinetuneSpec:
     distill: DistillSpec | None = None
     seed: int | None = None  # None: the recipe's seed
 
+    def __post_init__(self) -> None:
+        check_int(self.epochs, "FinetuneSpec", "epochs", min=0)
+        check_number(self.lr, "FinetuneSpec", "lr", min=0, min_exclusive=True)
+        check_int(self.batch_size, "FinetuneSpec", "batch_size", min=1)
+        check_int(self.seed, "FinetuneSpec", "seed", min=0, allow_none=True,
+                  rule="an integer >= 0 (or absent: the recipe's seed)")
+
 
 @dataclass(frozen=True)
 class ValidationSpec:
@@ -125,10 +162,18 @@ class ValidationSpec:
     split: str = "test"
     integer: bool = True
 
+    def __post_init__(self) -> None:
+        check_choice(self.split, "ValidationSpec", "split", DATA_SPLITS)
+        check_bool(self.integer, "ValidationSpec", "integer", rule="true or false")
+
 
 @dataclass(frozen=True)
 class Recipe:
-    """A whole run. Build with :func:`load_recipe` (or :func:`recipe_from_dict`)."""
+    """A whole run. Build with :func:`load_recipe` (or :func:`recipe_from_dict`).
+
+    ``budgets`` are parsed when the recipe is built (a :class:`~mpsearch.allocation.Budgets`,
+    which reads as the mapping the user wrote); messages name ``path``.
+    """
 
     name: str
     model: str
@@ -137,12 +182,27 @@ class Recipe:
     data: DataSpec = field(default_factory=DataSpec)
     sensitivity: SensitivitySpec = field(default_factory=SensitivitySpec)
     hardware: HardwareSpec = field(default_factory=HardwareSpec)
-    budgets: Mapping[str, Any] = field(default_factory=dict)
+    budgets: Mapping[str, Any] = field(default_factory=dict)  # a Budgets once built
     allocation: AllocationSpec = field(default_factory=AllocationSpec)
     finetune: FinetuneSpec | None = None
     validation: ValidationSpec = field(default_factory=ValidationSpec)
     output_dir: str = "runs"
     path: str = "recipe"  # the file it came from (named in messages)
+
+    def __post_init__(self) -> None:
+        where = self.path
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise fail(where, "name", "a non-empty name of letters, digits, '_', '-' or '.'", self.name)
+        check_int(self.seed, where, "seed", min=0)
+        if not isinstance(self.model, str) or not self.model:
+            raise fail(where, "model", "a demo model name or 'package.module:function'", self.model)
+        if not isinstance(self.model_kwargs, Mapping):
+            raise fail(where, "model_kwargs", "a mapping of keyword -> value", self.model_kwargs)
+        if not isinstance(self.budgets, Mapping):
+            raise fail(where, "budgets", "a mapping of resource -> limit (120k, 50%, uniform:w4a8)", self.budgets)
+        object.__setattr__(self, "budgets", Budgets.parse(self.budgets, where=f"{where}: budgets"))
+        if not isinstance(self.output_dir, str) or not self.output_dir:
+            raise fail(where, "output.dir", "a folder path", self.output_dir)
 
     @property
     def results_dir(self) -> Path:

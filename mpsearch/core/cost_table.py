@@ -12,11 +12,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from mpsearch.core.formats import format_fields
 from mpsearch.core.plan import BitPlan, LayerBits
 from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 
-_RESERVED = ("layer", "w_bits", "a_bits", "omega", "w_granularity")
+_RESERVED = ("layer", "w_bits", "a_bits", "omega", "w_granularity", "group_size", "w_zero_point", "a_mode")
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +92,13 @@ class CostTable:
             elif res != resource_names:
                 raise ConfigError(f"{where}: [{i}] must have the same resources as the first record "
                                   f"{list(resource_names)}, but got {list(res)}")
-            cand = Candidate(int(rec["w_bits"]), int(rec["a_bits"]), rec.get("w_granularity", "per_channel"))
+            group_size = rec.get("group_size")
+            gran = rec.get("w_granularity", "per_group" if group_size is not None else "per_channel")
+            try:
+                cand = Candidate(int(rec["w_bits"]), int(rec["a_bits"]), gran, group_size,
+                                 rec.get("w_zero_point", False), rec.get("a_mode", "static"))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: [{i}] layer {rec['layer']!r}: {exc}") from None
             omega = _finite(rec["omega"], where, f"[{i}].omega")
             values = {k: _finite(rec[k], where, f"[{i}].{k}") for k in res}
             rows = by_layer.setdefault(str(rec["layer"]), [])
@@ -118,7 +125,7 @@ class CostTable:
             for j, cand in enumerate(self.candidates[i]):
                 row = int(self.offsets[i]) + j
                 rec: dict[str, Any] = {"layer": name, "w_bits": cand.w_bits, "a_bits": cand.a_bits,
-                                       "omega": float(self.omega[row])}
+                                       **format_fields(cand), "omega": float(self.omega[row])}
                 for k, arr in self.resources.items():
                     rec[k] = float(arr[row])
                 out.append(rec)
@@ -149,14 +156,25 @@ class CostTable:
         i = self.index_of(layer)
         return range(int(self.offsets[i]), int(self.offsets[i + 1]))
 
-    def row_of(self, layer: str, w_bits: int, a_bits: int) -> int:
-        """Row index of ``layer`` at ``(w_bits, a_bits)``."""
+    def row_of(self, layer: str, w_bits: int | str, a_bits: int | None = None) -> int:
+        """Row index of ``layer`` at ``(w_bits, a_bits)``, or at a candidate key (``row_of(name, "w4a16g128")``).
+
+        With a pair, the candidate whose key is the plain ``w<w>a<a>`` wins; else the first
+        candidate with those bits (a layer whose candidates are formats only).
+        """
         i = self.index_of(layer)
-        for j, c in enumerate(self.candidates[i]):
-            if c.w_bits == w_bits and c.a_bits == a_bits:
-                return int(self.offsets[i]) + j
-        keys = [c.key for c in self.candidates[i]]
-        raise ConfigError(f"CostTable: layer {layer!r} candidate must be one of {keys}, but got w{w_bits}a{a_bits}")
+        cands = self.candidates[i]
+        if isinstance(w_bits, str):
+            want = Candidate.parse(w_bits, "CostTable.row_of").key
+            hits = [j for j, c in enumerate(cands) if c.key == want]
+        else:
+            want = f"w{w_bits}a{a_bits}"
+            hits = ([j for j, c in enumerate(cands) if c.key == want]
+                    or [j for j, c in enumerate(cands) if c.w_bits == w_bits and c.a_bits == a_bits])
+        if hits:
+            return int(self.offsets[i]) + hits[0]
+        keys = [c.key for c in cands]
+        raise ConfigError(f"CostTable: layer {layer!r} candidate must be one of {keys}, but got {want}")
 
     # -- evaluating an assignment ---------------------------------------------------------
     def rows_for_plan(self, plan: BitPlan | Mapping[str, LayerBits]) -> np.ndarray:
@@ -166,7 +184,7 @@ class CostTable:
         if missing:
             raise ConfigError(f"plan must give bits for every layer of the table, but it lacks {missing[:5]}"
                               + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
-        return np.array([self.row_of(n, layers[n].w_bits, layers[n].a_bits) for n in self.layers], dtype=np.int64)
+        return np.array([self.row_of(n, layers[n].key) for n in self.layers], dtype=np.int64)
 
     def totals(self, rows: Sequence[int] | np.ndarray) -> dict[str, float]:
         """Sum of each resource, and ``omega``, over the chosen rows (one per layer)."""
@@ -185,7 +203,7 @@ class CostTable:
                 raise rule_error("CostTable.plan_from_rows", f"rows[{i}]",
                                  f"a row of layer {name!r} ({self.offsets[i]}..{self.offsets[i + 1] - 1})", int(rows[i]))
             c = self.candidates[i][j]
-            layers[name] = LayerBits(c.w_bits, c.a_bits)
+            layers[name] = LayerBits.from_candidate(c)
         totals = self.totals(rows)
         objective = totals.pop("omega")
         fields.setdefault("objective", objective)

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
+from mpsearch.core.formats import FLOAT_A_BITS, check_format, format_fields, format_key, parse_format_key
 from mpsearch.core.io import check_keys, dump_structured, read_structured
 from mpsearch.core.types import check_bits
 from mpsearch.errors import ConfigError, rule_error, unknown_name
@@ -14,18 +15,54 @@ from mpsearch.errors import ConfigError, rule_error, unknown_name
 
 @dataclass(frozen=True)
 class LayerBits:
-    """Bit-widths chosen for one layer: weights and the layer's input activation."""
+    """Bit-widths chosen for one layer: weights and the layer's input activation, and its format.
+
+    The format fields are those of :class:`~mpsearch.core.types.Candidate` (see
+    :mod:`mpsearch.core.formats`): ``group_size`` (per-group weight scales along the input
+    features), ``w_zero_point`` (asymmetric weights), ``a_mode`` ("static" or
+    "dynamic_per_token"); ``a_bits == 16`` is weight-only. Their defaults are today's integer
+    pair, and a plan file leaves them out, so a plan of plain pairs reads and writes as before.
+    """
 
     w_bits: int
     a_bits: int
+    group_size: int | None = None
+    w_zero_point: bool = False
+    a_mode: str = "static"
 
     def __post_init__(self) -> None:
         check_bits(self.w_bits, "LayerBits", "w_bits")
         check_bits(self.a_bits, "LayerBits", "a_bits")
+        gran = "per_group" if self.group_size is not None else "per_channel"
+        check_format("LayerBits", self.w_bits, self.a_bits, gran, self.group_size, self.w_zero_point, self.a_mode)
 
     @property
     def key(self) -> str:
-        return f"w{self.w_bits}a{self.a_bits}"
+        """``"w4a8"``, or a format key such as ``"w4a16g128z"`` (equal to its candidate's key)."""
+        return format_key(self.w_bits, self.a_bits, self.group_size, self.w_zero_point, self.a_mode)
+
+    @property
+    def weight_only(self) -> bool:
+        """True when the layer's input activation stays float (``a_bits == 16``)."""
+        return self.a_bits == FLOAT_A_BITS
+
+    @classmethod
+    def from_candidate(cls, c: Any) -> "LayerBits":
+        """The bits (and format) of a :class:`~mpsearch.core.types.Candidate`."""
+        return cls(c.w_bits, c.a_bits, c.group_size, c.w_zero_point, c.a_mode)
+
+    @classmethod
+    def parse(cls, key: str, where: str = "") -> "LayerBits":
+        """``"w4a8"`` -> ``LayerBits(4, 8)``; ``"w4a16g128"`` -> its format (any candidate key)."""
+        f = parse_format_key(key, where)
+        return cls(f["w_bits"], f["a_bits"], f["group_size"], f["w_zero_point"], f["a_mode"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{w_bits, a_bits}`` plus the format fields that differ from their defaults."""
+        return {"w_bits": self.w_bits, "a_bits": self.a_bits, **format_fields(self)}
+
+
+_LAYER_KEYS = ("w_bits", "a_bits", "group_size", "w_zero_point", "a_mode")
 
 
 _PLAN_KEYS = ("version", "layers", "totals", "objective", "solver", "status", "optimal", "gap", "solve_time_s", "meta")
@@ -94,7 +131,7 @@ class BitPlan:
         """Plain data keyed by module name (floats kept exactly; JSON/YAML safe)."""
         return {
             "version": 1,
-            "layers": {n: {"w_bits": b.w_bits, "a_bits": b.a_bits} for n, b in self.layers.items()},
+            "layers": {n: b.to_dict() for n, b in self.layers.items()},
             "totals": {k: _plain_number(v) for k, v in self.totals.items()},
             "objective": _plain_number(self.objective),
             "solver": self.solver,
@@ -116,9 +153,14 @@ class BitPlan:
             raise rule_error(where, "layers", "a non-empty mapping of layer name -> {w_bits, a_bits}", raw_layers)
         layers = {}
         for name, rec in raw_layers.items():
-            check_keys(rec, ("w_bits", "a_bits"), where, f"layers.{name}", required=("w_bits", "a_bits"))
-            layers[str(name)] = LayerBits(check_bits(rec["w_bits"], where, f"layers.{name}.w_bits"),
-                                          check_bits(rec["a_bits"], where, f"layers.{name}.a_bits"))
+            check_keys(rec, _LAYER_KEYS, where, f"layers.{name}", required=("w_bits", "a_bits"))
+            w_bits = check_bits(rec["w_bits"], where, f"layers.{name}.w_bits")
+            a_bits = check_bits(rec["a_bits"], where, f"layers.{name}.a_bits")
+            try:
+                layers[str(name)] = LayerBits(w_bits, a_bits, rec.get("group_size"), rec.get("w_zero_point", False),
+                                              rec.get("a_mode", "static"))
+            except ConfigError as exc:  # name the file and the layer, then the rule
+                raise ConfigError(f"{where}: layers.{name}: {exc}") from None
         totals = data.get("totals") or {}
         if not isinstance(totals, Mapping):
             raise rule_error(where, "totals", "a mapping of resource -> number", totals)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Mapping
 
 from mpsearch.core.checks import VALID_BITS, check_bits, check_choice  # noqa: F401 (VALID_BITS: its old home)
+from mpsearch.core.formats import FLOAT_A_BITS, check_format, format_key, is_format, parse_format_key
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 
 #: Layer kinds that mpsearch quantizes. Others stay in floating point. "embedding" is a lookup:
@@ -71,35 +72,56 @@ class Layer:
 
 @dataclass(frozen=True, order=True)
 class Candidate:
-    """One option for a layer: weight and activation bit-widths.
+    """One option for a layer: weight and activation bit-widths, and the format around them.
 
     ``w_granularity`` is how the weight scale is shared ("per_channel", "per_tensor",
-    "per_group"); ``a_bits`` is the bit-width of the layer's input activation.
+    "per_group"); ``a_bits`` is the bit-width of the layer's input activation. The LLM format
+    fields (:mod:`mpsearch.core.formats`) default to today's integer pair:
+
+    * ``group_size``: weights per scale along the input features (with ``per_group``);
+    * ``w_zero_point``: asymmetric weights with a stored zero point per scale;
+    * ``a_mode``: "static" (one calibrated per-tensor range) or "dynamic_per_token";
+      ``a_bits == 16`` is weight-only (activations stay 16-bit float).
+
+    ``key`` names it: ``"w4a8"`` as before, ``"w4a16g128"``, ``"w4a16g128z"``, ``"w8a8t"``,
+    ``"w16a16"``; :meth:`parse` reads every key back.
     """
 
     w_bits: int
     a_bits: int
     w_granularity: str = "per_channel"
+    group_size: int | None = None
+    w_zero_point: bool = False
+    a_mode: str = "static"
 
     def __post_init__(self) -> None:
         check_bits(self.w_bits, "Candidate", "w_bits")
         check_bits(self.a_bits, "Candidate", "a_bits")
         check_choice(self.w_granularity, "Candidate", "w_granularity", W_GRANULARITIES)
+        check_format("Candidate", self.w_bits, self.a_bits, self.w_granularity, self.group_size,
+                     self.w_zero_point, self.a_mode)
 
     @property
     def key(self) -> str:
-        """Short name such as ``"w4a8"`` (the form profiles use for LUT keys)."""
-        return f"w{self.w_bits}a{self.a_bits}"
+        """Short name such as ``"w4a8"`` (the form profiles use for LUT keys) or ``"w4a16g128z"``."""
+        return format_key(self.w_bits, self.a_bits, self.group_size, self.w_zero_point, self.a_mode)
+
+    @property
+    def is_format(self) -> bool:
+        """True for an LLM format (weight-only, grouped, zero point or per-token), not a plain pair."""
+        return is_format(self.a_bits, self.group_size, self.w_zero_point, self.a_mode)
+
+    @property
+    def weight_only(self) -> bool:
+        """True when the input activation stays float (``a_bits == 16``)."""
+        return self.a_bits == FLOAT_A_BITS
 
     @classmethod
     def parse(cls, key: str, where: str = "") -> "Candidate":
-        """Parse ``"w4a8"`` into ``Candidate(4, 8)``."""
-        import re
-
-        m = re.fullmatch(r"w(\d+)a(\d+)", str(key).strip().lower())
-        if not m:
-            raise rule_error(where, "candidate key", 'of the form "w<bits>a<bits>" such as "w4a8"', key)
-        return cls(int(m.group(1)), int(m.group(2)))
+        """Parse ``"w4a8"`` into ``Candidate(4, 8)``, ``"w4a16g128z"`` into its format, and so on."""
+        f = parse_format_key(key, where)
+        gran = "per_group" if f["group_size"] is not None else "per_channel"
+        return cls(f["w_bits"], f["a_bits"], gran, f["group_size"], f["w_zero_point"], f["a_mode"])
 
 
 @dataclass(frozen=True)

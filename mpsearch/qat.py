@@ -32,7 +32,6 @@ with ``p = softmax(z / T)`` of the teacher ``t`` (the float model) and the stude
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -41,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mpsearch.core.checks import check_int, check_number
 from mpsearch.errors import rule_error
 
 
@@ -61,12 +61,8 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.teacher, nn.Module):
             raise rule_error("DistillConfig", "teacher", "a torch.nn.Module", type(self.teacher).__name__)
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-            raise rule_error("DistillConfig", "temperature", "a finite number > 0", t)
-        a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0:
-            raise rule_error("DistillConfig", "alpha", "a number in [0, 1]", a)
+        check_number(self.temperature, "DistillConfig", "temperature", min=0, min_exclusive=True)
+        check_number(self.alpha, "DistillConfig", "alpha", min=0, max=1)
 
 
 @dataclass(frozen=True)
@@ -97,17 +93,12 @@ class FinetuneConfig:
     progress: Callable[[dict[str, Any]], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise rule_error("FinetuneConfig", "epochs", "an integer >= 0", self.epochs)
-        for key in ("lr", "weight_decay"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (key == "lr" and v == 0):
-                raise rule_error("FinetuneConfig", key, "a finite number > 0" if key == "lr" else ">= 0", v)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise rule_error("FinetuneConfig", "seed", "an integer >= 0", self.seed)
-        b = self.batch_size
-        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
-            raise rule_error("FinetuneConfig", "batch_size", "an integer >= 1 or None", b)
+        w = "FinetuneConfig"
+        check_int(self.epochs, w, "epochs", min=0)
+        check_number(self.lr, w, "lr", min=0, min_exclusive=True)
+        check_number(self.weight_decay, w, "weight_decay", min=0)
+        check_int(self.seed, w, "seed", min=0)
+        check_int(self.batch_size, w, "batch_size", min=1, allow_none=True)
 
 
 def distill_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, temperature: float,

@@ -21,10 +21,11 @@ from mpsearch.allocation.exact import ExactSolver
 from mpsearch.allocation.problem import Problem
 from mpsearch.allocation.solvers import get_backend
 from mpsearch.allocation.status import INFEASIBLE, OPTIMAL, SolverOutcome
+from mpsearch.core.checks import check_number
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.profile import Rules
-from mpsearch.errors import MpsearchError, rule_error
+from mpsearch.errors import MpsearchError
 
 
 def allocate(table: CostTable, budgets: Budgets | Mapping[str, Any] | Iterable[Any] | None = None,
@@ -79,8 +80,8 @@ def allocate(table: CostTable, budgets: Budgets | Mapping[str, Any] | Iterable[A
     t_start = time.perf_counter()
     parsed = resolve_budgets(budgets, table, relative=relative)
     check_gap_rel(gap_rel)
-    if time_limit_s is not None and (not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0):
-        raise rule_error("allocate", "time_limit_s", "a positive number of seconds or None", time_limit_s)
+    check_number(time_limit_s, "allocate", "time_limit_s", min=0, min_exclusive=True, finite=False, allow_none=True,
+                 rule="a positive number of seconds or None")
     get_backend(solver)  # an unknown solver fails before any work
     pinned = resolve_pins(table, pins, rules)
     problem = Problem(table, "omega", parsed.resources, pinned)
@@ -120,9 +121,7 @@ def solve_meta(exact: ExactSolver) -> dict[str, Any]:
 
 def check_gap_rel(value: Any, where: str = "allocate", key: str = "gap_rel") -> float:
     """``value`` as a float if it follows :data:`GAP_REL_RULE`, else a ConfigError naming ``where``/``key``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise rule_error(where, key, GAP_REL_RULE, value)
-    return float(value)
+    return check_number(value, where, key, min=0, max=1, max_exclusive=True, rule=GAP_REL_RULE)
 
 
 def plan_from_outcome(problem: Problem, outcome: SolverOutcome, solver: str, meta: dict[str, Any]) -> BitPlan:

@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+from mpsearch.core.checks import check_bits, check_number, is_number
 from mpsearch.core.cost_table import CostTable
-from mpsearch.core.types import check_bits
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 
 #: Multipliers for number suffixes: decimal SI and binary IEC.
@@ -65,9 +65,7 @@ class Budget:
     def __post_init__(self) -> None:
         if not isinstance(self.resource, str) or not self.resource:
             raise rule_error("Budget", "resource", "a non-empty string", self.resource)
-        if isinstance(self.limit, bool) or not isinstance(self.limit, (int, float)) or not math.isfinite(self.limit):
-            raise rule_error("Budget", f"{self.resource}", "a finite number", self.limit)
-        object.__setattr__(self, "limit", float(self.limit))
+        object.__setattr__(self, "limit", check_number(self.limit, "Budget", self.resource))
         if self.relative and not 0.0 <= self.limit <= 1.0:
             raise rule_error("Budget", f"{self.resource}", "a relative fraction in [0, 1] (0% .. 100%)", self.limit)
 
@@ -199,12 +197,8 @@ def parse_value(text: Any, where: str = "budget", key: str = "value") -> tuple[f
 
     A percentage becomes a fraction (``"50%"`` -> ``(0.5, True)``).
     """
-    if isinstance(text, bool):
-        raise rule_error(where, key, _RULE, text)
-    if isinstance(text, (int, float)):
-        if not math.isfinite(float(text)):
-            raise rule_error(where, key, _RULE, text)
-        return float(text), False
+    if is_number(text, finite=False):  # an int or float, not a bool
+        return check_number(text, where, key, rule=_RULE), False
     if not isinstance(text, str):
         raise rule_error(where, key, _RULE, text)
     m = _PERCENT.match(text)
@@ -284,9 +278,8 @@ def parse_budgets(budgets: Mapping[str, Any] | Iterable[Any] | None, relative: M
     else:
         out.extend(parse_budget(b, where) for b in budgets)
     for name, frac in (relative or {}).items():
-        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 <= float(frac) <= 1.0:
-            raise rule_error(where, f"relative.{name}", "a fraction in [0, 1]", frac)
-        out.append(Budget(str(name), float(frac), True))
+        frac = check_number(frac, where, f"relative.{name}", min=0, max=1, rule="a fraction in [0, 1]")
+        out.append(Budget(str(name), frac, True))
     _check_once(out, where)
     return tuple(out)
 

@@ -17,10 +17,11 @@ from mpsearch.allocation.pins import resolve_pins
 from mpsearch.allocation.problem import Problem
 from mpsearch.allocation.solvers import get_backend
 from mpsearch.allocation.status import INFEASIBLE
+from mpsearch.core.checks import check_int
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.profile import Rules
-from mpsearch.errors import ConfigError, rule_error
+from mpsearch.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,7 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
     Returns:
         A :class:`ParetoFront` sorted by ``resource``.
     """
-    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
-        raise rule_error("pareto", "n_points", "an integer >= 2", n_points)
+    check_int(n_points, "pareto", "n_points", min=2)
     check_resources(table, [resource])
     others = resolve_budgets(other_budgets, table, relative=relative, where="other_budgets")
     if resource in others:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from mpsearch.core.checks import is_int
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.profile import Rules
 from mpsearch.core.types import Candidate
@@ -21,7 +22,7 @@ def parse_pin(value: Any, where: str = "pins", key: str = "pin") -> tuple[int, i
         return int(value.w_bits), int(value.a_bits)
     if isinstance(value, Mapping) and set(value) == {"w_bits", "a_bits"}:
         return int(value["w_bits"]), int(value["a_bits"])
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
         return int(value[0]), int(value[1])
     raise rule_error(where, key, _PIN_RULE, value)
 

@@ -24,6 +24,7 @@ import importlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Mapping, Sequence
 
+from mpsearch.core.checks import check_int, check_number
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.types import Layer
@@ -64,12 +65,10 @@ class Explorer(ABC):
                  local_search: float = 0.5) -> None:
         if not isinstance(table, CostTable):
             raise rule_error(f"{self.name} explorer", "table", "a CostTable", type(table).__name__)
-        if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
-            raise rule_error(f"{self.name} explorer", "n_trials", "an integer >= 1 or None", n_trials)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise rule_error(f"{self.name} explorer", "seed", "an integer", seed)
-        if isinstance(local_search, bool) or not isinstance(local_search, (int, float)) or not 0 <= local_search <= 1:
-            raise rule_error(f"{self.name} explorer", "local_search", "a number in [0, 1]", local_search)
+        where = f"{self.name} explorer"
+        check_int(n_trials, where, "n_trials", min=1, allow_none=True)
+        check_int(seed, where, "seed")
+        check_number(local_search, where, "local_search", min=0, max=1)
         self.table = table
         self.space = SearchSpace(table, budgets, pins, repair)
         self.local_search = float(local_search)

@@ -7,6 +7,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from mpsearch.allocation import resolve_budgets  # numpy only: pulp loads lazily
+from mpsearch.core.checks import check_int
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.errors import ConfigError, MpsearchError, rule_error
@@ -78,8 +79,7 @@ def search(table: CostTable, explorer: str = "optuna", budgets: Any = None, eval
     Returns:
         A :class:`SearchResult` over every evaluated trial in the storage.
     """
-    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-        raise rule_error("search", "n_workers", "an integer >= 1", n_workers)
+    check_int(n_workers, "search", "n_workers", min=1)
     cls = explorer_class(explorer)
     budgets = resolve_budgets(budgets, table)  # read once here; explorers and workers get the typed value
     common = dict(options, budgets=budgets, objectives=objectives, seed=seed, n_trials=n_trials)

@@ -42,9 +42,10 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from mpsearch.core.checks import check_int, check_number
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.types import LAYER_KINDS
-from mpsearch.errors import ConfigError, rule_error, unknown_name
+from mpsearch.errors import ConfigError, unknown_name
 from mpsearch.explorers._base import Explorer
 from mpsearch.explorers._result import Evaluation, Trial
 
@@ -111,14 +112,15 @@ class RLExplorer(Explorer):
                  moving_alpha: float = 0.5, reward_scale: float = 1.0, n_threads: int = 1,
                  **base: Any) -> None:
         super().__init__(table, repair=repair, **base)
-        for key, value, ok in (("n_warmup", n_warmup, isinstance(n_warmup, int) and n_warmup >= 0),
-                               ("noise_init", noise_init, noise_init >= 0), ("noise_decay", noise_decay, 0 < noise_decay <= 1),
-                               ("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1),
-                               ("buffer_episodes", buffer_episodes, isinstance(buffer_episodes, int) and buffer_episodes >= 1),
-                               ("learning_rate", learning_rate, learning_rate > 0), ("tau", tau, 0 < tau <= 1),
-                               ("moving_alpha", moving_alpha, 0 <= moving_alpha <= 1)):
-            if not ok:
-                raise rule_error("rl explorer", key, "in its documented range", value)
+        w = "rl explorer"
+        check_int(n_warmup, w, "n_warmup", min=0)
+        check_number(noise_init, w, "noise_init", min=0, finite=False)
+        check_number(noise_decay, w, "noise_decay", min=0, max=1, min_exclusive=True)
+        check_int(batch_size, w, "batch_size", min=1)
+        check_int(buffer_episodes, w, "buffer_episodes", min=1)
+        check_number(learning_rate, w, "learning_rate", min=0, min_exclusive=True, finite=False)
+        check_number(tau, w, "tau", min=0, max=1, min_exclusive=True)
+        check_number(moving_alpha, w, "moving_alpha", min=0, max=1)
         self.n_warmup, self.noise_init, self.noise_decay = n_warmup, float(noise_init), float(noise_decay)
         self.learning_rate, self.batch_size, self.buffer_episodes = float(learning_rate), batch_size, buffer_episodes
         self.tau, self.net_arch, self.moving_alpha = float(tau), tuple(net_arch), float(moving_alpha)

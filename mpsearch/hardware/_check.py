@@ -8,30 +8,18 @@ NaN): the fuzz tests hold it to that.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
+from mpsearch.core.checks import VALID_BITS, check_bits, check_bool, check_choice, check_int, fail, is_int, is_number
 from mpsearch.core.io import check_keys
-from mpsearch.core.types import VALID_BITS
-from mpsearch.errors import ConfigError, rule_error
+from mpsearch.errors import ConfigError
 
 # PyYAML follows YAML 1.1, where "2.0e12" (no exponent sign) is a *string*; numbers written
 # that way are accepted when the whole string is a float literal.
 _FLOAT_TEXT = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 _PAIR_KEY = re.compile(r"w(\d{1,2})a(\d{1,2})")
 BITS_RULE = "an integer bit-width in " + ", ".join(map(str, VALID_BITS))
-
-
-def _short(value: Any) -> Any:
-    """The value for a message: long junk is cut so one error stays one readable line."""
-    text = repr(value)
-    return value if len(text) <= 200 else _Cut(text[:200] + " ...")
-
-
-class _Cut(str):
-    def __repr__(self) -> str:
-        return str(self)
 
 
 class Reader:
@@ -41,7 +29,7 @@ class Reader:
         self.where = where
 
     def fail(self, key: str, rule: str, value: Any) -> ConfigError:
-        return rule_error(self.where, key, rule, _short(value))  # type: ignore[return-value]
+        return fail(self.where, key, rule, value)  # long junk is cut: one error stays one readable line
 
     def mapping(self, data: Any, key: str, valid: Iterable[str], required: Iterable[str] = ()) -> Mapping[str, Any]:
         if not isinstance(data, Mapping):
@@ -55,39 +43,24 @@ class Reader:
         return value
 
     def boolean(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(key, "true or false", value)
-        return value
+        return check_bool(value, self.where, key, rule="true or false")
 
     def choice(self, value: Any, key: str, choices: Sequence[str]) -> str:
-        if not isinstance(value, str) or value not in choices:
-            raise self.fail(key, "one of " + ", ".join(choices), value)
-        return value
+        return check_choice(value, self.where, key, choices)
 
     def number(self, value: Any, key: str, minimum: float = 0.0, strict: bool = True) -> float:
         """A finite float ``> minimum`` (``>=`` when ``strict`` is False)."""
         rule = f"a finite number {'>' if strict else '>='} {minimum:g}"
-        x: float | None = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                x = float(value)
-            except OverflowError:
-                x = None
-        elif isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-            x = float(value)
-        if x is None or not math.isfinite(x) or x < minimum or (strict and x == minimum):
-            raise self.fail(key, rule, value)
-        return x
+        x = float(value) if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()) else value
+        if not is_number(x, min=minimum, min_exclusive=strict):
+            raise self.fail(key, rule, value)  # quoting the value as written ("2.0e12" stays a string)
+        return float(x)
 
     def integer(self, value: Any, key: str, minimum: int = 1) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"an integer >= {minimum}", value)
-        return value
+        return check_int(value, self.where, key, min=minimum)
 
     def bits(self, value: Any, key: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value not in VALID_BITS:
-            raise self.fail(key, BITS_RULE, value)
-        return value
+        return check_bits(value, self.where, key, rule=BITS_RULE)
 
     def bits_list(self, value: Any, key: str) -> tuple[int, ...]:
         if not isinstance(value, list) or not value:
@@ -99,7 +72,7 @@ class Reader:
 
     def int_tuple(self, value: Any, key: str, length: int, allow_scalar: bool) -> tuple[int, ...]:
         """``length`` positive ints; a bare int stands for all of them when ``allow_scalar``."""
-        if allow_scalar and isinstance(value, int) and not isinstance(value, bool):
+        if allow_scalar and is_int(value):
             return (self.integer(value, key),) * length
         if not isinstance(value, list) or len(value) != length:
             rule = f"a list of {length} positive integers" + (" or one integer" if allow_scalar else "")

@@ -20,8 +20,10 @@ Cross-field rules checked here:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Mapping
 
+from mpsearch.core.checks import check_int
 from mpsearch.core.profile import (
     GRANULARITIES,
     MODES,
@@ -39,6 +41,7 @@ from mpsearch.core.profile import (
 )
 from mpsearch.core.types import LAYER_KINDS
 from mpsearch.hardware._check import Reader, pair_key
+from mpsearch.hardware.formats import formats_to_dict, parse_formats
 from mpsearch.hardware.signature import SPATIAL_DIMS, shape_keys, signature_key
 
 VERSION = 1
@@ -60,8 +63,7 @@ def parse_profile(data: Any, where: str = "profile", path: str | None = None) ->
     """
     r = Reader(where)
     top = r.mapping(data, "", TOP_KEYS, required=("version", "name", "description", "source", "capabilities", "cost"))
-    if isinstance(top["version"], bool) or not isinstance(top["version"], int) or top["version"] != VERSION:
-        raise r.fail("version", f"{VERSION}", top["version"])
+    check_int(top["version"], r.where, "version", min=VERSION, max=VERSION, rule=f"{VERSION}")
     name = r.string(top["name"], "name", NAME_PATTERN, "a name of letters, digits, '.', '_' or '-' (at most 64)")
     description = r.string(top["description"], "description")
     source = _source(r, top["source"])
@@ -104,7 +106,7 @@ def _pairs(r: Reader, value: Any, key: str, wbits: tuple[int, ...], abits: tuple
 
 def _capabilities(r: Reader, data: Any) -> Capabilities:
     keys = ("weight_bits", "activation_bits", "pairs", "weight_mode", "weight_granularity",
-            "activation_mode", "scale", "integer_only", "per_op", "group_size")
+            "activation_mode", "scale", "integer_only", "per_op", "group_size", "formats")
     c = r.mapping(data, "capabilities", keys, required=("weight_bits", "activation_bits"))
     wb = r.bits_list(c["weight_bits"], "capabilities.weight_bits")
     ab = r.bits_list(c["activation_bits"], "capabilities.activation_bits")
@@ -149,6 +151,8 @@ def _capabilities(r: Reader, data: Any) -> Capabilities:
             raise r.fail(key, "a set of bits and pairs that leaves at least one (w, a) pair",
                          {"weight_bits": list(caps.per_op[op].weight_bits or wb) if op else list(wb),
                           "pairs": [list(p) for p in (pairs or ())]})
+    if "formats" in c:  # LLM weight formats (hardware/formats.py)
+        caps = replace(caps, formats=parse_formats(r, c["formats"], caps))
     return caps
 
 
@@ -196,12 +200,14 @@ def _rates(r: Reader, value: Any, key: str, allowed: set[tuple[int, int]], minim
 def _cost(r: Reader, data: Any, caps: Capabilities) -> CostModel:
     c = r.mapping(data, "cost", ("roofline", "lut", "memory", "energy"), required=("roofline",))
     allowed = all_allowed_pairs(caps)
-    rl = r.mapping(c["roofline"], "cost.roofline", ("ops_per_s", "bytes_per_s", "overhead_ms"),
+    rl = r.mapping(c["roofline"], "cost.roofline", ("ops_per_s", "bytes_per_s", "overhead_ms", "float_ops_per_s"),
                    required=("ops_per_s", "bytes_per_s"))
     roofline = Roofline(
         ops_per_s=_rates(r, rl["ops_per_s"], "cost.roofline.ops_per_s", allowed, True),
         bytes_per_s=r.number(rl["bytes_per_s"], "cost.roofline.bytes_per_s"),
         overhead_ms=r.number(rl.get("overhead_ms", 0.0), "cost.roofline.overhead_ms", strict=False),
+        float_ops_per_s=(r.number(rl["float_ops_per_s"], "cost.roofline.float_ops_per_s")
+                         if "float_ops_per_s" in rl else None),
     )
     lut = _lut(r, c.get("lut", []), caps)
     memory = None
@@ -297,6 +303,8 @@ def profile_to_dict(profile: HardwareProfile) -> dict[str, Any]:
                activation_mode=caps.activation_mode, scale=caps.scale, integer_only=caps.integer_only)
     if caps.group_size != 128:
         cap["group_size"] = caps.group_size
+    if caps.formats is not None:
+        cap["formats"] = formats_to_dict(caps.formats)
     if caps.per_op:
         cap["per_op"] = {op: {k: _plain(v) for k, v in (("weight_bits", o.weight_bits),
                                                          ("activation_bits", o.activation_bits),
@@ -312,6 +320,8 @@ def profile_to_dict(profile: HardwareProfile) -> dict[str, Any]:
     rl = profile.cost.roofline
     if rl is not None:
         cost["roofline"] = {"ops_per_s": dict(rl.ops_per_s), "bytes_per_s": rl.bytes_per_s, "overhead_ms": rl.overhead_ms}
+        if rl.float_ops_per_s is not None:
+            cost["roofline"]["float_ops_per_s"] = rl.float_ops_per_s
     if profile.cost.lut:
         cost["lut"] = [{"op": e.op, "shape": _plain(e.shape),
                         "latency_ms": {k: {"mean": s.mean, "std": s.std, "count": s.count}

@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from mpsearch.core.checks import check_int
 from mpsearch.core.types import LAYER_KINDS, Layer
-from mpsearch.errors import UnsupportedModelError, rule_error
+from mpsearch.errors import UnsupportedModelError
 
 CONV_KEYS = ("batch", "in_hw", "cin", "cout", "kernel", "stride", "groups")
 LINEAR_KEYS = ("batch", "in_features", "out_features")
@@ -41,9 +42,7 @@ def signature_key(op: str, shape: Mapping[str, Any]) -> SignatureKey:
 def n_examples(layer: Layer, batch: int | None = None) -> int:
     """Examples the latency is for: ``batch`` if given, else the layer's recorded batch."""
     if batch is not None:
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise rule_error(f"layer {layer.name!r}", "batch", "a positive integer", batch)
-        return batch
+        return check_int(batch, f"layer {layer.name!r}", "batch", min=1, rule="a positive integer")
     return int(layer.input_shape[0]) if layer.input_shape else 1
 
 

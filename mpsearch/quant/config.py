@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from mpsearch.core.checks import check_bool, check_choice, check_int
 from mpsearch.core.profile import GRANULARITIES, MODES, SCALE_KINDS, HardwareProfile
 from mpsearch.errors import rule_error
 from mpsearch.quant.calibrators import calibrator_options, get_calibrator
@@ -75,16 +76,10 @@ class QuantizeConfig:
             raise rule_error(where, "activation_granularity", "per_tensor or per_channel", self.activation_granularity)
         if self.scale_kind is not None and self.scale_kind not in SCALE_KINDS:
             raise rule_error(where, "scale_kind", f"None or one of {', '.join(SCALE_KINDS)}", self.scale_kind)
-        if self.activation_range not in ACTIVATION_RANGES:
-            raise rule_error(where, "activation_range", f"one of {', '.join(ACTIVATION_RANGES)}",
-                             self.activation_range)
-        if not isinstance(self.fold_bn, bool):
-            raise rule_error(where, "fold_bn", "a bool", self.fold_bn)
-        if not isinstance(self.weight_restricted_range, bool):
-            raise rule_error(where, "weight_restricted_range", "a bool", self.weight_restricted_range)
-        if isinstance(self.n_calib_batches, bool) or not isinstance(self.n_calib_batches, int) \
-                or self.n_calib_batches < 1:
-            raise rule_error(where, "n_calib_batches", "an integer >= 1", self.n_calib_batches)
+        check_choice(self.activation_range, where, "activation_range", ACTIVATION_RANGES)
+        check_bool(self.fold_bn, where, "fold_bn")
+        check_bool(self.weight_restricted_range, where, "weight_restricted_range")
+        check_int(self.n_calib_batches, where, "n_calib_batches", min=1)
         # Build one spec of each kind now so a bad combination fails here, not mid-model.
         self.weight_spec(None, 8)
         self.activation_spec(None, 8)

@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mpsearch.core.checks import check_bits, check_bool, check_choice, check_int
 from mpsearch.core.profile import GRANULARITIES, MODES, SCALE_KINDS, Capabilities
-from mpsearch.core.types import check_bits
 from mpsearch.errors import rule_error
 
 
@@ -58,21 +58,15 @@ class QuantSpec:
     def __post_init__(self) -> None:
         check_bits(self.bits, "QuantSpec", "bits")
         for key in ("symmetric", "signed", "restricted_range"):
-            if not isinstance(getattr(self, key), bool):
-                raise rule_error("QuantSpec", key, "a bool", getattr(self, key))
-        if self.granularity not in GRANULARITIES:
-            raise rule_error("QuantSpec", "granularity", f"one of {', '.join(GRANULARITIES)}", self.granularity)
-        if isinstance(self.axis, bool) or not isinstance(self.axis, int) or self.axis < 0:
-            raise rule_error("QuantSpec", "axis", "an integer >= 0", self.axis)
+            check_bool(getattr(self, key), "QuantSpec", key)
+        check_choice(self.granularity, "QuantSpec", "granularity", GRANULARITIES)
+        check_int(self.axis, "QuantSpec", "axis", min=0)
         if self.granularity == "per_group":
-            if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
-                raise rule_error("QuantSpec", "group_size", "an integer >= 1 when granularity is per_group",
-                                 self.group_size)
+            check_int(self.group_size, "QuantSpec", "group_size", min=1, rule="an integer >= 1 when granularity is per_group")
         elif self.group_size is not None:
             raise rule_error("QuantSpec", "group_size", f"None unless granularity is per_group (it is "
                              f"{self.granularity})", self.group_size)
-        if self.scale_kind not in SCALE_KINDS:
-            raise rule_error("QuantSpec", "scale_kind", f"one of {', '.join(SCALE_KINDS)}", self.scale_kind)
+        check_choice(self.scale_kind, "QuantSpec", "scale_kind", SCALE_KINDS)
 
     @property
     def qmin(self) -> int:
@@ -107,18 +101,14 @@ class QuantSpec:
 
 def _pick_granularity(caps: Capabilities | None, wanted: str | None, key: str) -> str:
     if wanted is not None:
-        if wanted not in GRANULARITIES:
-            raise rule_error("QuantSpec", key, f"one of {', '.join(GRANULARITIES)}", wanted)
-        return wanted
+        return check_choice(wanted, "QuantSpec", key, GRANULARITIES)
     if caps is None or "per_channel" in caps.weight_granularity or not caps.weight_granularity:
         return "per_channel"
     return caps.weight_granularity[0]
 
 
 def _mode(value: Any, key: str) -> bool:
-    if value not in MODES:
-        raise rule_error("Capabilities", key, f"one of {', '.join(MODES)}", value)
-    return value == "symmetric"
+    return check_choice(value, "Capabilities", key, MODES) == "symmetric"
 
 
 def weight_spec(caps: Capabilities | None, bits: int, *, granularity: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mpsearch.core.types import check_bits
+from mpsearch.core.checks import check_bits, check_choice, check_int, check_number
 from mpsearch.errors import rule_error
 
 #: Hutchinson strategies (see ``hutchinson.py``): one HVP per probe shared by all layers,
@@ -16,17 +16,6 @@ STRATEGIES = ("shared", "blockwise", "per_layer")
 #: A progress callback receives plain dicts such as ``{"stage": "trace", "round": 3,
 #: "n_probes": 24, "active_layers": 5, "n_layers": 12}``.
 ProgressFn = Callable[[dict[str, Any]], None]
-
-
-def _check_int(where: str, key: str, value: Any, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise rule_error(where, key, f"an integer >= {lo}", value)
-
-
-def _check_pos(where: str, key: str, value: Any, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise rule_error(where, key, ">= 0" if allow_zero else "> 0", value)
 
 
 @dataclass(frozen=True)
@@ -80,17 +69,16 @@ class HessianConfig:
 
     def __post_init__(self) -> None:
         w = "HessianConfig"
-        _check_pos(w, "rel_stderr_target", self.rel_stderr_target)
-        _check_int(w, "min_probes", self.min_probes, 2)
-        _check_int(w, "max_probes", self.max_probes, 2)
+        check_number(self.rel_stderr_target, w, "rel_stderr_target", min=0, min_exclusive=True, finite=False)
+        check_int(self.min_probes, w, "min_probes", min=2)
+        check_int(self.max_probes, w, "max_probes", min=2)
         if self.max_probes < self.min_probes:
             raise rule_error(w, "max_probes", f">= min_probes ({self.min_probes})", self.max_probes)
-        _check_pos(w, "floor_rel", self.floor_rel, allow_zero=True)
-        _check_int(w, "seed", self.seed, 0)
-        if self.strategy not in STRATEGIES:
-            raise rule_error(w, "strategy", f"one of {', '.join(STRATEGIES)}", self.strategy)
-        _check_int(w, "probes_per_batch", self.probes_per_batch, 1)
-        _check_int(w, "control_rank", self.control_rank, 0)
+        check_number(self.floor_rel, w, "floor_rel", min=0, finite=False)
+        check_int(self.seed, w, "seed", min=0)
+        check_choice(self.strategy, w, "strategy", STRATEGIES)
+        check_int(self.probes_per_batch, w, "probes_per_batch", min=1)
+        check_int(self.control_rank, w, "control_rank", min=0)
 
 
 @dataclass(frozen=True)
@@ -112,9 +100,9 @@ class EigenConfig:
     progress: ProgressFn | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        _check_int("EigenConfig", "max_iters", self.max_iters, 1)
-        _check_pos("EigenConfig", "rel_tol", self.rel_tol)
-        _check_int("EigenConfig", "seed", self.seed, 0)
+        check_int(self.max_iters, "EigenConfig", "max_iters", min=1)
+        check_number(self.rel_tol, "EigenConfig", "rel_tol", min=0, min_exclusive=True, finite=False)
+        check_int(self.seed, "EigenConfig", "seed", min=0)
 
 
 FISHER_GRANULARITIES = ("per_sample", "per_batch")
@@ -136,8 +124,7 @@ class FisherConfig:
     progress: ProgressFn | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if self.granularity not in FISHER_GRANULARITIES:
-            raise rule_error("FisherConfig", "granularity", f"one of {', '.join(FISHER_GRANULARITIES)}", self.granularity)
+        check_choice(self.granularity, "FisherConfig", "granularity", FISHER_GRANULARITIES)
 
 
 EMPIRICAL_METRICS = ("loss", "kl")
@@ -169,7 +156,5 @@ class EmpiricalConfig:
         object.__setattr__(self, "w_bits", tuple(check_bits(b, "EmpiricalConfig", "w_bits") for b in self.w_bits))
         if self.a_bits is not None:
             object.__setattr__(self, "a_bits", tuple(check_bits(b, "EmpiricalConfig", "a_bits") for b in self.a_bits))
-        if self.metric not in EMPIRICAL_METRICS:
-            raise rule_error("EmpiricalConfig", "metric", f"one of {', '.join(EMPIRICAL_METRICS)}", self.metric)
-        if self.granularity not in ("per_channel", "per_tensor"):
-            raise rule_error("EmpiricalConfig", "granularity", "one of per_channel, per_tensor", self.granularity)
+        check_choice(self.metric, "EmpiricalConfig", "metric", EMPIRICAL_METRICS)
+        check_choice(self.granularity, "EmpiricalConfig", "granularity", ("per_channel", "per_tensor"))

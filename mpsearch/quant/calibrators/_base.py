@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from mpsearch.core.checks import check_int
 from mpsearch.errors import ConfigError, rule_error
 from mpsearch.quant.quantizer import param_shape, to_rows
 from mpsearch.quant.spec import QuantSpec
@@ -90,8 +91,7 @@ class SampledCalibrator(Calibrator):
 
     def __init__(self, spec: QuantSpec, max_samples: int = 1 << 20, seed: int = 0) -> None:
         super().__init__(spec)
-        if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 16:
-            raise rule_error(type(self).__name__, "max_samples", "an integer >= 16", max_samples)
+        check_int(max_samples, type(self).__name__, "max_samples", min=16)
         self.max_samples = max_samples
         self._generator = torch.Generator().manual_seed(seed)
         self._keep = 1.0  # fraction of each new batch kept, halved whenever the sample overflows

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from mpsearch.errors import rule_error
+from mpsearch.core.checks import check_int
 from mpsearch.quant.calibrators._base import SampledCalibrator
 from mpsearch.quant.quantizer import qparams
 from mpsearch.quant.spec import QuantSpec
@@ -66,10 +66,8 @@ class KlCalibrator(SampledCalibrator):
     def __init__(self, spec: QuantSpec, n_bins: int = 2048, n_candidates: int = 256, max_samples: int = 1 << 20,
                  seed: int = 0) -> None:
         super().__init__(spec, max_samples=max_samples, seed=seed)
-        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 16:
-            raise rule_error("KlCalibrator", "n_bins", "an integer >= 16", n_bins)
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
-            raise rule_error("KlCalibrator", "n_candidates", "an integer >= 1", n_candidates)
+        check_int(n_bins, "KlCalibrator", "n_bins", min=16)
+        check_int(n_candidates, "KlCalibrator", "n_candidates", min=1)
         self.n_bins = n_bins
         self.n_candidates = n_candidates
 

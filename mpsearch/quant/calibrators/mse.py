@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mpsearch.errors import rule_error
+from mpsearch.core.checks import check_int
 from mpsearch.quant.calibrators._base import SampledCalibrator
 from mpsearch.quant.quantizer import qparams
 from mpsearch.quant.spec import QuantSpec
@@ -31,8 +31,7 @@ class MseCalibrator(SampledCalibrator):
 
     def __init__(self, spec: QuantSpec, n_grid: int = 100, max_samples: int = 1 << 20, seed: int = 0) -> None:
         super().__init__(spec, max_samples=max_samples, seed=seed)
-        if isinstance(n_grid, bool) or not isinstance(n_grid, int) or n_grid < 1:
-            raise rule_error("MseCalibrator", "n_grid", "an integer >= 1", n_grid)
+        check_int(n_grid, "MseCalibrator", "n_grid", min=1)
         self.n_grid = n_grid
 
     def _compute_rows(self, spec: QuantSpec) -> tuple[Tensor, Tensor]:

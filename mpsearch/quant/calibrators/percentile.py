@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mpsearch.errors import rule_error
+from mpsearch.core.checks import check_number
 from mpsearch.quant.calibrators._base import SampledCalibrator
 from mpsearch.quant.quantizer import qparams
 from mpsearch.quant.spec import QuantSpec
@@ -35,8 +35,7 @@ class PercentileCalibrator(SampledCalibrator):
 
     def __init__(self, spec: QuantSpec, percentile: float = 99.99, max_samples: int = 1 << 20, seed: int = 0) -> None:
         super().__init__(spec, max_samples=max_samples, seed=seed)
-        if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 50 < percentile <= 100:
-            raise rule_error("PercentileCalibrator", "percentile", "a number in (50, 100]", percentile)
+        check_number(percentile, "PercentileCalibrator", "percentile", min=50, max=100, min_exclusive=True)
         self.percentile = float(percentile)
 
     def _compute_rows(self, spec: QuantSpec) -> tuple[Tensor, Tensor]:

@@ -13,6 +13,36 @@ SCALE_KINDS = ("float", "dyadic", "power_of_two")
 MODES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per_channel", "per_tensor", "per_group")
 
+#: bytes of one stored scale, zero point or bias element of an LLM format, by ``formats.scale_dtype``
+SCALE_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+
+#: layer kinds that LLM formats apply to
+FORMAT_OPS = ("linear", "embedding")
+
+
+@dataclass(frozen=True)
+class FormatCapabilities:
+    """The LLM weight formats a device runs (``capabilities.formats``; see :mod:`mpsearch.core.formats`).
+
+    Attributes:
+        keys: format keys such as ``"w4a16g128"``, ``"w4a16g128z"``, ``"w8a8t"``, ``"w16a16"``.
+        ops: layer kinds that may take them (linear and embedding by default).
+        scale_dtype: how scales, zero points and the bias are stored (float16: 2 bytes each).
+    """
+
+    keys: tuple[str, ...]
+    ops: tuple[str, ...] = FORMAT_OPS
+    scale_dtype: str = "float16"
+
+    @property
+    def scale_bytes(self) -> int:
+        """Bytes of one scale (or zero point, or bias element)."""
+        return SCALE_DTYPE_BYTES[self.scale_dtype]
+
+    def runs(self, key: str, op_kind: str) -> bool:
+        """True when the device runs format ``key`` for layers of ``op_kind``."""
+        return op_kind in self.ops and key in self.keys
+
 
 @dataclass(frozen=True)
 class OpCapabilities:
@@ -37,6 +67,7 @@ class Capabilities:
     integer_only: bool = True
     per_op: Mapping[str, OpCapabilities] = field(default_factory=dict)
     group_size: int = 128  # weights per scale along the input dim when w_granularity is per_group
+    formats: FormatCapabilities | None = None  # LLM weight formats (weight-only, W8A8 per-token), if any
 
     def allowed_pairs(self, op_kind: str | None = None) -> list[tuple[int, int]]:
         """The (w_bits, a_bits) pairs the device runs for ``op_kind``, sorted high to low."""
@@ -84,6 +115,9 @@ class Roofline:
     ops_per_s: Mapping[str, float]
     bytes_per_s: float
     overhead_ms: float = 0.0
+    #: 16-bit float multiply-add rate (ops/s) of weight-only and 16-bit formats; None: the
+    #: slowest ``ops_per_s`` (no speed-up assumed)
+    float_ops_per_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,22 @@ Definitions (units in the names):
   scale of ``ceil(w_bits / 8)`` bytes (a zero-point lives in the weights' own range).
   Activation scales are folded into the per-channel requantization multipliers and add
   nothing here.
-* ``bops`` = MACs per example x w_bits x a_bits.
+* LLM formats (``Candidate.is_format``: weight-only, grouped, zero point, per-token; see
+  :mod:`mpsearch.core.formats`) store honestly: ``ceil(n_weights * w_bits / 8)`` + one scale
+  per output channel, or per group of ``group_size`` input features, + a zero point per scale
+  when ``w_zero_point``, + the bias, each scale, zero point and bias element in the profile's
+  ``formats.scale_dtype`` (float16: 2 bytes). 4-bit, group 128: ``4 + 16/128 = 4.125`` bits per
+  weight; with zero points ``4.25``. ``w16a16`` is 2 bytes per weight and no scales.
+* ``bops`` = MACs per example x w_bits x a_bits (weight-only: a_bits = 16).
 * ``latency_ms``: the LUT mean when the layer's signature and the (w, a) pair are measured
   (``latency_source="lut"``); otherwise the roofline (``"roofline"``):
   ``max(ops / ops_per_s[pair], bytes / bytes_per_s) * 1e3 + overhead_ms`` with
   ``ops = 2 * MACs * n_examples`` (one MAC = a multiply and an add) and
   ``bytes = weight bytes at w_bits + input and output activations at a_bits``.
   A pair without its own ``ops_per_s`` uses the nearest wider pair (no speed-up is assumed
-  for a pair the device has no faster kernel for).
+  for a pair the device has no faster kernel for). Weight-only and 16-bit formats run at
+  ``cost.roofline.float_ops_per_s`` (else the slowest rate) and move their honest weight bytes
+  and 16-bit activations; per-token formats use their integer pair's rate.
 * ``energy_uj`` (profiles with ``cost.energy``): ``active_mw * latency_ms +
   (ops * pj_per_op[pair] + bytes * pj_per_byte) * 1e-6``, same pair fallback.
 * ``activation_bytes``: the layer's working set, input + output at a_bits. It is a per-layer
@@ -112,9 +120,28 @@ def n_scales(layer: Layer, granularity: str, group_size: int = 128) -> int:
     return cout
 
 
+def format_size_bytes(layer: Layer, candidate: Candidate, scale_bytes: int = 2) -> int:
+    """Honest stored size of an LLM format: packed weights + scales + zero points + bias.
+
+    ``scale_bytes`` is the size of one scale, zero point and bias element (float16: 2).
+    """
+    n_bias = max(layer.n_params - layer.n_weights, 0)
+    if candidate.w_bits == 16:  # keep in 16-bit: no scales
+        return 2 * layer.n_weights + scale_bytes * n_bias
+    weights = math.ceil(layer.n_weights * candidate.w_bits / 8)
+    if candidate.group_size is not None:
+        scales = n_scales(layer, "per_group", candidate.group_size)
+    else:
+        scales = n_scales(layer, candidate.w_granularity)
+    zero_points = scales if candidate.w_zero_point else 0
+    return weights + (scales + zero_points + n_bias) * scale_bytes
+
+
 def size_bytes(layer: Layer, candidate: Candidate, profile: HardwareProfile) -> int:
     """Stored size of the layer at ``candidate`` on ``profile`` (see module docstring)."""
     caps = profile.capabilities
+    if candidate.is_format:
+        return format_size_bytes(layer, candidate, caps.formats.scale_bytes if caps.formats else 2)
     weights = math.ceil(layer.n_weights * candidate.w_bits / 8)
     scales = n_scales(layer, candidate.w_granularity, caps.group_size)
     zero_points = scales * math.ceil(candidate.w_bits / 8) if caps.weight_mode == "asymmetric" else 0
@@ -130,10 +157,17 @@ def activation_bytes(layer: Layer, a_bits: int, batch: int | None = None) -> int
     return math.ceil(in_elems * a_bits / 8) + math.ceil(out_elems * a_bits / 8)
 
 
-def roofline_work(layer: Layer, candidate: Candidate, batch: int | None = None) -> tuple[float, int]:
-    """``(ops, bytes)`` the roofline charges: ``2 * MACs * n`` and weights + activations."""
+def roofline_work(layer: Layer, candidate: Candidate, batch: int | None = None,
+                  profile: HardwareProfile | None = None) -> tuple[float, int]:
+    """``(ops, bytes)`` the roofline charges: ``2 * MACs * n`` and weights + activations.
+
+    A format's weights count at their honest size (scales and zero points included).
+    """
     n = n_examples(layer, batch)
-    weights = math.ceil(layer.n_weights * candidate.w_bits / 8)
+    if candidate.is_format:
+        weights = size_bytes(layer, candidate, profile) if profile is not None else format_size_bytes(layer, candidate)
+    else:
+        weights = math.ceil(layer.n_weights * candidate.w_bits / 8)
     return 2.0 * layer.macs * n, weights + activation_bytes(layer, candidate.a_bits, batch)
 
 
@@ -175,22 +209,24 @@ def layer_costs(layer: Layer, candidate: Candidate, profile: HardwareProfile | s
         profile = load_profile(profile)
     pair = (candidate.w_bits, candidate.a_bits)
     allowed = profile.capabilities.allowed_pairs(layer.kind)
-    if pair not in allowed:
+    if candidate.is_format:
+        _check_format(layer, candidate, profile)
+    elif pair not in allowed:
         raise ConfigError(
             f"{profile.name}: candidate for layer {layer.name!r} ({layer.kind}) must be a pair the device runs "
             f"({', '.join(pair_key(*p) for p in allowed)}), but got {candidate.key!r}")
-    if candidate.w_granularity not in profile.capabilities.weight_granularity:
+    if not candidate.is_format and candidate.w_granularity not in profile.capabilities.weight_granularity:
         raise ConfigError(f"{profile.name}: weight granularity of layer {layer.name!r} must be one of "
                           f"{', '.join(profile.capabilities.weight_granularity)}, but got {candidate.w_granularity!r}")
     n = n_examples(layer, batch)
-    ops, moved = roofline_work(layer, candidate, batch)
+    ops, moved = roofline_work(layer, candidate, batch, profile)
     entry = lut_entry_for(layer, profile, batch)
     stat = entry.latency_ms.get(candidate.key) if entry is not None else None
     rl = profile.cost.roofline
     if stat is not None:
         latency, source, std, bound = stat.mean, "lut", stat.std, "lut"
     elif rl is not None:
-        _, rate = rate_for_pair(rl.ops_per_s, *pair)
+        rate = _format_rate(rl, candidate) if candidate.is_format else rate_for_pair(rl.ops_per_s, *pair)[1]
         compute_s, memory_s = ops / rate, moved / rl.bytes_per_s
         latency = max(compute_s, memory_s) * 1e3 + rl.overhead_ms
         source, std, bound = "roofline", 0.0, ("compute" if compute_s >= memory_s else "memory")
@@ -199,7 +235,12 @@ def layer_costs(layer: Layer, candidate: Candidate, profile: HardwareProfile | s
     energy = None
     en = profile.cost.energy
     if en is not None:
-        pj_op = rate_for_pair(en.pj_per_op, *pair)[1] if en.pj_per_op else 0.0
+        if not en.pj_per_op:
+            pj_op = 0.0
+        elif candidate.weight_only:  # a 16-bit float op: the dearest listed op (no saving assumed)
+            pj_op = max(en.pj_per_op.values())
+        else:
+            pj_op = rate_for_pair(en.pj_per_op, *pair)[1]
         energy = en.active_mw * latency + (ops * pj_op + moved * en.pj_per_byte) * 1e-6
     return LayerCost(
         size_bytes=size_bytes(layer, candidate, profile),
@@ -208,6 +249,32 @@ def layer_costs(layer: Layer, candidate: Candidate, profile: HardwareProfile | s
         ops=ops, bytes_moved=moved, activation_bytes=activation_bytes(layer, candidate.a_bits, batch),
         energy_uj=energy, n_examples=n,
     )
+
+
+def _check_format(layer: Layer, candidate: Candidate, profile: HardwareProfile) -> None:
+    """A format must be one the profile runs for the layer's kind, with a group size that divides the inputs."""
+    fmts = profile.capabilities.formats
+    if fmts is None or not fmts.runs(candidate.key, layer.kind):
+        listed = f"({', '.join(fmts.keys)} for {', '.join(fmts.ops)})" if fmts is not None else "(it lists none)"
+        raise ConfigError(f"{profile.name}: candidate for layer {layer.name!r} ({layer.kind}) must be a format the "
+                          f"profile runs {listed}, but got {candidate.key!r}")
+    check_group_divides(layer, candidate, profile.name)
+
+
+def check_group_divides(layer: Layer, candidate: Candidate, where: str) -> None:
+    """Raise when ``candidate``'s group size does not divide the layer's input features."""
+    g = candidate.group_size
+    fan_in = layer.n_weights // max(int(layer.weight_shape[0]) if layer.weight_shape else 1, 1)
+    if g is not None and fan_in % g:
+        raise ConfigError(f"{where}: layer {layer.name!r} ({layer.kind}): group size of {candidate.key} must divide "
+                          f"the layer's {fan_in} input features, but got {g}")
+
+
+def _format_rate(rl: Any, candidate: Candidate) -> float:
+    """ops/s of a format: the float rate for weight-only / 16-bit, the integer pair's rate for per-token."""
+    if candidate.weight_only:
+        return rl.float_ops_per_s if rl.float_ops_per_s is not None else min(rl.ops_per_s.values())
+    return rate_for_pair(rl.ops_per_s, candidate.w_bits, candidate.a_bits)[1]
 
 
 def profile_budgets(profile: HardwareProfile) -> dict[str, Any]:

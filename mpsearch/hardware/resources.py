@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from mpsearch.core.cost_table import CostTable
+from mpsearch.core.formats import format_fields
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer
 from mpsearch.hardware.candidates import candidates_for_layers
@@ -21,7 +22,8 @@ from mpsearch.hardware.costs import layer_costs
 
 def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Sequence[int] | None = None,
                    a_bits: Sequence[int] | None = None, *, granularity: str | None = None, batch: int | None = None,
-                   ties: Sequence[Sequence[str]] | None = None, where: str = "resource_table") -> CostTable:
+                   ties: Sequence[Sequence[str]] | None = None, where: str = "resource_table",
+                   formats: Sequence[str] | None = None) -> CostTable:
     """Resources of every layer x candidate the profile allows, with omega 0 (no sensitivity yet).
 
     Args:
@@ -34,6 +36,8 @@ def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Se
         ties: groups of layers that must take one candidate; None: the groups of layers that
             read the same input (:func:`mpsearch.model.input_ties`); ``[]`` for none.
         where: what a malformed record's message names.
+        formats: candidate keys for linear and embedding layers (LLM formats such as
+            ``"w4a16g128"``; see :func:`mpsearch.hardware.candidates_for`).
 
     Returns:
         A :class:`CostTable` with resources ``size_bytes``, ``bops``, ``latency_ms`` (+
@@ -42,17 +46,19 @@ def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Se
     from mpsearch.model import input_ties  # lazily: importing hardware/ stays light (no torch)
 
     layers = list(layers)
-    cands = candidates_for_layers(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch)
+    cands = candidates_for_layers(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch,
+                                  formats=formats)
     records, lat_sources = [], {}
     for lay in layers:
         for cand in cands[lay.name]:
             cost = layer_costs(lay, cand, profile, batch)
             records.append({"layer": lay.name, "w_bits": cand.w_bits, "a_bits": cand.a_bits,
-                            "w_granularity": cand.w_granularity, "omega": 0.0, **cost.resources()})
-            lat_sources[(lay.name, cand.w_bits, cand.a_bits)] = cost.latency_source
+                            "w_granularity": cand.w_granularity, **format_fields(cand), "omega": 0.0,
+                            **cost.resources()})
+            lat_sources[(lay.name, cand.key)] = cost.latency_source
     if ties is None:
         ties = [tuple(g) for g in input_ties(layers)]
     table = CostTable.from_records(records, ties=ties, where=where)
-    src = np.array([lat_sources[(name, c.w_bits, c.a_bits)] for i, name in enumerate(table.layers)
+    src = np.array([lat_sources[(name, c.key)] for i, name in enumerate(table.layers)
                     for c in table.candidates[i]], dtype=object)
     return replace(table, sources={"latency_ms": src})

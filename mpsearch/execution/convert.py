@@ -36,6 +36,7 @@ from mpsearch.execution.dyadic import ROUNDINGS
 from mpsearch.execution.ops import (FUNCTION_HANDLERS, METHOD_HANDLERS, MODULE_HANDLERS, Builder, Context, Rep,
                                     describe, handler_for)
 from mpsearch.execution.ops._builder import INT32_MAX, INT32_MIN, is_scalar
+from mpsearch.execution.ops.islands import is_island
 from mpsearch.execution.program import IntegerModel
 
 log = logging.getLogger("mpsearch")
@@ -49,13 +50,28 @@ class IntegerConfig:
         rounding: rounding of every dyadic rescale: "half_up" (DESIGN.md: add ``2^(s-1)``, shift)
             or "half_even" (the simulation's ``torch.round``; differs only on exact ties, which
             power-of-two scales make common).
+
+        integer_only: True (default): every op must run in integer arithmetic; an op with no
+            integer version (LayerNorm, softmax, GELU, attention, embedding lookup, ...) is
+            refused, named, before anything is computed. False: such ops run as declared float
+            islands (dequantize, float op, requantize at the next activation quantizer), listed by
+            :attr:`IntegerModel.float_ops` and by ``validate``. :meth:`for_profile` reads it from
+            a profile's ``capabilities.integer_only``.
     """
 
     rounding: str = "half_up"
+    integer_only: bool = True
 
     def __post_init__(self) -> None:
         if self.rounding not in ROUNDINGS:
             raise rule_error("IntegerConfig", "rounding", f"one of {', '.join(ROUNDINGS)}", self.rounding)
+        if not isinstance(self.integer_only, bool):
+            raise rule_error("IntegerConfig", "integer_only", "True or False", self.integer_only)
+
+    @classmethod
+    def for_profile(cls, profile: Any, rounding: str = "half_up") -> "IntegerConfig":
+        """The config a hardware profile asks for: ``integer_only`` from its capabilities."""
+        return cls(rounding=rounding, integer_only=bool(profile.capabilities.integer_only))
 
 
 class _ShapeRecorder(fx.Interpreter):
@@ -64,10 +80,17 @@ class _ShapeRecorder(fx.Interpreter):
     (``torch.fx.passes.shape_prop.ShapeProp`` does the same but imports sympy, about a second.)
     """
 
+    def __init__(self, gm: fx.GraphModule, static: set[fx.Node]) -> None:
+        super().__init__(gm)
+        self.static = static
+        self.values: dict[fx.Node, Any] = {}
+
     def run_node(self, n: fx.Node) -> Any:
         out = super().run_node(n)
         if isinstance(out, torch.Tensor):
             n.meta["tensor_meta"] = _Meta(tuple(out.shape))
+        if n in self.static:
+            self.values[n] = out.detach().clone() if isinstance(out, torch.Tensor) else out
         return out
 
 
@@ -76,15 +99,48 @@ class _Meta:
     shape: tuple[int, ...]
 
 
-def check_supported(gm: fx.GraphModule) -> None:
+#: ``getattr(x, name)`` of these reads no tensor value: a size, known when the program is built.
+_META_ATTRS = ("shape", "dtype", "device", "ndim")
+
+
+def static_nodes(gm: fx.GraphModule) -> set[fx.Node]:
+    """The nodes computed once when the program is built: parameters and buffers (``get_attr``),
+    sizes (``x.shape``, ``x.size()``, ``x.dim()``) and every function of those alone (e.g.
+    ``self.pos[:x.shape[1]]``). Their values assume the example input's sizes except the batch."""
+    static: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            static.add(node)
+        elif node.op == "call_function" and node.target is getattr and node.args[1] in _META_ATTRS:
+            static.add(node)
+        elif node.op == "call_method" and node.target in ("size", "dim"):
+            static.add(node)
+        elif node.op in ("call_function", "call_method"):
+            deps = node.all_input_nodes
+            if deps and all(d in static for d in deps):
+                static.add(node)
+    return static
+
+
+def check_supported(gm: fx.GraphModule, integer_only: bool = True) -> None:
     """Raise :class:`UnsupportedModelError` naming the first op the executor cannot run.
 
-    Runs on the graph only (nothing is computed), so a bad model fails before any work.
+    With ``integer_only`` an op that could only run as a float island is refused too. Runs on
+    the graph only (nothing is computed), so a bad model fails before any work.
     """
+    static = static_nodes(gm)
     for node in gm.graph.nodes:
-        if node.op in ("placeholder", "output"):
+        if node.op in ("placeholder", "output") or node in static:
             continue
-        if handler_for(node, gm) is not None:
+        found = handler_for(node, gm)
+        if found is not None and integer_only and is_island(found[0]):
+            raise UnsupportedModelError(
+                f"to_integer: op {describe(node, gm)} at node {node.name!r} is not supported by the integer executor "
+                "in integer-only mode (IntegerConfig(integer_only=True), the default): it has no integer version "
+                "and could only run as a declared float island; pass IntegerConfig(integer_only=False), or "
+                "to_integer(..., profile=p) with a profile whose capabilities.integer_only is false, to run it "
+                "in float")
+        if found is not None:
             if node.op == "call_module":
                 module = gm.get_submodule(str(node.target))
                 mode = getattr(module, "mode", "quantize")
@@ -116,6 +172,8 @@ def _output(ctx: Context, node: fx.Node) -> ir.OutputSpec:
             raise UnsupportedModelError(f"to_integer: the model must return one tensor, but returns {len(arg)}")
         arg = arg[0]
     rep: Rep = ctx.rep(arg, node)
+    if rep.dtype == "float32":  # a float island's value: the logits are float already
+        return ir.OutputSpec(name=rep.value, scale=1.0, zero_point=0, sample_shape=rep.shape)
     rep = ctx.b.materialize(rep, "output")
     if not (is_scalar(rep.scale) and is_scalar(rep.zp)):
         # Per-channel logits (S_w[c] * S_a): one per-tensor scale so the integers compare directly.
@@ -123,23 +181,28 @@ def _output(ctx: Context, node: fx.Node) -> ir.OutputSpec:
     return ir.OutputSpec(name=rep.value, scale=float(rep.scale), zero_point=int(rep.zp), sample_shape=rep.shape)
 
 
-def to_integer(qmodel: nn.Module, example_inputs: Any, config: IntegerConfig | None = None) -> IntegerModel:
+def to_integer(qmodel: nn.Module, example_inputs: Any, config: IntegerConfig | None = None, *,
+               profile: Any = None) -> IntegerModel:
     """Build the integer-only program of a fake-quant model.
 
     Args:
         qmodel: the result of :func:`mpsearch.quant.quantize` in graph mode (an
             ``fx.GraphModule`` with calibrated activation quantizers).
         example_inputs: a tensor or a tuple of tensors (one batch), used for shapes only.
-        config: options (:class:`IntegerConfig`).
+        config: options (:class:`IntegerConfig`); default: ``IntegerConfig.for_profile(profile)``
+            when a profile is given, else ``IntegerConfig()`` (integer-only).
+        profile: the :class:`~mpsearch.core.HardwareProfile` the plan is for (optional).
 
     Returns:
         The :class:`~mpsearch.execution.program.IntegerModel` (on the device of the example inputs).
 
     Raises:
         UnsupportedModelError: ``qmodel`` is not a graph-mode fake-quant model, or an op in it is not
-            supported (named with its node and module), checked before anything is computed.
+            supported (named with its node and module), or, in integer-only mode, has no integer
+            version; checked before anything is computed.
     """
-    config = IntegerConfig() if config is None else config
+    if config is None:
+        config = IntegerConfig() if profile is None else IntegerConfig.for_profile(profile)
     if not isinstance(config, IntegerConfig):
         raise rule_error("to_integer", "config", "an IntegerConfig or None", config)
     if not isinstance(qmodel, fx.GraphModule):
@@ -147,17 +210,21 @@ def to_integer(qmodel: nn.Module, example_inputs: Any, config: IntegerConfig | N
         why = ("it was quantized in per-layer mode because torch.fx could not trace it" if mode == "per_layer"
                else f"it is a {type(qmodel).__name__}, not the fx.GraphModule that mpsearch.quantize returns")
         raise UnsupportedModelError(f"to_integer: qmodel must be a graph-mode fake-quant model, but {why}")
-    check_supported(qmodel)
+    check_supported(qmodel, config.integer_only)
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise rule_error("to_integer", "example_inputs", "a tensor or a tuple of tensors", type(example_inputs))
     was_training = qmodel.training
     qmodel.eval()
+    static = static_nodes(qmodel)
+    recorder = _ShapeRecorder(qmodel, static)
     with torch.no_grad():
-        _ShapeRecorder(qmodel).run(*inputs)  # per-node shapes; the only float run, at build time
+        recorder.run(*inputs)  # per-node shapes and static values; the only float run, at build time
     qmodel.train(was_training)
 
     ctx = Context(qmodel, Builder(config.rounding))
+    ctx.integer_only = config.integer_only
+    ctx.static = recorder.values
     output: ir.OutputSpec | None = None
     for node in qmodel.graph.nodes:
         if node.op == "placeholder":
@@ -165,6 +232,9 @@ def to_integer(qmodel: nn.Module, example_inputs: Any, config: IntegerConfig | N
                                  lo=np.int64(0), hi=np.int64(0))
         elif node.op == "output":
             output = _output(ctx, node)
+        elif node in static:
+            ctx.reps[node] = Rep(value="", dtype="shape", shape=(), scale=np.float64(1), zp=np.int64(0),
+                                 lo=np.int64(0), hi=np.int64(0))
         else:
             found = handler_for(node, qmodel)
             assert found is not None  # check_supported ran

@@ -5,7 +5,9 @@ integer tensor whose shape broadcasts against the op's output WITHOUT the batch 
 (``()`` per tensor, ``(C, 1, 1)`` per channel of an ``N, C, H, W`` tensor). Dtypes: weights int8
 (any width 2..8 fits), bias / multipliers / shifts / zero points / bounds int32.
 
-The only float steps are the boundaries, outside the integer path:
+The only float steps are the boundaries, outside the integer path, and the declared float
+islands (``dequant`` -> ``float_op`` -> ``quantize``) of ops that have no integer version yet
+(LayerNorm, softmax, GELU, attention, ...): a program with one is not integer-only, and says so.
 
 * :class:`InputQuant` turns the float input into integer codes,
   ``clamp(round(x / scale) + zero_point, qmin, qmax)`` (IEEE float32 division, round half to
@@ -146,9 +148,106 @@ class Reshape(Op):
     shape: tuple[int, ...] = ()  # per-sample shape
 
 
+@dataclass(frozen=True, eq=False)
+class ShapeOp(Op):
+    """An integer-preserving data move (transpose, permute, slicing, split / chunk, squeeze, ...):
+    ``y = fn(x, *args)`` with the torch function ``fn`` (a name of ``kernels.islands.SHAPE_FNS``);
+    ``call`` is the call template (:func:`encode`, ``{"in": 0}`` the input, batch dim included);
+    ``select`` picks one tensor from a tuple result (split, chunk, unbind)."""
+
+    KIND: ClassVar[str] = "shape_op"
+    fn: str = ""
+    call: Any = None
+    select: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Dequant(Op):
+    """Float island boundary: ``y = float32((x - zp) * scale)`` (scale float64, zp int)."""
+
+    KIND: ClassVar[str] = "dequant"
+    scale: Tensor = field(default=None)  # type: ignore[assignment]  # float64, broadcastable to a sample
+    zp: Tensor = field(default=None)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class Quantize(Op):
+    """Float island boundary: ``y = clamp(round(x / scale) + zp, qmin, qmax)`` (float32 division,
+    round half to even: the fake-quant model's activation quantizer), int8."""
+
+    KIND: ClassVar[str] = "quantize"
+    scale: Tensor = field(default=None)  # type: ignore[assignment]  # float32
+    zp: Tensor = field(default=None)  # type: ignore[assignment]
+    qmin: int = -128
+    qmax: int = 127
+    bits: int = 8
+
+
+@dataclass(frozen=True, eq=False)
+class FloatOp(Op):
+    """A declared float island: ``y = fn(*call)`` in float32, ``fn`` a name of
+    ``kernels.islands.FLOAT_FNS``; ``call`` is the call template (:func:`encode`) whose inputs are
+    float32 values (dequantized first) and whose ``{"const": i}`` are ``consts[i]``. Never part of
+    an integer-only program: :attr:`IntegerModel.float_ops` lists every one."""
+
+    KIND: ClassVar[str] = "float_op"
+    fn: str = ""
+    call: Any = None
+    consts: tuple[Tensor, ...] = ()
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {f"const{i}": t for i, t in enumerate(self.consts)}
+
+
+def encode(v: Any, inputs: dict[int, int], consts: dict[int, int]) -> Any:
+    """A call argument as plain data: a value node (by id) -> ``{"in": i}``, a constant tensor ->
+    ``{"const": j}``, slices / Ellipsis / tuples tagged, numbers as they are."""
+    if id(v) in inputs:
+        return {"in": inputs[id(v)]}
+    if id(v) in consts:
+        return {"const": consts[id(v)]}
+    if isinstance(v, slice):
+        return {"slice": [encode(v.start, inputs, consts), encode(v.stop, inputs, consts),
+                          encode(v.step, inputs, consts)]}
+    if v is Ellipsis:
+        return {"ellipsis": True}
+    if isinstance(v, tuple):
+        return {"tuple": [encode(x, inputs, consts) for x in v]}
+    if isinstance(v, list):
+        return [encode(x, inputs, consts) for x in v]
+    if isinstance(v, dict):
+        return {"kwargs": {k: encode(x, inputs, consts) for k, x in v.items()}}
+    if isinstance(v, torch.dtype):
+        return {"dtype": str(v).replace("torch.", "")}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    raise TypeError(f"encode: cannot store {type(v).__name__} {v!r} in a program")
+
+
+def decode(v: Any, inputs: tuple[Tensor, ...], consts: tuple[Tensor, ...]) -> Any:
+    """Inverse of :func:`encode` given the input and constant tensors."""
+    if isinstance(v, list):
+        return [decode(x, inputs, consts) for x in v]
+    if not isinstance(v, dict):
+        return v
+    if "in" in v:
+        return inputs[v["in"]]
+    if "const" in v:
+        return consts[v["const"]]
+    if "slice" in v:
+        return slice(*(decode(x, inputs, consts) for x in v["slice"]))
+    if "ellipsis" in v:
+        return Ellipsis
+    if "tuple" in v:
+        return tuple(decode(x, inputs, consts) for x in v["tuple"])
+    if "dtype" in v:
+        return getattr(torch, v["dtype"])
+    return {k: decode(x, inputs, consts) for k, x in v["kwargs"].items()}
+
+
 #: op kind -> class (used by load and by the kernel registry).
 OPS: dict[str, type[Op]] = {c.KIND: c for c in (Conv, Linear, Requant, Clamp, Add, Cat, MaxPool, AvgPoolSum,
-                                                SumReduce, Reshape)}
+                                                SumReduce, Reshape, ShapeOp, Dequant, Quantize, FloatOp)}
 
 
 @dataclass(frozen=True)
@@ -163,8 +262,11 @@ class InputQuant:
     qmax: int
     bits: int
     sample_shape: tuple[int, ...]
+    kind: str = "quant"  # "index": integer indices (token ids) passed through as int64
 
     def __call__(self, x: Tensor) -> Tensor:
+        if self.kind == "index":
+            return x.to(torch.int64)
         scale = torch.tensor(self.scale, dtype=torch.float32, device=x.device)
         q = torch.round(x.float() / scale) + self.zero_point  # the same float32 division as fake quant
         return torch.clamp(q, self.qmin, self.qmax).to(torch.int8)
@@ -185,6 +287,8 @@ def op_to_dict(op: Op) -> dict[str, Any]:
     out: dict[str, Any] = {"op": op.KIND}
     for f in dataclasses.fields(op):
         v = getattr(op, f.name)
+        if f.name == "consts":  # FloatOp's constants travel as tensors const0, const1, ...
+            continue
         if not isinstance(v, Tensor):
             out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
@@ -194,10 +298,12 @@ def op_from_dict(data: dict[str, Any], tensors: dict[str, Tensor]) -> Op:
     """Inverse of :func:`op_to_dict` plus the op's tensors."""
     cls = OPS[data["op"]]
     kwargs: dict[str, Any] = {}
+    if cls is FloatOp:
+        kwargs["consts"] = tuple(tensors[f"const{i}"] for i in range(len(tensors)))
     for f in dataclasses.fields(cls):
         if f.name in tensors:
             kwargs[f.name] = tensors[f.name]
         elif f.name in data:
             v = data[f.name]
-            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+            kwargs[f.name] = tuple(v) if isinstance(v, list) and f.name != "call" else v
     return cls(**kwargs)

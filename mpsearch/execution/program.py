@@ -135,6 +135,17 @@ class IntegerModel:
         return self.logits_int(*xs).argmax(dim=-1)
 
     # -- inspection ---------------------------------------------------------------------
+    @property
+    def float_ops(self) -> tuple[str, ...]:
+        """Every op that runs in float (the declared float islands), as ``"<fx node> (<what>): <fn>"``,
+        in program order; empty for an integer-only program."""
+        return tuple(f"{op.source}: {op.fn}" for op in self.ops if isinstance(op, ir.FloatOp))
+
+    @property
+    def integer_only(self) -> bool:
+        """True when no op of the program runs in float (no float island)."""
+        return not any(isinstance(op, (ir.FloatOp, ir.Dequant, ir.Quantize)) for op in self.ops)
+
     def is_pure_shift(self) -> bool:
         """True when every rescale is a shift (what power-of-two scale profiles demand)."""
         return all(is_pure_shift(op.multiplier.numpy(), op.shift.numpy())
@@ -167,7 +178,8 @@ class IntegerModel:
         kinds: dict[str, int] = {}
         for op in self.ops:
             kinds[op.KIND] = kinds.get(op.KIND, 0) + 1
-        return f"IntegerModel({len(self.ops)} ops: {kinds}, output scale {self.output.scale:.3g})"
+        islands = "" if self.integer_only else f", NOT integer-only: {len(self.float_ops)} float islands"
+        return f"IntegerModel({len(self.ops)} ops: {kinds}, output scale {self.output.scale:.3g}{islands})"
 
     # -- export -------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:

@@ -23,7 +23,7 @@ import torch
 
 from mpsearch.errors import rule_error
 from mpsearch.execution import ir
-from mpsearch.execution.kernels import elementwise, layers, pooling, requant
+from mpsearch.execution.kernels import elementwise, islands, layers, pooling, requant
 from mpsearch.execution.kernels._base import Backend, Kernel
 from mpsearch.execution.kernels.gemm import Int32Backend, IntMmBackend, int_matmul
 from mpsearch.execution.kernels.numba_cpu import NUMBA_MIN_K, NumbaBackend
@@ -34,7 +34,7 @@ __all__ = ["AUTO", "BACKENDS", "FUSED", "GEMMS", "GENERIC", "KERNELS", "NUMBA_MI
 Prepare = Callable[[ir.Op, torch.device, Backend], Kernel]
 
 #: the op families of generic kernels; a new family is a module with a ``KERNELS`` table, listed here.
-FAMILIES = (layers, requant, elementwise, pooling)
+FAMILIES = (layers, requant, elementwise, pooling, islands)
 
 
 def _merge(families: tuple[object, ...]) -> dict[str, Prepare]:

@@ -8,7 +8,8 @@ refused by :func:`mpsearch.execution.convert.to_integer` before anything runs.
 * :mod:`.layers`: activation quantizers, quantized conv and linear;
 * :mod:`.elementwise`: ReLU, ReLU6, clamps, residual adds, concatenation;
 * :mod:`.shape`: identities, reshapes, flatten, size queries;
-* :mod:`.pooling`: max and average pooling, mean.
+* :mod:`.pooling`: max and average pooling, mean;
+* :mod:`.islands`: declared float islands (LayerNorm, softmax, GELU, attention, embedding, ...).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from torch import fx, nn
 
-from mpsearch.execution.ops import elementwise, layers, pooling, shape
+from mpsearch.execution.ops import elementwise, islands, layers, pooling, shape
 from mpsearch.execution.ops._base import Context, Handler, describe, unsupported
 from mpsearch.execution.ops._builder import Builder, Rep
 
@@ -25,7 +26,7 @@ __all__ = ["FAMILIES", "FUNCTION_HANDLERS", "METHOD_HANDLERS", "MODULE_HANDLERS"
            "Handler", "Rep", "describe", "handler_for", "unsupported"]
 
 #: the op families; a new family is a module with MODULES / FUNCTIONS / METHODS tables, listed here.
-FAMILIES = (layers, shape, elementwise, pooling)
+FAMILIES = (layers, shape, elementwise, pooling, islands)
 
 
 def _merge_keyed(attr: str) -> dict[Any, Handler]:

@@ -58,11 +58,18 @@ class Context:
         self.taps: dict[str, str] = {}  # ActQuant module path -> value name of its codes
         self.layers: dict[str, str] = {}  # quantized layer name -> value name of its accumulator
         self.output: ir.OutputSpec | None = None
+        self.static: dict[fx.Node, Any] = {}  # node -> value computed when the program is built
+        self.dequantized: dict[str, str] = {}  # integer value -> its float32 value (float islands)
+        self.integer_only = False  # refuse float islands (IntegerConfig.integer_only)
 
     def rep(self, arg: Any, node: fx.Node) -> Rep:
         if not isinstance(arg, fx.Node):
             raise UnsupportedModelError(f"to_integer: node {node.name!r} ({describe(node, self.gm)}) takes a "
                                         f"constant {arg!r} where a tensor is expected; not supported")
+        if arg in self.static:
+            raise UnsupportedModelError(f"to_integer: node {node.name!r} ({describe(node, self.gm)}) takes the "
+                                        f"constant {arg.name!r} where a value of the program is expected; "
+                                        "not supported")
         rep = self.reps[arg]
         if rep.dtype == "float":
             raise UnsupportedModelError(f"to_integer: node {node.name!r} ({describe(node, self.gm)}) reads the "

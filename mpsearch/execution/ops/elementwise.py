@@ -15,9 +15,13 @@ from torch import fx, nn
 from mpsearch.execution import ir
 from mpsearch.execution.ops._base import Context, Handler, sample_shape, unsupported
 from mpsearch.execution.ops._builder import Rep, compact, full
+from mpsearch.execution.ops.islands import is_float_or_static, island
 
 
 def _with_clamp(ctx: Context, node: fx.Node, lo: float, hi: float) -> Rep:
+    if is_float_or_static(ctx, node.args[0]):  # a float island's value: clamp it in float
+        return island(ctx, node, "clamp", (node.args[0],),
+                      {"min": None if math.isinf(lo) else lo, "max": None if math.isinf(hi) else hi})
     x = ctx.rep(node.args[0], node)
     old = x.clamp or (-math.inf, math.inf)
     return x.replace(clamp=(max(old[0], lo), min(old[1], hi)))
@@ -50,6 +54,8 @@ def clamp_fn(ctx: Context, node: fx.Node, *_: Any) -> Rep:
 def add(ctx: Context, node: fx.Node, *_: Any) -> Rep:
     if len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
         raise unsupported(node, ctx, "only a + b of two tensors is supported")
+    if any(is_float_or_static(ctx, a) for a in node.args):  # a float value or a constant (a Parameter)
+        return island(ctx, node, "add", tuple(node.args), {})
     a, b = ctx.rep(node.args[0], node), ctx.rep(node.args[1], node)
     source = node.name
     a, b = ctx.b.common_scale([a, b], source)

@@ -12,6 +12,7 @@ from torch import fx, nn
 from mpsearch.execution import ir
 from mpsearch.execution.ops._base import Context, Handler, pair, sample_shape, unsupported
 from mpsearch.execution.ops._builder import INT32_MAX, Rep, compact, int_tensor, is_scalar
+from mpsearch.execution.ops.islands import quantize_float
 from mpsearch.quant.modules import ActQuant, QuantConv1d, QuantConv2d, QuantLinear
 from mpsearch.quant.quantizer import quantize as quantize_codes
 
@@ -45,7 +46,10 @@ def act_quant(ctx: Context, node: fx.Node, aq: ActQuant) -> Rep:
     qmin, qmax = spec.qmin - offset, spec.qmax - offset
     src = node.args[0]
     source = f"{node.name} ({node.target})"
-    if isinstance(src, fx.Node) and ctx.reps[src].dtype == "float":
+    if isinstance(src, fx.Node) and getattr(ctx.reps.get(src), "dtype", None) == "float32":
+        # the value of a float island: rounded as the simulation's quantizer rounds it
+        rep = quantize_float(ctx, node, ctx.reps[src], scale, zp, qmin, qmax, spec.bits, source)
+    elif isinstance(src, fx.Node) and ctx.reps[src].dtype == "float":
         if not is_scalar(scale):
             raise unsupported(node, ctx, "a per-channel quantizer on the model input is not supported")
         name = ctx.b.name(node.name)

@@ -98,7 +98,7 @@ def allocate(table: CostTable, budgets: Budgets | Mapping[str, Any] | Iterable[A
     meta = {
         "budgets": limits,
         "relative": {b.resource: b.limit for b in parsed.entries if b.relative},
-        "pins": {table.layers[i]: f"w{w}a{a}" for i, (w, a) in pinned.items()},
+        "pins": {table.layers[i]: key for i, key in pinned.items()},
         "gap_rel": float(gap_rel),
         "time_limit_s": None if time_limit_s is None else float(time_limit_s),
         "build_time_s": build_time_s,

@@ -49,7 +49,7 @@ class Problem:
     """
 
     def __init__(self, table: CostTable, objective: str, row_names: Sequence[str],
-                 pins: Mapping[int, tuple[int, int]] | None = None, prune: bool = True) -> None:
+                 pins: Mapping[int, str | tuple[int, int]] | None = None, prune: bool = True) -> None:
         self.table = table
         self.objective_name = objective
         self.row_names = tuple(row_names)
@@ -58,15 +58,18 @@ class Problem:
         values += [table.resources[r] for r in self.row_names]
         dense = np.stack([self._aggregate(v) for v in values])  # (1 + n_rows, G, K)
         allowed = self._valid.copy()
-        for layer_idx, (w_bits, a_bits) in (pins or {}).items():
+        for layer_idx, pin in (pins or {}).items():  # candidate keys (allocation/pins.py) or (w, a) pairs
             g = self.layer_group[layer_idx]
-            pos = [p for p, c in enumerate(self.group_cands[g]) if (c.w_bits, c.a_bits) == (w_bits, a_bits)]
+            key = pin if isinstance(pin, str) else f"w{pin[0]}a{pin[1]}"
+            pos = ([p for p, c in enumerate(self.group_cands[g]) if c.key == key] or
+                   [p for p, c in enumerate(self.group_cands[g]) if not isinstance(pin, str)
+                    and (c.w_bits, c.a_bits) == tuple(pin)])
             row = allowed[g] & (np.arange(self.k_max) == pos[0]) if pos else None
             if row is None or not row.any():
                 name = table.layers[layer_idx]
                 raise ConfigError(f"pins: {name!r} must be pinned to one of its candidates "
                                   f"{[c.key for c in self.group_cands[g]]} (and agree with pins on layers tied "
-                                  f"to it), but got w{w_bits}a{a_bits}")
+                                  f"to it), but got {key}")
             allowed[g] = row
         masked = np.where(allowed[None], dense, np.nan)
         self.lo = np.nansum(np.nanmin(masked[1:], axis=2), axis=1) if self.row_names else np.zeros(0)
@@ -116,9 +119,9 @@ class Problem:
         layer_rows = np.where(pos[None] < sizes[:, None], table.offsets[:-1, None] + pos[None], -1)
         for m in members:
             if len(m) > 1:
-                first = [(c.w_bits, c.a_bits) for c in table.candidates[m[0]]]
+                first = [c.key for c in table.candidates[m[0]]]  # a key names one format (w4a16g128z)
                 for i in m[1:]:
-                    lookup = {(c.w_bits, c.a_bits): j for j, c in enumerate(table.candidates[i])}
+                    lookup = {c.key: j for j, c in enumerate(table.candidates[i])}
                     layer_rows[i, :len(first)] = [int(table.offsets[i]) + lookup[k] for k in first]
         self.layer_rows = layer_rows
         self._valid = pos[None] < np.array([len(c) for c in self.group_cands])[:, None]

@@ -62,7 +62,8 @@ class LayerBits:
         return {"w_bits": self.w_bits, "a_bits": self.a_bits, **format_fields(self)}
 
 
-_LAYER_KEYS = ("w_bits", "a_bits", "group_size", "w_zero_point", "a_mode")
+#: keys of one layer in a plan file (the format fields may be left out)
+LAYER_KEYS = ("w_bits", "a_bits", "group_size", "w_zero_point", "a_mode")
 
 
 _PLAN_KEYS = ("version", "layers", "totals", "objective", "solver", "status", "optimal", "gap", "solve_time_s", "meta")
@@ -153,7 +154,7 @@ class BitPlan:
             raise rule_error(where, "layers", "a non-empty mapping of layer name -> {w_bits, a_bits}", raw_layers)
         layers = {}
         for name, rec in raw_layers.items():
-            check_keys(rec, _LAYER_KEYS, where, f"layers.{name}", required=("w_bits", "a_bits"))
+            check_keys(rec, LAYER_KEYS, where, f"layers.{name}", required=("w_bits", "a_bits"))
             w_bits = check_bits(rec["w_bits"], where, f"layers.{name}.w_bits")
             a_bits = check_bits(rec["a_bits"], where, f"layers.{name}.a_bits")
             try:

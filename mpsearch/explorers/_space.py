@@ -33,7 +33,6 @@ from mpsearch.allocation import Budgets, check_feasible, resolve_budgets  # nump
 from mpsearch.allocation.pins import resolve_pins
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
-from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 from mpsearch.explorers._repair import REL_TOL, REPAIRS
 
@@ -68,7 +67,7 @@ def absolute_budgets(table: CostTable, budgets: Budgets | Any, pins: Mapping[str
 
 def normalize_pins(table: CostTable, pins: Mapping[str, Any] | None) -> dict[int, int]:
     """Layer index -> pinned row, with :func:`mpsearch.allocation.pins.resolve_pins`'s rules."""
-    return {i: table.row_of(table.layers[i], w, a) for i, (w, a) in resolve_pins(table, pins).items()}
+    return {i: table.row_of(table.layers[i], key) for i, key in resolve_pins(table, pins).items()}
 
 
 class SearchSpace:
@@ -111,11 +110,11 @@ class SearchSpace:
             if pinned_keys:
                 key = pinned_keys.pop()
                 for i in g:
-                    self.fixed_rows[i] = table.row_of(table.layers[i], *_bits(key))
+                    self.fixed_rows[i] = table.row_of(table.layers[i], key)
                 continue
-            keys = sorted(key_rows, key=lambda k: (sum(self._row_cost[table.row_of(table.layers[i], *_bits(k))]
+            keys = sorted(key_rows, key=lambda k: (sum(self._row_cost[table.row_of(table.layers[i], k)]
                                                        for i in g), k))
-            rows = np.array([[table.row_of(table.layers[i], *_bits(k)) for k in keys] for i in g], dtype=np.int64)
+            rows = np.array([[table.row_of(table.layers[i], k) for k in keys] for i in g], dtype=np.int64)
             self.units.append(Unit(table.layers[g[0]], g, tuple(keys), rows))
         self._res_names = parsed.resources
         self.fixed_totals = np.array([table.resources[r][self.fixed_rows[self.fixed_rows >= 0]].sum()
@@ -216,11 +215,6 @@ class SearchSpace:
             rows = self.table.rows_for_plan(plan)
             self._anchor = np.array([list(u.rows[0]).index(rows[u.layers[0]]) for u in self.units])
         return self._anchor
-
-
-def _bits(key: str) -> tuple[int, int]:
-    c = Candidate.parse(key)
-    return c.w_bits, c.a_bits
 
 
 def _key_of(table: CostTable, layer: int, row: int) -> str:

@@ -115,7 +115,7 @@ def layer_rows(run: RunRecord) -> list[dict[str, Any]]:
     rows = []
     for i, name in enumerate(table.layers):
         b = run.plan.layers[name]
-        row = table.row_of(name, b.w_bits, b.a_bits)
+        row = table.row_of(name, b.key)  # the key names the format (w4a16g128 and w4a16g128z share bits)
         s = sens[name]
         rows.append({"layer": name, "kind": by_name[name].kind, "n_params": by_name[name].n_params,
                      "w_bits": b.w_bits, "a_bits": b.a_bits, "trace": s.trace,

@@ -4,6 +4,11 @@ Measures, over labelled batches: accuracy of both, top-1 agreement, the distribu
 output difference in output LSBs (units of the integer logits' scale), throughput of both, and
 per activation quantizer the difference of the integer codes from the simulation's codes
 (``round(x / S) + zp`` of its fake-quantized output), worst layer first.
+
+Language models (outputs ``[B, T, V]``): agreement and accuracy are next-token top-1 (argmax
+over V) at every position; with targets ``[B, T]`` the report also gives the cross-entropy of
+both in bits per token and their perplexities. Every op that ran in float (the program's
+declared float islands) is listed.
 """
 
 from __future__ import annotations
@@ -57,19 +62,36 @@ class ValidationReport:
     images_per_s_fake: float
     device: str
     layers: tuple[LayerDiff, ...] = field(default_factory=tuple)  # worst (mean |diff|) first
+    float_ops: tuple[str, ...] = ()  # ops that ran in float (declared float islands); () when integer-only
+    n_positions: int | None = None  # language models: sequence positions compared (B * T summed)
+    bits_per_token_int: float | None = None  # language models with targets: mean cross-entropy, bits
+    bits_per_token_fake: float | None = None
+    perplexity_int: float | None = None
+    perplexity_fake: float | None = None
+
+    @property
+    def perplexity_diff(self) -> float | None:
+        """Perplexity of the executed program minus the simulation's (None without LM targets)."""
+        if self.perplexity_int is None or self.perplexity_fake is None:
+            return None
+        return self.perplexity_int - self.perplexity_fake
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lsb_histogram"] = dict(self.lsb_histogram)
         d["layers"] = [asdict(x) for x in self.layers]
+        d["float_ops"] = list(self.float_ops)
+        d["perplexity_diff"] = self.perplexity_diff
         return d
 
     def __str__(self) -> str:
         def pct(v: float | None) -> str:
             return "n/a" if v is None else f"{100 * v:.2f}%"
 
+        what = f"{self.n_images} images" if self.n_positions is None else \
+            f"{self.n_images} sequences, {self.n_positions} positions (next-token top-1)"
         lines = [
-            f"integer vs fake-quant on {self.n_images} images ({self.device})",
+            f"integer vs fake-quant on {what} ({self.device})",
             f"  accuracy        int {pct(self.accuracy_int)}   fake-quant {pct(self.accuracy_fake)}",
             f"  top-1 agreement {pct(self.top1_agreement)}",
             f"  logits |diff|   mean {self.mean_abs_lsb:.3f} LSB, max {self.max_abs_lsb:.1f} LSB, "
@@ -77,6 +99,15 @@ class ValidationReport:
             "  histogram       " + ", ".join(f"{k}: {v}" for k, v in self.lsb_histogram.items()),
             f"  throughput      int {self.images_per_s_int:,.0f} img/s   fake-quant {self.images_per_s_fake:,.0f} img/s",
         ]
+        if self.bits_per_token_int is not None and self.bits_per_token_fake is not None:
+            lines.append(f"  bits per token  int {self.bits_per_token_int:.4f}   fake-quant {self.bits_per_token_fake:.4f}"
+                         f"   (perplexity {self.perplexity_int:.3f} vs {self.perplexity_fake:.3f}, "
+                         f"diff {self.perplexity_diff:+.4f})")
+        if self.float_ops:
+            lines.append(f"  NOT integer-only: {len(self.float_ops)} ops ran in float (declared float islands):")
+            lines.extend(f"    {f}" for f in self.float_ops)
+        else:
+            lines.append("  integer-only: no op ran in float")
         if self.layers:
             lines.append("  per activation quantizer (worst first): name, bits, mismatch, mean |diff|, max |diff| (LSB)")
             for x in self.layers:
@@ -152,6 +183,10 @@ def validate(imodel: IntegerModel, qmodel: nn.Module, batches: Iterable[Any], *,
     abs_max = 0.0
     within = n_elem = 0
     stats: dict[str, list[float]] = {}  # tap -> [n, n_mismatch, sum |d|, max |d|]
+    n_pos = 0  # language models: positions compared
+    nll = [0.0, 0.0]  # sum of cross-entropy (nats) of int / fake over the target positions
+    n_targets = 0
+    is_lm = False
     captured: dict[str, Tensor] = {}
     hooks = []
     if per_layer:
@@ -170,12 +205,20 @@ def validate(imodel: IntegerModel, qmodel: nn.Module, batches: Iterable[Any], *,
                 pred_int, pred_fake = q.argmax(-1), fake.argmax(-1)
                 n_agree += int((pred_int == pred_fake).sum())
                 n += len(x)
+                is_lm = q.dim() == 3  # [B, T, V]: next-token logits at every position
+                n_pos += pred_int.numel()
                 if y is None:
                     has_labels = False
                 else:
                     y = y.to(device)
                     n_correct_int += int((pred_int == y).sum())
                     n_correct_fake += int((pred_fake == y).sum())
+                    if is_lm:
+                        v = q.shape[-1]
+                        for k, logits in enumerate((imodel.dequantize(q), fake)):
+                            nll[k] += float(torch.nn.functional.cross_entropy(
+                                logits.double().reshape(-1, v), y.reshape(-1).long(), reduction="sum"))
+                        n_targets += y.numel()
                 sim = fake.double() / imodel.output.scale + imodel.output.zero_point
                 d = (q.double() - sim).abs()
                 abs_sum += float(d.sum())
@@ -212,11 +255,14 @@ def validate(imodel: IntegerModel, qmodel: nn.Module, batches: Iterable[Any], *,
                                mismatch_fraction=s[1] / max(s[0], 1), mean_abs_lsb=s[2] / max(s[0], 1),
                                max_abs_lsb=int(s[3])) for t, s in stats.items()),
                     key=lambda x: (-x.mean_abs_lsb, x.name))
+    per = n_pos if is_lm else n  # what agreement and accuracy are fractions of
+    lm_loss = is_lm and has_labels and n_targets > 0
+    bits = [v / n_targets / math.log(2) for v in nll] if lm_loss else [None, None]
     return ValidationReport(
         n_images=n,
-        accuracy_int=n_correct_int / n if has_labels else None,
-        accuracy_fake=n_correct_fake / n if has_labels else None,
-        top1_agreement=n_agree / n,
+        accuracy_int=n_correct_int / per if has_labels else None,
+        accuracy_fake=n_correct_fake / per if has_labels else None,
+        top1_agreement=n_agree / per,
         output_scale=imodel.output.scale,
         lsb_histogram=buckets,
         mean_abs_lsb=abs_sum / max(n_elem, 1),
@@ -226,4 +272,10 @@ def validate(imodel: IntegerModel, qmodel: nn.Module, batches: Iterable[Any], *,
         images_per_s_fake=ips_fake,
         device=str(device),
         layers=tuple(layers),
+        float_ops=tuple(imodel.float_ops),
+        n_positions=n_pos if is_lm else None,
+        bits_per_token_int=bits[0],
+        bits_per_token_fake=bits[1],
+        perplexity_int=2.0 ** bits[0] if bits[0] is not None else None,
+        perplexity_fake=2.0 ** bits[1] if bits[1] is not None else None,
     )

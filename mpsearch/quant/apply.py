@@ -6,7 +6,14 @@ Structure of the result (what the integer executor reads):
   :func:`mpsearch.model.fold_batchnorm`.
 * Every layer of the plan becomes a :class:`~mpsearch.quant.modules.QuantConv1d` /
   ``QuantConv2d`` / ``QuantLinear`` under the same module name, with ``w_bits``, ``a_bits``,
-  ``weight_quant`` and ``input_quant_name`` (path of the :class:`ActQuant` feeding it).
+  ``a_mode``, ``weight_quant`` and ``input_quant_name`` (path of the :class:`ActQuant` feeding it).
+* LLM formats (:mod:`mpsearch.core.formats`) apply per layer: the weight takes the format's
+  spec (groups of ``group_size`` input features, a zero point per group when ``w_zero_point``,
+  float scales; :func:`~mpsearch.quant.spec.format_weight_spec`); a weight-only layer
+  (``a_bits == 16``) gets no input quantizer (its activations stay float); a
+  ``dynamic_per_token`` layer reads an ActQuant in ``dynamic`` mode with one scale per token
+  (``per_token``: per row of the ``[.., T, D]`` input). A format on a layer that is not a
+  Linear / Embedding, or one the given profile does not run, is refused naming the layer.
 * **Graph mode** (torch.fx traces the model; the result is an ``fx.GraphModule``): every
   tensor read by a quantized layer is fake-quantized once, right after the node that
   produces it, by ``act_quant.<producer node name>``; ALL readers of that tensor (other
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -37,6 +45,7 @@ from mpsearch.model import canonical_view, fold_batchnorm
 from mpsearch.quant.config import QuantizeConfig
 from mpsearch.quant.graph_mode import ACT_QUANT_DICT, check_called, insert_graph_quantizers, trace
 from mpsearch.quant.modules import INDEX_INPUT_TYPES, QUANT_LAYER_TYPES, QUANT_MODULES, ActQuant, quant_class_for
+from mpsearch.quant.spec import format_weight_spec
 
 log = logging.getLogger("mpsearch")
 
@@ -144,10 +153,13 @@ def quantize(model: nn.Module, plan: BitPlan | Mapping[str, LayerBits], calib_ba
         check_called(root, layers)  # type: ignore[arg-type]
     _swap_layers(root, layers, config, profile)
 
-    def make_aq(a_bits: int, source: str) -> ActQuant:
-        spec = config.activation_spec(profile, a_bits)
-        return ActQuant(spec, config.activation_calibrator, "observe" if static else "dynamic",
-                        dict(config.activation_calibrator_options), source=source)
+    def make_aq(bits: LayerBits, source: str) -> ActQuant:
+        spec = config.activation_spec(profile, bits.a_bits)
+        mode = "observe" if static else "dynamic"
+        if bits.a_mode == "dynamic_per_token":  # one scale per token, from its own range at run time
+            spec, mode = replace(spec, granularity="per_token", axis=0, scale_kind="float"), "dynamic"
+        return ActQuant(spec, config.activation_calibrator, mode, dict(config.activation_calibrator_options),
+                        source=source)
 
     if mode == "graph":
         names = insert_graph_quantizers(root, layers, make_aq)  # type: ignore[arg-type]
@@ -208,24 +220,43 @@ def _swap_layers(root: nn.Module, layers: Mapping[str, LayerBits], config: Quant
             log.warning("quantize: %s is a %s with its own forward; its quantized replacement runs the plain "
                         "%s op", name, type(float_layer).__qualname__, base.__name__)
         try:
-            w_spec = config.weight_spec(profile, bits.w_bits)
+            if bits.key != f"w{bits.w_bits}a{bits.a_bits}":  # an LLM format: its own group-wise spec
+                _check_format(name, float_layer, bits, profile)
+                w_spec = format_weight_spec(profile.capabilities if profile is not None else None, bits,
+                                            config.weight_restricted_range)
+            else:
+                w_spec = config.weight_spec(profile, bits.w_bits)
             qlayer = quant_class_for(float_layer).from_float(  # type: ignore[union-attr]
                 float_layer, bits.w_bits, bits.a_bits, w_spec, config.weight_calibrator,
                 dict(config.weight_calibrator_options))
         except MpsearchError as exc:
             raise type(exc)(f"quantize: layer {name!r}: {exc}") from None
+        qlayer.a_mode = bits.a_mode  # "static" or "dynamic_per_token"; a_bits 16 = weight-only
         root.set_submodule(name, qlayer)
 
 
+def _check_format(name: str, layer: nn.Module, bits: LayerBits, profile: HardwareProfile | None) -> None:
+    """An LLM format needs a linear / embedding layer and, with a profile, one that runs it."""
+    kind = "embedding" if isinstance(layer, nn.Embedding) else "linear" if isinstance(layer, nn.Linear) else None
+    if kind is None:
+        raise ConfigError(f"quantize: layer {name!r} ({type(layer).__name__}) must be a Linear or Embedding to take "
+                          f"an LLM format, but got {bits.key!r}")
+    fmts = profile.capabilities.formats if profile is not None else None
+    if profile is not None and (fmts is None or not fmts.runs(bits.key, kind)):
+        runs = f"{', '.join(fmts.keys)} for {', '.join(fmts.ops)}" if fmts is not None else "it lists none"
+        raise ConfigError(f"quantize: layer {name!r} ({kind}) must take a format the profile {profile.name!r} runs "
+                          f"({runs}), but got {bits.key!r}")
+
+
 def _insert_layer_quantizers(root: nn.Module, layers: Mapping[str, LayerBits],
-                             make_aq: Callable[[int, str], ActQuant]) -> list[str]:
+                             make_aq: Callable[[LayerBits, str], ActQuant]) -> list[str]:
     """Per-layer mode: each quantized layer gets its own ``input_quant``."""
     names = []
     for name in layers:
         layer = root.get_submodule(name)
-        if isinstance(layer, INDEX_INPUT_TYPES):
-            continue  # an embedding reads integer indices
-        layer.input_quant = make_aq(layers[name].a_bits, "")
+        if isinstance(layer, INDEX_INPUT_TYPES) or layers[name].weight_only:
+            continue  # an embedding reads integer indices; a weight-only layer reads floats
+        layer.input_quant = make_aq(layers[name], "")
         layer.input_quant.consumers.append(name)
         layer.input_quant_name = f"{name}.input_quant"
         names.append(layer.input_quant_name)
@@ -239,6 +270,8 @@ def _calibrate(root: nn.Module, names: list[str], batches: list[tuple[Any, ...]]
             root(*inputs)
     for name in names:
         aq = root.get_submodule(name)
+        if aq.mode == "dynamic":
+            continue  # per-token quantizers take their range from each input
         if aq.calibrator is None or aq.calibrator.n_batches == 0:
             raise ConfigError(f"quantize: activation quantizer {name!r} (input of {aq.consumers}) must see data "
                               "during calibration, but the calibration batches never reached it")

@@ -50,9 +50,18 @@ def unique_key(holder: nn.ModuleDict, key: str) -> str:
     return key
 
 
+def _act_format(bits: LayerBits) -> tuple[int, bool]:
+    """Order of input formats for the shared quantizer: more bits first, static before per-token."""
+    return bits.a_bits, bits.a_mode == "static"
+
+
 def insert_graph_quantizers(gm: fx.GraphModule, layers: Mapping[str, LayerBits],
-                            make_aq: Callable[[int, str], ActQuant]) -> list[str]:
+                            make_aq: Callable[[LayerBits, str], ActQuant]) -> list[str]:
     """Insert one ActQuant per tensor read by a quantized layer (``apply.py``'s docstring says how).
+
+    Weight-only layers (``a_bits == 16``) and embeddings read no quantizer. The shared
+    quantizer of a tensor takes the widest input format of its readers (static before
+    per-token at equal bits); a reader whose format differs re-quantizes through its own.
 
     Returns:
         The module paths of the inserted quantizers.
@@ -66,7 +75,7 @@ def insert_graph_quantizers(gm: fx.GraphModule, layers: Mapping[str, LayerBits],
     by_producer: dict[fx.Node, list[fx.Node]] = {}
     for node in graph.nodes:
         # an embedding reads integer indices: nothing to quantize on its input
-        if (node.op == "call_module" and node.target in layers
+        if (node.op == "call_module" and node.target in layers and not layers[node.target].weight_only
                 and not isinstance(gm.get_submodule(str(node.target)), INDEX_INPUT_TYPES)):
             src = node.args[0] if node.args else node.kwargs.get("input")
             if isinstance(src, fx.Node):
@@ -75,7 +84,7 @@ def insert_graph_quantizers(gm: fx.GraphModule, layers: Mapping[str, LayerBits],
                 log.warning("quantize: input of %s is not a graph value; it is not quantized", node.target)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     for src, readers in by_producer.items():
-        bits = max(layers[n.target].a_bits for n in readers)
+        bits = max((layers[n.target] for n in readers), key=_act_format)
         key = unique_key(holder, src.name)
         shared = make_aq(bits, src.name)
         holder[key] = shared
@@ -87,9 +96,9 @@ def insert_graph_quantizers(gm: fx.GraphModule, layers: Mapping[str, LayerBits],
             target = str(node.target)
             layer = gm.get_submodule(target)
             name, quantizer = f"{ACT_QUANT_DICT}.{key}", shared
-            if layers[target].a_bits < bits:
+            if _act_format(layers[target]) != _act_format(bits):
                 rkey = unique_key(holder, f"{key}__{target.replace('.', '_')}")
-                quantizer = make_aq(layers[target].a_bits, src.name)
+                quantizer = make_aq(layers[target], src.name)
                 holder[rkey] = quantizer
                 with graph.inserting_before(node):
                     r_node = graph.call_module(f"{ACT_QUANT_DICT}.{rkey}", (aq_node,))

@@ -22,8 +22,10 @@ Conventions (the integer executor reproduces exactly these):
   (``S`` already a power of two is kept), and ``zp`` is recomputed with it.
 * **Layout**: every tensor is viewed as rows, one row per quantization group
   (:func:`to_rows`): per-tensor is one row; per-channel moves ``axis`` first and flattens
-  the rest; per-group further splits each channel's row into ``group_size`` pieces. Scale and
-  zero point have shape ``()`` / ``(C,)`` / ``(C, n_groups)``; scale float32, zero point int32.
+  the rest; per-group further splits each channel's row into ``group_size`` pieces; per-token
+  is one row per index of all but the last dimension (each token of ``[.., T, D]``). Scale and
+  zero point have shape ``()`` / ``(C,)`` / ``(C, n_groups)`` / ``shape[:-1]``; scale float32,
+  zero point int32.
 * **STE**: :func:`fake_quantize` passes the gradient unchanged where the rounded code lies in
   ``[qmin, qmax]`` and zero where it is clipped; no gradient flows to scale or zero point.
 """
@@ -45,6 +47,8 @@ def param_shape(shape: tuple[int, ...] | torch.Size, spec: QuantSpec) -> tuple[i
     """Shape of scale / zero point for a tensor of ``shape`` under ``spec``."""
     if spec.granularity == "per_tensor":
         return ()
+    if spec.granularity == "per_token":  # one per row of the last dimension: shape[:-1]
+        return tuple(int(d) for d in shape[:-1])
     if spec.axis >= len(shape):
         raise rule_error("QuantSpec", "axis", f"< the tensor's number of dimensions ({len(shape)})", spec.axis)
     n_channels = int(shape[spec.axis])
@@ -65,6 +69,8 @@ def to_rows(x: Tensor, spec: QuantSpec) -> Tensor:
     shape = param_shape(x.shape, spec)
     if spec.granularity == "per_tensor":
         return x.reshape(1, -1)
+    if spec.granularity == "per_token":
+        return x.reshape(-1, x.shape[-1]) if x.dim() else x.reshape(1, 1)
     moved = x.movedim(spec.axis, 0) if spec.axis else x
     if spec.granularity == "per_channel":
         return moved.reshape(shape[0], -1)
@@ -73,7 +79,7 @@ def to_rows(x: Tensor, spec: QuantSpec) -> Tensor:
 
 def from_rows(rows: Tensor, shape: tuple[int, ...] | torch.Size, spec: QuantSpec) -> Tensor:
     """Inverse of :func:`to_rows` for a tensor of ``shape``."""
-    if spec.granularity == "per_tensor":
+    if spec.granularity in ("per_tensor", "per_token"):
         return rows.reshape(shape)
     moved_shape = (shape[spec.axis],) + tuple(d for i, d in enumerate(shape) if i != spec.axis)
     moved = rows.reshape(moved_shape)

@@ -26,6 +26,10 @@ from mpsearch.core.checks import check_bits, check_bool, check_choice, check_int
 from mpsearch.core.profile import GRANULARITIES, MODES, SCALE_KINDS, Capabilities
 from mpsearch.errors import rule_error
 
+#: granularities of a spec: the weights' (profile) ones, and "per_token" for activations
+#: (one scale per row of the last dimension: each token of a [.., T, D] input)
+SPEC_GRANULARITIES = (*GRANULARITIES, "per_token")
+
 
 @dataclass(frozen=True)
 class QuantSpec:
@@ -36,9 +40,10 @@ class QuantSpec:
         symmetric: zero point fixed at 0 (scale from ``max(|min|, |max|)``).
         signed: integers centred on 0 (True) or starting at 0 (False).
         restricted_range: drop one code so a signed range is symmetric (``-127..127``).
-        granularity: "per_tensor", "per_channel" (one scale per index of ``axis``) or
+        granularity: "per_tensor", "per_channel" (one scale per index of ``axis``),
             "per_group" (per channel, and within it groups of ``group_size`` consecutive
-            elements of the flattened remaining dimensions).
+            elements of the flattened remaining dimensions) or "per_token" (one scale per
+            row of the last dimension: each token of a ``[.., T, D]`` activation; dynamic).
         axis: channel axis for per_channel / per_group (0 for weights, 1 for NC... activations).
         group_size: elements per group (per_group only).
         scale_kind: "float", "dyadic" (a float scale whose rescales the integer executor
@@ -59,7 +64,7 @@ class QuantSpec:
         check_bits(self.bits, "QuantSpec", "bits")
         for key in ("symmetric", "signed", "restricted_range"):
             check_bool(getattr(self, key), "QuantSpec", key)
-        check_choice(self.granularity, "QuantSpec", "granularity", GRANULARITIES)
+        check_choice(self.granularity, "QuantSpec", "granularity", SPEC_GRANULARITIES)
         check_int(self.axis, "QuantSpec", "axis", min=0)
         if self.granularity == "per_group":
             check_int(self.group_size, "QuantSpec", "group_size", min=1, rule="an integer >= 1 when granularity is per_group")
@@ -90,8 +95,8 @@ class QuantSpec:
     @property
     def layout(self) -> tuple[str, int, int | None]:
         """What decides the shape of scale / zero point: (granularity, axis, group_size)."""
-        if self.granularity == "per_tensor":
-            return ("per_tensor", 0, None)
+        if self.granularity in ("per_tensor", "per_token"):
+            return (self.granularity, 0, None)
         return (self.granularity, self.axis, self.group_size)
 
     def with_bits(self, bits: int) -> "QuantSpec":
@@ -109,6 +114,19 @@ def _pick_granularity(caps: Capabilities | None, wanted: str | None, key: str) -
 
 def _mode(value: Any, key: str) -> bool:
     return check_choice(value, "Capabilities", key, MODES) == "symmetric"
+
+
+def format_weight_spec(caps: Capabilities | None, fmt: Any, restricted_range: bool = False) -> QuantSpec:
+    """The weight spec of an LLM format (a Candidate or LayerBits with ``is_format`` / format fields).
+
+    Group-wise when ``fmt.group_size`` is set (groups of input features), else per output
+    channel; asymmetric exactly when ``fmt.w_zero_point``; float scales (stored as fp16).
+    ``w16a16`` (keep in 16-bit) is simulated on a 16-bit per-channel grid.
+    """
+    group_size = getattr(fmt, "group_size", None)
+    return weight_spec(caps, fmt.w_bits, granularity="per_group" if group_size is not None else "per_channel",
+                       group_size=group_size, symmetric=not getattr(fmt, "w_zero_point", False),
+                       restricted_range=restricted_range, scale_kind="float")
 
 
 def weight_spec(caps: Capabilities | None, bits: int, *, granularity: str | None = None,
@@ -140,7 +158,8 @@ def activation_spec(caps: Capabilities | None, bits: int, *, granularity: str = 
     Args:
         caps: device capabilities; None means asymmetric with float scales.
         bits: activation bit-width.
-        granularity: per_tensor (default) or per_channel along ``axis``.
+        granularity: per_tensor (default), per_channel along ``axis``, or per_token (one
+            scale per row of the last dimension, for dynamic per-token ranges).
         symmetric: overrides ``caps.activation_mode``.
         signed: signed codes (default, fits int8 storage for every width up to 8).
         scale_kind: overrides ``caps.scale``.

@@ -8,6 +8,12 @@ is over calibration examples, with one static per-tensor min-max range per layer
 the whole calibration set (the profile's activation mode and scale kind). The activation
 term is left out (0) when the sensitivity has no activation traces or no calibration
 batches are given.
+
+LLM formats (:mod:`mpsearch.core.formats`) use the format's actual quantized weight: groups of
+``group_size`` input features, a zero point per group when ``w_zero_point``, float scales
+(:func:`mpsearch.quant.spec.format_weight_spec`, the spec ``quantize`` applies). A weight-only
+candidate (``a_bits == 16``) has no activation term; a per-token one uses ``E_x ||Q_tok(x) -
+x||^2`` with each token's own range (dynamic, as deployed).
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer, Sensitivity
 from mpsearch.errors import ConfigError, rule_error
 from mpsearch.model import canonical_view
-from mpsearch.quant.quantizer import fake_quantize, qparams, weight_quantization_error
-from mpsearch.quant.spec import activation_spec, weight_spec
+from mpsearch.quant.quantizer import fake_quantize, fake_quantize_minmax, qparams, weight_quantization_error
+from mpsearch.quant.spec import activation_spec, format_weight_spec, weight_spec
 from mpsearch.sensitivity.data import Data, run_model
 
 #: which per-parameter curvature scales ||dW||^2, in order of preference for "auto"
@@ -44,11 +50,14 @@ def _curvature(rec: Any, which: str) -> tuple[str, float] | None:
 
 
 def activation_errors(model: torch.nn.Module, layers: Sequence[Layer], calib_batches: Iterable[Any],
-                      a_bits: Sequence[int], profile: HardwareProfile | None) -> dict[str, dict[int, float]]:
+                      a_bits: Sequence[int], profile: HardwareProfile | None,
+                      token_bits: Sequence[int] = ()) -> dict[str, dict[Any, float]]:
     """``E_x ||Q_a(x) - x||^2`` per example, for each layer input and activation bit-width.
 
     Two passes: per-tensor min/max of each layer's input over all batches (a static range,
-    as deployed), then the mean per-example squared error with that range.
+    as deployed), then the mean per-example squared error with that range. For each of
+    ``token_bits`` the error of dynamic per-token quantization is added under the key
+    ``(bits, "dynamic_per_token")``.
     """
     device = next(model.parameters()).device
     data = Data(calib_batches, device, where="cost_table")
@@ -56,7 +65,9 @@ def activation_errors(model: torch.nn.Module, layers: Sequence[Layer], calib_bat
     caps = profile.capabilities if profile is not None else None
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
-    err = {lay.name: {b: 0.0 for b in a_bits} for lay in layers}
+    err: dict[str, dict[Any, float]] = {lay.name: {b: 0.0 for b in a_bits} for lay in layers}
+    for lay in layers:
+        err[lay.name].update({(b, "dynamic_per_token"): 0.0 for b in token_bits})
 
     def ranges(name: str):
         def pre(_m: torch.nn.Module, args: tuple) -> None:
@@ -71,6 +82,9 @@ def activation_errors(model: torch.nn.Module, layers: Sequence[Layer], calib_bat
             for b in a_bits:
                 d = _fake_quant_activation(x, b, lo[name], hi[name], caps).double() - x.double()
                 err[name][b] += float((d * d).sum())
+            for b in token_bits:
+                d = fake_quantize_minmax(x, _token_spec(caps, b)).double() - x.double()
+                err[name][(b, "dynamic_per_token")] += float((d * d).sum())
         return pre
 
     was_training = model.training
@@ -90,6 +104,11 @@ def activation_errors(model: torch.nn.Module, layers: Sequence[Layer], calib_bat
     return {n: {b: e / data.n_examples for b, e in per.items()} for n, per in err.items()}
 
 
+def _token_spec(caps: Any, bits: int) -> Any:
+    """The per-token activation spec ``quantize`` uses (float scales, one per row of the last dim)."""
+    return replace(activation_spec(caps, bits), granularity="per_token", axis=0, scale_kind="float")
+
+
 def _fake_quant_activation(x: torch.Tensor, bits: int, lo: float, hi: float, caps: Any) -> torch.Tensor:
     spec = activation_spec(caps, bits)
     scale, zp = qparams(torch.tensor(lo), torch.tensor(hi), spec)
@@ -100,7 +119,7 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
                w_bits: Sequence[int] | None = (2, 4, 8), a_bits: Sequence[int] | None = (8,), *,
                calib_batches: Iterable[Any] | None = None, granularity: str | None = None,
                curvature: str = "auto", ties: Sequence[Sequence[str]] | None = None,
-               batch: int | None = None) -> CostTable:
+               batch: int | None = None, formats: Sequence[str] | None = None) -> CostTable:
     """Omega and resources for every layer x candidate the profile allows.
 
     Args:
@@ -117,6 +136,9 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
             layers reading the same input tensor (``mpsearch.model.input_ties``: they share
             one activation quantizer); pass ``[]`` for none.
         batch: examples per run for latency (default: the layers' recorded batch).
+        formats: candidate keys for linear and embedding layers, e.g. ``["w4a16g128",
+            "w4a16g128z", "w8a16", "w8a8t", "w16a16"]`` (LLM formats the profile lists in
+            ``capabilities.formats``, or plain pairs); None: ``w_bits`` x ``a_bits`` for every layer.
 
     Returns:
         A :class:`CostTable` with resources ``size_bytes``, ``bops``, ``latency_ms`` (+
@@ -135,12 +157,13 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
     if missing:
         raise ConfigError(f"cost_table: sens must cover every layer, but it lacks {missing[:5]}")
     table = resource_table(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch, ties=ties,
-                           where="cost_table")
+                           where="cost_table", formats=formats)
     model = canonical_view(model)  # layer names are the canonical model's (discover's)
     modules = dict(model.named_modules())
-    all_a = sorted({c.a_bits for cs in table.candidates for c in cs})
+    all_a = sorted({c.a_bits for cs in table.candidates for c in cs if not c.weight_only and c.a_mode == "static"})
+    token_a = sorted({c.a_bits for cs in table.candidates for c in cs if c.a_mode == "dynamic_per_token"})
     use_act = calib_batches is not None and any(sens[lay.name].activation_trace is not None for lay in layers)
-    act_err = activation_errors(model, layers, calib_batches, all_a, profile) if use_act else {}
+    act_err = activation_errors(model, layers, calib_batches, all_a, profile, token_a) if use_act else {}
     omega = np.zeros(table.n_rows)
     for i, name in enumerate(table.layers):  # rows follow the given layer order
         rec = sens[name]
@@ -151,13 +174,17 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
         weight = modules[name].weight
         act_curv = (rec.activation_trace / rec.activation_numel
                     if use_act and rec.activation_trace is not None and rec.activation_numel else 0.0)
-        w_err_cache: dict[tuple[int, str], float] = {}
+        w_err_cache: dict[Any, float] = {}
         for j, cand in enumerate(table.candidates[i]):
-            key = (cand.w_bits, cand.w_granularity)
-            if key not in w_err_cache:
+            if cand.is_format:  # the format's own quantized weight (groups, zero points, float scales)
+                spec = format_weight_spec(profile.capabilities, cand)
+            else:
                 spec = weight_spec(profile.capabilities, cand.w_bits, granularity=cand.w_granularity)
-                w_err_cache[key] = weight_quantization_error(weight, spec.bits, spec)
-            value = curv[1] * w_err_cache[key] + act_curv * act_err.get(name, {}).get(cand.a_bits, 0.0)
+            if spec not in w_err_cache:
+                w_err_cache[spec] = weight_quantization_error(weight, spec.bits, spec)
+            a_key = cand.a_bits if cand.a_mode == "static" else (cand.a_bits, cand.a_mode)
+            a_err = 0.0 if cand.weight_only else act_err.get(name, {}).get(a_key, 0.0)
+            value = curv[1] * w_err_cache[spec] + act_curv * a_err
             if not math.isfinite(value):
                 raise rule_error("cost_table", f"omega of layer {name!r} at {cand.key}", "a finite number", value)
             omega[int(table.offsets[i]) + j] = value

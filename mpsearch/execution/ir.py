@@ -36,6 +36,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from mpsearch.execution.calls import decode, encode  # noqa: F401  (the call templates of ShapeOp / FloatOp)
+
 
 @dataclass(frozen=True, eq=False)
 class Op:
@@ -199,55 +201,83 @@ class FloatOp(Op):
         return {f"const{i}": t for i, t in enumerate(self.consts)}
 
 
-def encode(v: Any, inputs: dict[int, int], consts: dict[int, int]) -> Any:
-    """A call argument as plain data: a value node (by id) -> ``{"in": i}``, a constant tensor ->
-    ``{"const": j}``, slices / Ellipsis / tuples tagged, numbers as they are."""
-    if id(v) in inputs:
-        return {"in": inputs[id(v)]}
-    if id(v) in consts:
-        return {"const": consts[id(v)]}
-    if isinstance(v, slice):
-        return {"slice": [encode(v.start, inputs, consts), encode(v.stop, inputs, consts),
-                          encode(v.step, inputs, consts)]}
-    if v is Ellipsis:
-        return {"ellipsis": True}
-    if isinstance(v, tuple):
-        return {"tuple": [encode(x, inputs, consts) for x in v]}
-    if isinstance(v, list):
-        return [encode(x, inputs, consts) for x in v]
-    if isinstance(v, dict):
-        return {"kwargs": {k: encode(x, inputs, consts) for k, x in v.items()}}
-    if isinstance(v, torch.dtype):
-        return {"dtype": str(v).replace("torch.", "")}
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    raise TypeError(f"encode: cannot store {type(v).__name__} {v!r} in a program")
+@dataclass(frozen=True, eq=False)
+class Embedding(Op):
+    """Integer lookup: ``y = round((codes[i] - zp[i]) * m[i] / 2^s[i])`` (half up), int32: each row
+    rescaled from its own scale to the output scale. Input: int64 indices."""
+
+    KIND: ClassVar[str] = "embedding"
+    codes: Tensor = field(default=None)  # type: ignore[assignment]  # int8 (V, D)
+    zp: Tensor = field(default=None)  # type: ignore[assignment]  # int32 (V, 1)
+    multiplier: Tensor = field(default=None)  # type: ignore[assignment]  # int32 (V, 1)
+    shift: Tensor = field(default=None)  # type: ignore[assignment]  # int32 (V, 1)
 
 
-def decode(v: Any, inputs: tuple[Tensor, ...], consts: tuple[Tensor, ...]) -> Any:
-    """Inverse of :func:`encode` given the input and constant tensors."""
-    if isinstance(v, list):
-        return [decode(x, inputs, consts) for x in v]
-    if not isinstance(v, dict):
-        return v
-    if "in" in v:
-        return inputs[v["in"]]
-    if "const" in v:
-        return consts[v["const"]]
-    if "slice" in v:
-        return slice(*(decode(x, inputs, consts) for x in v["slice"]))
-    if "ellipsis" in v:
-        return Ellipsis
-    if "tuple" in v:
-        return tuple(decode(x, inputs, consts) for x in v["tuple"])
-    if "dtype" in v:
-        return getattr(torch, v["dtype"])
-    return {k: decode(x, inputs, consts) for k, x in v["kwargs"].items()}
+@dataclass(frozen=True, eq=False)
+class ActMatmul(Op):
+    """``y = (a - a_zp) @ (b - b_zp)`` of two activations (int8 x int8 -> int32), e.g. QK^T, AV."""
+
+    KIND: ClassVar[str] = "act_matmul"
+    a_zp: int = 0
+    b_zp: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class ActMul(Op):
+    """``y = (a - a_zp) * (b - b_zp)`` elementwise (broadcasting), int32."""
+
+    KIND: ClassVar[str] = "act_mul"
+    a_zp: int = 0
+    b_zp: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class IGelu(Op):
+    """I-BERT integer GELU of ``q = x - zp`` (scale S): ``L = q_c - (min(|q|, clip) + q_b)^2``
+    (the second-order erf polynomial of ``x / sqrt(2)``), ``y = q * (sign(q) L + q_c)``, then
+    ``round(y / 2^out_shift)``, int32 (see ``kernels.ibert``)."""
+
+    KIND: ClassVar[str] = "igelu"
+    zp: int = 0
+    q_b: int = 0
+    q_c: int = 0
+    clip: int = 0
+    out_shift: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class ISoftmax(Op):
+    """I-BERT integer softmax along ``dim`` of ``q = x - max(x)`` (scale S): i-exp by ``q = -z ln2 + p``
+    and ``exp(p) ~ a (p + b)^2 + c``, then ``floor(e * 2^out_bits / sum(e))``, int32 at scale
+    ``2^-out_bits``. ``mask`` (optional, bool, broadcast) marks positions that get 0."""
+
+    KIND: ClassVar[str] = "isoftmax"
+    dim: int = -1
+    q_ln2: int = 1
+    q_b: int = 0
+    q_c: int = 0
+    out_bits: int = 16
+    mask: Tensor | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ILayerNorm(Op):
+    """Integer LayerNorm over the last dim of ``q = x - zp``: integer mean and variance, standard
+    deviation by integer Newton square root, ``y = round(((q - mean) << norm_bits) / std) * gamma + beta``,
+    int32 (gamma int32 at scale S_g, beta at S_g / 2^norm_bits)."""
+
+    KIND: ClassVar[str] = "ilayernorm"
+    zp: int = 0
+    eps_q: int = 0  # eps at the input's scale squared
+    norm_bits: int = 8
+    gamma: Tensor = field(default=None)  # type: ignore[assignment]  # int32 (D,)
+    beta: Tensor = field(default=None)  # type: ignore[assignment]  # int32 (D,)
 
 
 #: op kind -> class (used by load and by the kernel registry).
 OPS: dict[str, type[Op]] = {c.KIND: c for c in (Conv, Linear, Requant, Clamp, Add, Cat, MaxPool, AvgPoolSum,
-                                                SumReduce, Reshape, ShapeOp, Dequant, Quantize, FloatOp)}
+                                                SumReduce, Reshape, ShapeOp, Dequant, Quantize, FloatOp, Embedding,
+                                                ActMatmul, ActMul, IGelu, ISoftmax, ILayerNorm)}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ Where things live:
 
 * generic kernels, one module per op family (torch, any device): :mod:`.layers` (conv,
   linear), :mod:`.requant`, :mod:`.elementwise` (clamp, add, cat, reshape), :mod:`.pooling`
-  (maxpool, avgpool_sum, sum_reduce);
+  (maxpool, avgpool_sum, sum_reduce), :mod:`.islands` (data moves and declared float islands),
+  :mod:`.activations` (activation matmul and mul, embedding lookup), :mod:`.ibert` (I-BERT
+  integer GELU, softmax, LayerNorm);
 * backends: :mod:`.gemm` ("int32", "int_mm": the torch GEMMs), :mod:`.numba_cpu` ("numba":
   compiled CPU kernels in :mod:`._numba_direct`, :mod:`._numba_conv`, :mod:`._numba_kernels`).
 """
@@ -23,7 +25,7 @@ import torch
 
 from mpsearch.errors import rule_error
 from mpsearch.execution import ir
-from mpsearch.execution.kernels import elementwise, islands, layers, pooling, requant
+from mpsearch.execution.kernels import activations, elementwise, ibert, islands, layers, pooling, requant
 from mpsearch.execution.kernels._base import Backend, Kernel
 from mpsearch.execution.kernels.gemm import Int32Backend, IntMmBackend, int_matmul
 from mpsearch.execution.kernels.numba_cpu import NUMBA_MIN_K, NumbaBackend
@@ -34,7 +36,7 @@ __all__ = ["AUTO", "BACKENDS", "FUSED", "GEMMS", "GENERIC", "KERNELS", "NUMBA_MI
 Prepare = Callable[[ir.Op, torch.device, Backend], Kernel]
 
 #: the op families of generic kernels; a new family is a module with a ``KERNELS`` table, listed here.
-FAMILIES = (layers, requant, elementwise, pooling, islands)
+FAMILIES = (layers, requant, elementwise, pooling, islands, activations, ibert)
 
 
 def _merge(families: tuple[object, ...]) -> dict[str, Prepare]:

@@ -137,6 +137,13 @@ def format_size_bytes(layer: Layer, candidate: Candidate, scale_bytes: int = 2) 
     return weights + (scales + zero_points + n_bias) * scale_bytes
 
 
+def bias_bytes(layer: Layer, candidate: Candidate, profile: HardwareProfile) -> int:
+    """Bytes of the layer's bias alone: int32 for integer pairs, the scale dtype for formats."""
+    n_bias = max(layer.n_params - layer.n_weights, 0)
+    fmts = profile.capabilities.formats
+    return n_bias * ((fmts.scale_bytes if fmts else 2) if candidate.is_format else BIAS_BYTES)
+
+
 def size_bytes(layer: Layer, candidate: Candidate, profile: HardwareProfile) -> int:
     """Stored size of the layer at ``candidate`` on ``profile`` (see module docstring)."""
     caps = profile.capabilities
@@ -182,8 +189,8 @@ def _lut_index(profile: HardwareProfile) -> dict[SignatureKey, LutEntry]:
 
 
 def lut_entry_for(layer: Layer, profile: HardwareProfile, batch: int | None = None) -> LutEntry | None:
-    """The LUT entry whose signature equals the layer's, or None."""
-    if not profile.cost.lut:
+    """The LUT entry whose signature equals the layer's, or None (always for an embedding: a lookup has none)."""
+    if not profile.cost.lut or layer.kind == "embedding":
         return None
     op, shape = layer_signature(layer, batch)
     return _lut_index(profile).get(signature_key(op, shape))

@@ -17,7 +17,7 @@ from mpsearch.core.formats import format_fields
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer
 from mpsearch.hardware.candidates import candidates_for_layers
-from mpsearch.hardware.costs import layer_costs
+from mpsearch.hardware.costs import bias_bytes, layer_costs
 
 
 def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Sequence[int] | None = None,
@@ -39,6 +39,10 @@ def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Se
         formats: candidate keys for linear and embedding layers (LLM formats such as
             ``"w4a16g128"``; see :func:`mpsearch.hardware.candidates_for`).
 
+    A weight tied to an earlier layer (``Layer.shares_weight_with``: an embedding and its tied
+    head) is stored once: the first layer holding it counts the weight, scales and zero points,
+    the later ones only their bias (tied layers take one candidate, so this is exact).
+
     Returns:
         A :class:`CostTable` with resources ``size_bytes``, ``bops``, ``latency_ms`` (+
         ``energy_uj`` where the profile models energy) and ``sources["latency_ms"]``.
@@ -49,9 +53,14 @@ def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Se
     cands = candidates_for_layers(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch,
                                   formats=formats)
     records, lat_sources = [], {}
+    seen: set[str] = set()
     for lay in layers:
+        stored_before = any(other in seen for other in lay.shares_weight_with)
+        seen.add(lay.name)
         for cand in cands[lay.name]:
             cost = layer_costs(lay, cand, profile, batch)
+            if stored_before:  # the tied weight is counted by the first layer that holds it
+                cost = replace(cost, size_bytes=bias_bytes(lay, cand, profile))
             records.append({"layer": lay.name, "w_bits": cand.w_bits, "a_bits": cand.a_bits,
                             "w_granularity": cand.w_granularity, **format_fields(cand), "omega": 0.0,
                             **cost.resources()})

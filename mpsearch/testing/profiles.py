@@ -14,7 +14,10 @@ and leave a pair for every op kind; size never grows when bits shrink, BOPs neve
 when either width shrinks; LUT keys parse, are allowed pairs, and a layer built from each
 LUT signature gets exactly that measured latency back; roofline rates and latencies are
 positive and finite; every probe layer (conv1d, conv2d, depthwise, linear) gets candidates
-as a first, middle and last layer, and rules are honoured; the source is stated.
+as a first, middle and last layer, and rules are honoured; the source is stated; every LLM
+format the profile lists (``capabilities.formats``) is a candidate of a probe linear and
+embedding layer with its honest size (packed weights + scales + zero points + bias in the
+scale dtype), BOPs ``MACs x w x a``, and a finite positive latency.
 """
 
 from __future__ import annotations
@@ -168,6 +171,46 @@ def check_candidates(p: HardwareProfile) -> None:
                 raise _fail(p, "candidates", f"{layer.name}: rule {rule} not applied, got {cands}")
 
 
+def _format_probes() -> list[Layer]:
+    """A linear layer on 8 tokens and an embedding, 1024 inputs wide (every group size divides it)."""
+    return [Layer(name="probe.llm_linear", kind="linear", weight_shape=(16, 1024), n_params=16 * 1024 + 16,
+                  macs=8 * 16 * 1024, input_shape=(1, 8, 1024), output_shape=(1, 8, 16), index=5, has_bias=True,
+                  in_channels=1024, out_channels=16),
+            Layer(name="probe.embedding", kind="embedding", weight_shape=(16, 1024), n_params=16 * 1024, macs=0,
+                  input_shape=(1, 8), output_shape=(1, 8, 1024), index=0)]
+
+
+def check_formats(p: HardwareProfile) -> None:
+    fmts = p.capabilities.formats
+    if fmts is None:
+        return
+    for layer in _format_probes():
+        if layer.kind not in fmts.ops:
+            continue
+        out_f, in_f = layer.weight_shape
+        n_bias = layer.n_params - layer.n_weights
+        for key in fmts.keys:
+            try:
+                (cand,) = candidates_for(layer, p, formats=[key])
+                cost = layer_costs(layer, cand, p)
+            except (MpsearchError, ValueError) as exc:
+                raise _fail(p, "formats", f"{layer.name}: format {key}: {exc}") from None
+            if cand.key != key:
+                raise _fail(p, "formats", f"{layer.name}: format {key} became candidate {cand.key}")
+            if cand.w_bits == 16:
+                want = 2 * layer.n_weights + fmts.scale_bytes * n_bias
+            else:
+                n_scales = out_f * (in_f // cand.group_size if cand.group_size else 1)
+                want = (math.ceil(layer.n_weights * cand.w_bits / 8)
+                        + fmts.scale_bytes * (n_scales * (2 if cand.w_zero_point else 1) + n_bias))
+            if cost.size_bytes != want:
+                raise _fail(p, "formats", f"{layer.name} {key}: size {cost.size_bytes} bytes, not the honest {want}")
+            if cost.bops != layer.macs * cand.w_bits * cand.a_bits:
+                raise _fail(p, "formats", f"{layer.name} {key}: bops {cost.bops} != MACs x w x a")
+            if not (math.isfinite(cost.latency_ms) and cost.latency_ms > 0):
+                raise _fail(p, "formats", f"{layer.name} {key}: latency {cost.latency_ms}")
+
+
 def check_source(p: HardwareProfile) -> None:
     if p.source.get("kind") not in SOURCE_KINDS:
         raise _fail(p, "source", f"source.kind must be one of {SOURCE_KINDS}")
@@ -183,6 +226,7 @@ PROFILE_CHECKS: dict[str, Callable[[HardwareProfile], None]] = {
     "lut_keys": check_lut_keys,
     "roofline_positive": check_roofline_positive,
     "candidates": check_candidates,
+    "formats": check_formats,
     "source": check_source,
 }
 

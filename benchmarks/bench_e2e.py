@@ -111,7 +111,7 @@ def mean_loss(model: torch.nn.Module, batches: list[Any]) -> float:
 
 
 def measure(model: torch.nn.Module, prep: steps.Prepared) -> dict[str, float]:
-    return {"val": steps.accuracy(model, prep.inputs.val), "test": steps.accuracy(model, prep.inputs.test),
+    return {"val": steps.metric(prep, model, prep.inputs.val), "test": steps.metric(prep, model, prep.inputs.test),
             "val_loss": mean_loss(model, prep.inputs.val), "test_loss": mean_loss(model, prep.inputs.test)}
 
 

@@ -186,6 +186,14 @@ def _epoch_source(batches: Iterable[Any] | Callable[[int], Iterable[Any]], confi
     return per_epoch, -(-len(y_all) // size)
 
 
+def _per_prediction(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Sequence outputs ``(B, T, V)`` with targets ``(B, T)`` as ``(B*T, V)`` and ``(B*T,)``: a
+    language model's loss is the mean over every predicted token; ``(N, C)`` passes unchanged."""
+    if logits.dim() > 2:
+        return logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    return logits, targets
+
+
 def _train_epoch(qmodel: nn.Module, batches: Iterable[Any], opt: torch.optim.Optimizer, sched: Any,
                  distill: DistillConfig | None) -> tuple[float, int, int, int]:
     """One pass over ``batches``: ``(sum of losses over examples, correct, examples, steps)``."""
@@ -193,10 +201,10 @@ def _train_epoch(qmodel: nn.Module, batches: Iterable[Any], opt: torch.optim.Opt
     for i, batch in enumerate(batches):
         x, y = _inputs_targets(batch, i)
         opt.zero_grad(set_to_none=True)
-        logits = qmodel(x)
+        logits, y = _per_prediction(qmodel(x), y)
         if distill is not None:
             with torch.no_grad():
-                teacher_logits = distill.teacher(x)
+                teacher_logits, _ = _per_prediction(distill.teacher(x), y)
             loss = distill_loss(logits, teacher_logits, y, distill.temperature, distill.alpha)
         else:
             loss = F.cross_entropy(logits, y)

@@ -93,12 +93,12 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
         front, frontier = _frontier(prep, table, val, bars)
         baselines, baseline_models = _baselines(prep, table, val)
     with _timed(timings, "finetune_s"):  # the chosen plan: PTQ, then QAT
-        float_acc = steps.accuracy(prep.inputs.model, val)
+        float_acc = steps.metric(prep, prep.inputs.model, val)
         qmodel = steps.quantize_plan(prep, plan)
-        chosen = {**_point(plan, table.resource_names), "acc_ptq": steps.accuracy(qmodel, val)}
+        chosen = {**_point(plan, table.resource_names), "acc_ptq": steps.metric(prep, qmodel, val)}
         qat = steps.finetune_step(prep, qmodel, bars, "chosen plan")
         if qat:
-            chosen["acc_qat"] = steps.accuracy(qmodel, val)
+            chosen["acc_qat"] = steps.metric(prep, qmodel, val)
             if baselines and "size_bytes" in table.resource_names:
                 _finetune_nearest_baseline(prep, val, chosen, baselines, baseline_models, bars)
     imodel = report = None
@@ -130,7 +130,7 @@ def _frontier(prep: steps.Prepared, table: CostTable, val: list[Any], bars: Prog
     points = []
     for p in front.points:
         q = steps.quantize_plan(prep, p)
-        points.append({**_point(p, table.resource_names), "acc_ptq": steps.accuracy(q, val),
+        points.append({**_point(p, table.resource_names), "acc_ptq": steps.metric(prep, q, val),
                        "bits": " ".join(f"{n}:{b.key}" for n, b in p.layers.items())})
         bars.update(task, advance=1)
     return front, points
@@ -155,7 +155,7 @@ def _baselines(prep: steps.Prepared, table: CostTable, val: list[Any]
         bplan, others_at = uniform_plan(table, w, a)
         q = steps.quantize_plan(prep, bplan)
         key = f"w{w}a{a}"
-        baselines[key] = {**_point(bplan, table.resource_names), "acc_ptq": steps.accuracy(q, val),
+        baselines[key] = {**_point(bplan, table.resource_names), "acc_ptq": steps.metric(prep, q, val),
                           "layers_at_other_bits": others_at}
         models[key] = q
     return baselines, models
@@ -166,7 +166,7 @@ def _finetune_nearest_baseline(prep: steps.Prepared, val: list[Any], chosen: dic
     """The same fine-tuning for the uniform baseline closest in size to the chosen plan, for a fair comparison."""
     near = min(baselines, key=lambda k: abs(baselines[k]["size_bytes"] - chosen["size_bytes"]))
     steps.finetune_step(prep, models[near], bars, near)
-    baselines[near]["acc_qat"] = steps.accuracy(models[near], val)
+    baselines[near]["acc_qat"] = steps.metric(prep, models[near], val)
 
 
 def _header(prep: steps.Prepared, budgets: dict[str, Any] | None) -> RunHeader:
@@ -181,4 +181,5 @@ def _header(prep: steps.Prepared, budgets: dict[str, Any] | None) -> RunHeader:
                      n_sensitivity_batches=recipe.sensitivity.n_batches,
                      budgets_given=dict(recipe.budgets if budgets is None else budgets),
                      budgets_absolute=prep.budgets, allocation_method=recipe.allocation.method,
-                     finetune=finetune, validation_split=recipe.validation.split, inputs=prep.inputs.info)
+                     finetune=finetune, validation_split=recipe.validation.split, inputs=prep.inputs.info,
+                     metric=prep.inputs.task.describe())

@@ -95,7 +95,7 @@ def sensitivity_step(prep: Prepared, bars: Progress) -> Sensitivity:
     a_bits = sorted({c.a_bits for cs in prep.resources.candidates for c in cs})
     config = sensitivity_config(prep.recipe, progress=on_progress, activation_bits=a_bits)
     batches = prep.inputs.train[: prep.recipe.sensitivity.n_batches]
-    sens = analyze(prep.inputs.model, nn.CrossEntropyLoss(), batches, method=prep.recipe.sensitivity.method,
+    sens = analyze(prep.inputs.model, prep.inputs.task.loss_fn, batches, method=prep.recipe.sensitivity.method,
                    config=config, layers=prep.layers)
     bars.finish(task, info="done")
     return sens
@@ -153,11 +153,10 @@ def quantize_plan(prep: Prepared, plan: BitPlan) -> nn.Module:
     return quantize(prep.inputs.model, plan, prep.inputs.train[: prep.recipe.data.calib_batches], profile=prep.profile)
 
 
-def accuracy(model: nn.Module, batches: list[Any]) -> float:
-    """Top-1 accuracy (fraction) over ``(inputs, labels)`` batches."""
-    from mpsearch.demo import evaluate
-
-    return float(evaluate(model, batches))
+def metric(prep: Prepared, model: nn.Module, batches: list[Any]) -> float:
+    """The run's metric over ``(inputs, targets)`` batches: top-1 accuracy (fraction) of a
+    classifier, bits per byte of a language model (see :mod:`mpsearch.pipeline.task`)."""
+    return prep.inputs.task.evaluate(model, batches)
 
 
 def finetune_step(prep: Prepared, qmodel: nn.Module, bars: Progress, label: str = "QAT") -> dict[str, Any]:

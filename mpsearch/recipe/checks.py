@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 from mpsearch.core.io import check_keys
 from mpsearch.errors import ConfigError, MpsearchError, rule_error
-from mpsearch.recipe.specs import Recipe, import_object, is_import_path
+from mpsearch.recipe.specs import BUILTIN_SOURCES, Recipe, import_object, is_import_path
 
 
 def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None] | None = None,
@@ -51,7 +51,7 @@ def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None
 def check_recipe(recipe: Recipe) -> None:
     """Every cheap check: profile, bits, imports, sensitivity config, budgets, output folder."""
     from mpsearch.allocation import UniformBudget
-    from mpsearch.demo import DEMO_MODELS
+    from mpsearch.demo import DEMO_LM_MODELS, DEMO_MODELS
     from mpsearch.errors import unknown_name
     from mpsearch.hardware import load_profile
     from mpsearch.hardware.schema import all_allowed_pairs
@@ -74,12 +74,15 @@ def check_recipe(recipe: Recipe) -> None:
                              f"{profile.name!r} runs; fix: drop the others)", list(mine))
     if is_import_path(recipe.model):
         import_object(recipe.model, where, "model")
-    elif recipe.model not in DEMO_MODELS:
-        raise unknown_name("model", recipe.model, DEMO_MODELS,
+    elif recipe.model not in DEMO_MODELS and recipe.model not in DEMO_LM_MODELS:
+        raise unknown_name("model", recipe.model, [*DEMO_MODELS, *DEMO_LM_MODELS],
                            f"{where}: model must be a demo model or 'package.module:function';")
-    elif recipe.data.source != "digits":
-        raise rule_error(where, "data.source", f"'digits' for the demo model {recipe.model!r}", recipe.data.source)
-    if recipe.data.source != "digits":
+    else:
+        own = "stdlib_text" if recipe.model in DEMO_LM_MODELS else "digits"
+        if recipe.data.source != own:
+            raise rule_error(where, "data.source", f"{own!r} for the demo model {recipe.model!r} (the data it "
+                             "was trained on)", recipe.data.source)
+    if recipe.data.source not in BUILTIN_SOURCES:
         import_object(recipe.data.source, where, "data.source")
     sensitivity_config(recipe)
     budgets = recipe.budgets  # parsed when the Recipe was built

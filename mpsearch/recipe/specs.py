@@ -47,17 +47,21 @@ def import_object(path: str, where: str, key: str) -> Callable[..., Any]:
     return obj
 
 
+#: Data that ships with mpsearch's demos: scikit-learn's digits, the standard library's own text.
+BUILTIN_SOURCES = ("digits", "stdlib_text")
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the batches come from: ``source`` is "digits" or an import path."""
+    """Where the batches come from: ``source`` is "digits", "stdlib_text" or an import path."""
 
     source: str = "digits"
     batch_size: int = 128
     calib_batches: int = 4
 
     def __post_init__(self) -> None:
-        if not isinstance(self.source, str) or not (self.source == "digits" or is_import_path(self.source)):
-            raise fail("DataSpec", "source", "'digits' or 'package.module:function'", self.source)
+        if not isinstance(self.source, str) or not (self.source in BUILTIN_SOURCES or is_import_path(self.source)):
+            raise fail("DataSpec", "source", "'digits', 'stdlib_text' or 'package.module:function'", self.source)
         check_int(self.batch_size, "DataSpec", "batch_size", min=1)
         check_int(self.calib_batches, "DataSpec", "calib_batches", min=1)
 

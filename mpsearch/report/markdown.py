@@ -6,6 +6,7 @@ import os
 from typing import Any, Mapping
 
 from mpsearch.core.io import write_text_atomic
+from mpsearch.report.metric import metric_view
 
 
 def _pct(v: Any) -> str:
@@ -49,9 +50,12 @@ def render_report(s: Mapping[str, Any]) -> str:
     L += ["", f"Latency numbers came from: {', '.join(srcs) or '-'} "
           f"(the profile has {prof['n_lut_entries']} measured LUT entries; 'roofline' means the analytic model).", ""]
     split = s.get("validation_split", "test")
+    m = metric_view(s)
+    _pct = m.fmt  # noqa: N806  # the run's metric: percent for accuracy, bits/byte for a language model
+    what = "Accuracy" if m.name == "accuracy" else f"{m.name.replace('_', ' ').capitalize()} ({'higher' if m.higher_is_better else 'lower'} is better)"
     L += ["## Against uniform baselines", "",
-          f"Accuracy on the `{split}` split. PTQ: min-max calibration, no training; QAT: the recipe's fine-tuning.", "",
-          "| plan | size (B) | latency (ms) | omega | acc PTQ | acc QAT | acc integer |", "|---|---|---|---|---|---|---|",
+          f"{what} on the `{split}` split. PTQ: min-max calibration, no training; QAT: the recipe's fine-tuning.", "",
+          f"| plan | size (B) | latency (ms) | omega | {m.label} PTQ | {m.label} QAT | {m.label} integer |", "|---|---|---|---|---|---|---|",
           f"| float32 | - | - | 0 | {_pct(s['float_accuracy'])} | - | - |"]
     c = s["chosen"]
     L.append(f"| **chosen (mixed)** | {_num(c.get('size_bytes'), '.0f')} | {_num(c.get('latency_ms'))} | {_num(c['omega'])} | "
@@ -63,7 +67,7 @@ def render_report(s: Mapping[str, Any]) -> str:
     L.append("")
     for k, b in s["baselines"].items():
         if c.get("size_bytes") is not None and b.get("size_bytes") is not None and c["size_bytes"] <= b["size_bytes"]:
-            verdict = lambda x, y: "beats" if x > y else ("ties" if x == y else "trails")  # noqa: E731
+            verdict = m.verdict
             line = (f"At {c['size_bytes'] / max(b['size_bytes'], 1):.0%} of uniform {k.upper()}'s size, the chosen plan "
                     f"{verdict(c['acc_ptq'], b['acc_ptq'])} it after PTQ ({_pct(c['acc_ptq'])} vs {_pct(b['acc_ptq'])})")
             if c.get("acc_qat") is not None and b.get("acc_qat") is not None:
@@ -94,7 +98,7 @@ def render_report(s: Mapping[str, Any]) -> str:
         res = s["pareto_resource"]
         L += ["## Pareto frontier", "", f"{len(s['frontier'])} ILP optima sweeping `{res}` "
               "(`pareto.csv`, `pareto.json`, `pareto.png`).", "",
-              f"| {res} | omega | acc PTQ |", "|---|---|---|"]
+              f"| {res} | omega | {m.label} PTQ |", "|---|---|---|"]
         for p in s["frontier"]:
             L.append(f"| {p[res]:.6g} | {p['omega']:.4g} | {_pct(p.get('acc_ptq'))} |")
         L.append("")

@@ -50,6 +50,7 @@ class RunHeader:
     finetune: Mapping[str, Any] | None
     validation_split: str
     inputs: Mapping[str, Any]
+    metric: Mapping[str, Any] | None = None  # the task's describe(): metric name, direction, unit
 
 
 @dataclass
@@ -99,7 +100,8 @@ def run_summary(header: RunHeader, run: RunRecord, timings_s: Mapping[str, float
         "allocation": {"method": header.allocation_method, "solver": plan.solver, "status": plan.status,
                        "optimal": plan.optimal},
         "layers": layer_rows(run), "totals": dict(plan.totals), "objective": plan.objective,
-        "float_accuracy": run.float_accuracy, "chosen": run.chosen, "baselines": run.baselines,
+        "metric": header.metric, "float_accuracy": run.float_accuracy, "chosen": run.chosen,
+        "baselines": run.baselines,
         "finetune": None if header.finetune is None else {**header.finetune, **run.qat},
         "validation": None if run.validation is None else run.validation.to_dict(),
         "validation_split": header.validation_split,

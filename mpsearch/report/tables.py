@@ -9,6 +9,7 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from mpsearch.core.io import write_text_atomic
+from mpsearch.report.metric import metric_view
 
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
@@ -27,10 +28,6 @@ def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], c
     write_text_atomic(path, buf.getvalue())
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
-
-
 def _kb(v: float | None) -> str:
     return "-" if v is None else f"{v / 1e3:.2f} kB"
 
@@ -40,7 +37,7 @@ def print_summary(summary: Mapping[str, Any], file: Any = None) -> None:
 
     Args:
         summary: ``rows`` (label, size_bytes, latency_ms, bops, omega, acc_ptq, acc_qat,
-            acc_int), ``results_dir`` and ``title``.
+            acc_int: the run's metric), ``results_dir``, ``title`` and ``metric`` (how to print it).
         file: stream (default: sys.stdout as it is now).
     """
     from rich.console import Console
@@ -48,14 +45,15 @@ def print_summary(summary: Mapping[str, Any], file: Any = None) -> None:
 
     console = Console(file=file or sys.stdout, width=130, soft_wrap=False, highlight=False)
     table = Table(title=summary.get("title", "mpsearch run"))
-    for col in ("plan", "size", "latency_ms", "GBOPs", "omega", "acc PTQ", "acc QAT", "acc int"):
+    m = metric_view(summary)
+    for col in ("plan", "size", "latency_ms", "GBOPs", "omega", f"{m.label} PTQ", f"{m.label} QAT", f"{m.label} int"):
         table.add_column(col, justify="left" if col == "plan" else "right")
     for r in summary["rows"]:
         lat = r.get("latency_ms")
         table.add_row(str(r["label"]), _kb(r.get("size_bytes")), "-" if lat is None else f"{lat:.4g}",
                       "-" if r.get("bops") is None else f"{r['bops'] / 1e9:.4g}",
                       "-" if r.get("omega") is None else f"{r['omega']:.4g}",
-                      _pct(r.get("acc_ptq")), _pct(r.get("acc_qat")), _pct(r.get("acc_int")))
+                      m.fmt(r.get("acc_ptq")), m.fmt(r.get("acc_qat")), m.fmt(r.get("acc_int")))
     console.print(table)
     for line in summary.get("notes", ()):
         console.print(line)

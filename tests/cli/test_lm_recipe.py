@@ -1,0 +1,61 @@
+"""A language-model recipe end to end: the demo LM on the standard library's text, scored in bits
+per byte (lower is better) by every step that scores a plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mpsearch.cli import main
+from mpsearch.demo import bits_per_byte, load_demo_lm_run, text_batches
+from mpsearch.pipeline.inputs import LM_EVAL_WINDOWS
+
+MICRO = {
+    "version": 1, "name": "lm", "seed": 0, "model": "gpt_micro",
+    "data": {"source": "stdlib_text", "batch_size": 8, "calib_batches": 2},
+    "sensitivity": {"method": "fisher", "n_batches": 1, "settings": {"granularity": "per_batch"}},
+    "hardware": {"profile": "gap8-pulp-nn", "w_bits": [2, 4, 8], "a_bits": [8]},
+    "budgets": {"size_bytes": "uniform:w4a8"},
+    "allocation": {"method": "ilp", "pareto": {"resource": "size_bytes", "n_points": 3}},
+    "finetune": {"epochs": 1, "lr": 0.001, "batch_size": 8},
+    "validation": {"split": "test", "integer": False},
+}
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("lm")
+    recipe = d / "lm.yaml"
+    recipe.write_text(yaml.safe_dump(MICRO))
+    assert main(["run", str(recipe), "--output-dir", str(d), "--quiet"]) == 0
+    return d / "lm", json.loads((d / "lm" / "summary.json").read_text())
+
+
+def test_lm_run_scores_bits_per_byte(lm_run):
+    out, s = lm_run
+    assert s["metric"] == {"task": "language_model", "metric": "bits_per_byte", "higher_is_better": False,
+                           "unit": "bits/byte"}
+    # the float model's figure is bits_per_byte over the first LM_EVAL_WINDOWS test windows
+    run = load_demo_lm_run("gpt_micro")
+    ctx = run.model.config.context
+    want = bits_per_byte(run.model, text_batches(run.splits.test[: LM_EVAL_WINDOWS * ctx + 1], ctx, 64))
+    assert s["float_accuracy"] == pytest.approx(want, rel=1e-12)
+    assert 2.0 < want < 8.0  # trained a little: better than a uniform byte (8 bits), far from perfect
+    # uniform 2-bit weights lose more than uniform 8-bit ones (lower is better)
+    assert s["baselines"]["w2a8"]["acc_ptq"] > s["baselines"]["w8a8"]["acc_ptq"]
+    report = (out / "report.md").read_text()
+    assert "Bits per byte (lower is better) on the `test` split." in report
+    assert "| plan | size (B) | latency (ms) | omega | bits/byte PTQ | bits/byte QAT | bits/byte integer |" in report
+    assert f"| float32 | - | - | 0 | {want:.4f} | - | - |" in report
+
+
+def test_lm_recipe_refuses_the_wrong_data(tmp_path: Path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(dict(MICRO, data=dict(MICRO["data"], source="digits"))))
+    assert main(["run", str(path), "--output-dir", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "data.source must be 'stdlib_text' for the demo model 'gpt_micro' (the data it was trained on), " \
+           "but got 'digits'" in err

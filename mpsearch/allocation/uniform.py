@@ -24,12 +24,12 @@ def uniform_plan(table: CostTable, w_bits: int, a_bits: int) -> tuple[BitPlan, l
     layers: dict[str, LayerBits] = {}
     others = []
     for i, name in enumerate(table.layers):
-        keys = {(c.w_bits, c.a_bits) for c in table.candidates[i]}
-        if (w_bits, a_bits) in keys:
-            layers[name] = LayerBits(w_bits, a_bits)
+        match = [c for c in table.candidates[i] if (c.w_bits, c.a_bits) == (w_bits, a_bits)]
+        if match:  # the plain pair, else the first format with those bits (w4a16 -> w4a16g128)
+            layers[name] = LayerBits.from_candidate(next((c for c in match if not c.is_format), match[0]))
         else:
             c = table.candidates[i][0]  # widest first
-            layers[name] = LayerBits(c.w_bits, c.a_bits)
+            layers[name] = LayerBits.from_candidate(c)
             others.append(name)
     rows = table.rows_for_plan(layers)
     totals = table.totals(rows)

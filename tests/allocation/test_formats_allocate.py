@@ -74,3 +74,13 @@ def test_pin_forms() -> None:
     with pytest.raises(ConfigError, match=r"but got w4a16g64"):
         resolve_pins(t, {"a": "w4a16g64"})
     assert normalize_pins(t, {"b": "w4a16g128z", "c": "w16a16"}) == {1: 5, 2: 11}
+
+
+def test_uniform_plan_over_formats() -> None:
+    from mpsearch.allocation.uniform import uniform_plan
+
+    plan, others = uniform_plan(_table(), 8, 16)
+    assert {b.key for b in plan.layers.values()} == {"w8a16"} and others == []
+    assert plan.totals["size_bytes"] == 3 * 81.0 and plan.objective == 3.0
+    plan, _ = uniform_plan(_table(), 4, 16)  # the first format with those bits
+    assert {b.key for b in plan.layers.values()} == {"w4a16g128"}

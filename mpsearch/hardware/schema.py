@@ -4,7 +4,8 @@ The layout is the one in DESIGN.md ("Hardware profiles"). Additions over that sk
 optional: ``source.references`` (list of strings) and ``source.machine``;
 ``capabilities.group_size`` (weights per scale for per_group); ``cost.memory``
 (``weight_bytes``, ``activation_bytes``) and ``cost.energy`` (``active_mw``, ``pj_per_op``,
-``pj_per_byte``). Numbers may be written ``2.0e12`` (PyYAML reads that as a string; it is
+``pj_per_byte``); ``capabilities.formats`` (LLM weight formats, checked in ``hardware/formats.py``) and
+``cost.roofline.float_ops_per_s``. Numbers may be written ``2.0e12`` (PyYAML reads that as a string; it is
 accepted when it is a float literal).
 
 Cross-field rules checked here:

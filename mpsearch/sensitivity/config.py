@@ -50,6 +50,11 @@ class HessianConfig:
         activations: also estimate each layer's input-activation Hessian trace (HAWQ-V2).
         distributed: split probes across the ranks of the initialised
             ``torch.distributed`` group and all-reduce the samples.
+        no_double_backward: what to do for layers whose Hessian needs a double backward
+            that some op lacks (a custom ``autograd.Function`` marked once-differentiable):
+            "fisher" measures those layers' empirical Fisher trace instead, says so in one
+            WARNING line naming them and the op, and records them in ``meta["fisher_layers"]``;
+            "error" raises UnsupportedModelError.
         progress: optional callback, see :data:`ProgressFn`.
     """
 
@@ -65,10 +70,12 @@ class HessianConfig:
     control_rank: int = 16
     activations: bool = False
     distributed: bool = False
+    no_double_backward: str = "fisher"
     progress: ProgressFn | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         w = "HessianConfig"
+        check_choice(self.no_double_backward, w, "no_double_backward", ("fisher", "error"))
         check_number(self.rel_stderr_target, w, "rel_stderr_target", min=0, min_exclusive=True, finite=False)
         check_int(self.min_probes, w, "min_probes", min=2)
         check_int(self.max_probes, w, "max_probes", min=2)

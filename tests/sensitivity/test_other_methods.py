@@ -138,9 +138,10 @@ class _NoDoubleNet(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-@pytest.mark.parametrize("method,config", [("hessian", HessianConfig(min_probes=2, max_probes=2)),
-                                           ("hessian", HessianConfig(min_probes=2, max_probes=2, vmap_probes=False)),
-                                           ("eigen", EigenConfig(max_iters=2))])
+@pytest.mark.parametrize("method,config", [
+    ("hessian", HessianConfig(min_probes=2, max_probes=2, no_double_backward="error")),
+    ("hessian", HessianConfig(min_probes=2, max_probes=2, vmap_probes=False, no_double_backward="error")),
+    ("eigen", EigenConfig(max_iters=2))])
 def test_no_double_backward_names_module_and_suggests_fisher(method, config):
     torch.manual_seed(0)
     model = _NoDoubleNet()
@@ -155,3 +156,22 @@ def test_no_double_backward_names_module_and_suggests_fisher(method, config):
     want = sum(float(torch.autograd.grad(nn.CrossEntropyLoss()(model(x[i:i + 1]), y[i:i + 1]),
                                          model.fc1.weight)[0].pow(2).sum()) for i in range(6)) / 6
     assert sens["fc1"].fisher == pytest.approx(want, rel=1e-6)
+
+
+def test_hessian_falls_back_to_fisher_for_the_layers_without_double_backward(caplog):
+    """fc1's second derivative passes through _StepSquare's once-differentiable backward; fc2's
+    does not. By default fc2 keeps its Hessian trace (equal to the run on fc2 alone) and fc1
+    gets the Fisher trace, with one WARNING line naming the layer and the op."""
+    torch.manual_seed(0)
+    model = _NoDoubleNet()
+    batches = [(torch.randn(6, 4), torch.randint(0, 3, (6,)))]
+    cfg = HessianConfig(min_probes=4, max_probes=4)
+    with caplog.at_level("WARNING", logger="mpsearch"):
+        sens = analyze(model, nn.CrossEntropyLoss(), batches, method="hessian", config=cfg)
+    assert sens.meta["fisher_layers"].keys() == {"fc1"}
+    fisher = analyze(model, nn.CrossEntropyLoss(), batches, method="fisher")
+    assert sens["fc1"].fisher == pytest.approx(fisher["fc1"].fisher, rel=1e-12) and sens["fc1"].trace is None
+    alone = analyze(model, nn.CrossEntropyLoss(), batches, method="hessian", config=cfg, layers=["fc2"])
+    assert sens["fc2"].trace == alone["fc2"].trace and sens["fc2"].fisher is None
+    lines = [r.getMessage() for r in caplog.records if "empirical Fisher" in r.getMessage()]
+    assert len(lines) == 1 and "_StepSquare in module 'act'" in lines[0] and lines[0].endswith(": fc1")

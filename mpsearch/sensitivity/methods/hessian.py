@@ -7,7 +7,9 @@ from typing import Any
 
 from mpsearch.core.types import LayerSensitivity, Sensitivity
 from mpsearch.sensitivity.config import HessianConfig
+from mpsearch.errors import UnsupportedModelError
 from mpsearch.sensitivity.double_backward import find_custom_ops, unsupported_error
+from mpsearch.sensitivity.fallback import layers_without_double_backward, sub_context, with_fisher
 from mpsearch.sensitivity.hutchinson import estimate_traces
 from mpsearch.sensitivity.methods._base import Context, Method
 from mpsearch.sensitivity.rounds import DoubleBackwardFailure, ProbeSetup
@@ -25,6 +27,22 @@ class HessianMethod(Method):
     config_cls = HessianConfig
 
     def run(self, ctx: Context, config: HessianConfig) -> Sensitivity:
+        try:
+            return self._traces(ctx, config)
+        except UnsupportedModelError as exc:
+            if config.no_double_backward == "error":
+                raise
+            error = exc
+        # Some layers have no second derivative: Hessian traces for the others, Fisher for them.
+        failed = layers_without_double_backward(ctx)
+        if not failed or config.activations:
+            # nothing to blame on single layers, or activation traces (no Fisher stands in for them)
+            raise error
+        rest = [n for n in ctx.names if n not in failed]
+        hessian = self._traces(sub_context(ctx, rest), config) if rest else None
+        return with_fisher(ctx, hessian, failed)
+
+    def _traces(self, ctx: Context, config: HessianConfig) -> Sensitivity:
         custom = find_custom_ops(ctx.model, ctx.loss_fn, ctx.data)
         strict = not custom  # a custom Function may have a non-differentiable backward
         names = list(ctx.names)

@@ -207,14 +207,18 @@ def lm_checkpoint_path(name: str, config: LMTrainConfig, splits: TextSplits,
 
 
 def load_demo_lm_run(name: str, cache_dir: str | os.PathLike[str] | None = None, retrain: bool = False,
-                     splits: TextSplits | None = None) -> LMDemoRun:
+                     splits: TextSplits | None = None, seed: int | None = None) -> LMDemoRun:
     """Like :func:`load_demo_lm`, but also return the training record and the cache path.
 
     ``splits`` may be passed to skip reading the text again (it must be :func:`load_text_splits`'s).
+    ``seed`` trains (and caches) the same recipe from another seed (initial weights and
+    training windows), for figures over several trained models; None is the recipe's seed.
     """
     if name not in DEMO_LM_MODELS:
         raise unknown_name("demo language model", name, DEMO_LM_MODELS)
     config = DEMO_LM_TRAIN_CONFIGS[name]
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
     splits = load_text_splits() if splits is None else splits
     path = lm_checkpoint_path(name, config, splits, cache_dir)
     with torch.random.fork_rng(devices=[]):

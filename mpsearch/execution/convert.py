@@ -36,7 +36,7 @@ from mpsearch.execution.dyadic import ROUNDINGS
 from mpsearch.execution.ops import (FUNCTION_HANDLERS, METHOD_HANDLERS, MODULE_HANDLERS, Builder, Context, Rep,
                                     describe, handler_for)
 from mpsearch.execution.ops._builder import INT32_MAX, INT32_MIN, is_scalar
-from mpsearch.execution.ops.islands import is_island
+from mpsearch.execution.ops.islands import float_only
 from mpsearch.execution.program import IntegerModel
 
 log = logging.getLogger("mpsearch")
@@ -89,6 +89,8 @@ class _ShapeRecorder(fx.Interpreter):
         out = super().run_node(n)
         if isinstance(out, torch.Tensor):
             n.meta["tensor_meta"] = _Meta(tuple(out.shape))
+            if out.is_floating_point() and out.numel():  # the range an integer-only product calibrates to
+                n.meta["abs_max"] = float(out.detach().abs().max())
         if n in self.static:
             self.values[n] = out.detach().clone() if isinstance(out, torch.Tensor) else out
         return out
@@ -133,11 +135,12 @@ def check_supported(gm: fx.GraphModule, integer_only: bool = True) -> None:
         if node.op in ("placeholder", "output") or node in static:
             continue
         found = handler_for(node, gm)
-        if found is not None and integer_only and is_island(found[0]):
+        why = float_only(*found) if found is not None and integer_only else None
+        if why is not None:
             raise UnsupportedModelError(
                 f"to_integer: op {describe(node, gm)} at node {node.name!r} is not supported by the integer executor "
-                "in integer-only mode (IntegerConfig(integer_only=True), the default): it has no integer version "
-                "and could only run as a declared float island; pass IntegerConfig(integer_only=False), or "
+                f"in integer-only mode (IntegerConfig(integer_only=True), the default): {why} "
+                "and it could only run as a declared float island; pass IntegerConfig(integer_only=False), or "
                 "to_integer(..., profile=p) with a profile whose capabilities.integer_only is false, to run it "
                 "in float")
         if found is not None:

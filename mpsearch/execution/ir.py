@@ -214,6 +214,14 @@ class Embedding(Op):
 
 
 @dataclass(frozen=True, eq=False)
+class Const(Op):
+    """A constant int32 value (no inputs), e.g. a learned positional embedding at a value's scale."""
+
+    KIND: ClassVar[str] = "const"
+    value: Tensor = field(default=None)  # type: ignore[assignment]  # int32, a sample's shape
+
+
+@dataclass(frozen=True, eq=False)
 class ActMatmul(Op):
     """``y = (a - a_zp) @ (b - b_zp)`` of two activations (int8 x int8 -> int32), e.g. QK^T, AV."""
 
@@ -276,7 +284,7 @@ class ILayerNorm(Op):
 
 #: op kind -> class (used by load and by the kernel registry).
 OPS: dict[str, type[Op]] = {c.KIND: c for c in (Conv, Linear, Requant, Clamp, Add, Cat, MaxPool, AvgPoolSum,
-                                                SumReduce, Reshape, ShapeOp, Dequant, Quantize, FloatOp, Embedding,
+                                                SumReduce, Reshape, ShapeOp, Dequant, Quantize, FloatOp, Embedding, Const,
                                                 ActMatmul, ActMul, IGelu, ISoftmax, ILayerNorm)}
 
 

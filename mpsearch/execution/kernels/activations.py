@@ -37,4 +37,9 @@ def prepare_embedding(op: ir.Embedding, device: torch.device, backend: Backend) 
     return run
 
 
-KERNELS = {"act_matmul": prepare_act_matmul, "act_mul": prepare_act_mul, "embedding": prepare_embedding}
+def prepare_const(op: ir.Const, device: torch.device, backend: Backend) -> Kernel:
+    value = op.value.to(device)
+    return lambda: value
+
+
+KERNELS = {"const": prepare_const, "act_matmul": prepare_act_matmul, "act_mul": prepare_act_mul, "embedding": prepare_embedding}

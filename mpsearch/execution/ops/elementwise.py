@@ -15,6 +15,7 @@ from torch import fx, nn
 from mpsearch.execution import ir
 from mpsearch.execution.ops._base import Context, Handler, sample_shape, unsupported
 from mpsearch.execution.ops._builder import Rep, compact, full
+from mpsearch.execution.ops.integer_versions import add_const
 from mpsearch.execution.ops.islands import is_float_or_static, island
 
 
@@ -55,6 +56,10 @@ def add(ctx: Context, node: fx.Node, *_: Any) -> Rep:
     if len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
         raise unsupported(node, ctx, "only a + b of two tensors is supported")
     if any(is_float_or_static(ctx, a) for a in node.args):  # a float value or a constant (a Parameter)
+        const = [a for a in node.args if isinstance(a, fx.Node) and a in ctx.static]
+        values = [a for a in node.args if isinstance(a, fx.Node) and a not in ctx.static]
+        if ctx.integer_only and len(const) == 1 and len(values) == 1 and isinstance(ctx.static[const[0]], torch.Tensor):
+            return add_const(ctx, node, ctx.rep(values[0], node), ctx.static[const[0]])
         return island(ctx, node, "add", tuple(node.args), {})
     a, b = ctx.rep(node.args[0], node), ctx.rep(node.args[1], node)
     source = node.name

@@ -24,15 +24,47 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from mpsearch.execution import ir
+from mpsearch.execution.ops import integer_versions as iv
 from mpsearch.execution.ops._base import Context, Handler, describe, sample_shape, unsupported
 from mpsearch.execution.ops._builder import Rep, compact
 from mpsearch.model.attention import sdpa_attention
 from mpsearch.quant.modules import QuantEmbedding
 
 
-def is_island(handler: Handler) -> bool:
-    """True for a handler of this module's tables (its op always runs as a float island)."""
-    return handler in _ALL
+def float_only(handler: Handler, module: nn.Module | None) -> str | None:
+    """Why the op of ``handler`` (a module call's ``module``) can only run as a float island, or None
+    where it is not an island or has an integer version (run in integer-only mode)."""
+    if handler not in _ALL:
+        return None
+    if handler is layer_norm and module is not None and len(module.normalized_shape) != 1:
+        return "its integer version normalizes over the last dimension only"
+    return None if handler in _INTEGER else "it has no integer version"
+
+
+def _arg(node: fx.Node, i: int, name: str, default: Any = None) -> Any:
+    return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
+
+
+def _int_gelu(ctx: Context, node: fx.Node) -> Rep:
+    return iv.gelu(ctx, node, ctx.rep(node.args[0], node))
+
+
+def _int_softmax(ctx: Context, node: fx.Node) -> Rep:
+    return iv.softmax(ctx, node, ctx.rep(node.args[0], node), int(_arg(node, 1, "dim")))
+
+
+def _int_product(matmul: bool) -> Handler:
+    def run(ctx: Context, node: fx.Node) -> Rep:
+        a, b = node.args[0], node.args[1]
+        if not isinstance(a, fx.Node):  # c * x
+            a, b = b, a
+        return iv.product(ctx, node, a, b, matmul)
+    return run
+
+
+#: island name -> its integer version (``(ctx, node) -> Rep``), run in integer-only mode.
+INTEGER_VERSIONS = {"gelu": _int_gelu, "softmax": _int_softmax, "matmul": _int_product(True),
+                    "mul": _int_product(False)}
 
 
 def float_rep(name: str, shape: tuple[int, ...]) -> Rep:
@@ -109,12 +141,16 @@ def island(ctx: Context, node: fx.Node, fn: str, args: tuple[Any, ...], kwargs: 
 def function_island(fn: str) -> Handler:
     """A handler running a call_function / call_method node as the island ``fn`` with its own args."""
     def handler(ctx: Context, node: fx.Node, *_: Any) -> Rep:
+        if ctx.integer_only and fn in INTEGER_VERSIONS:
+            return INTEGER_VERSIONS[fn](ctx, node)
         return island(ctx, node, fn, tuple(node.args), dict(node.kwargs))
     handler.__name__ = f"island_{fn}"
     return handler
 
 
 def layer_norm(ctx: Context, node: fx.Node, m: nn.LayerNorm) -> Rep:
+    if ctx.integer_only:
+        return iv.layer_norm(ctx, node, m, ctx.rep(node.args[0], node))
     w = None if m.weight is None else m.weight.detach().float().cpu().clone()
     b = None if m.bias is None else m.bias.detach().float().cpu().clone()
     consts = tuple(t for t in (w, b) if t is not None)
@@ -123,6 +159,8 @@ def layer_norm(ctx: Context, node: fx.Node, m: nn.LayerNorm) -> Rep:
 
 
 def gelu_module(ctx: Context, node: fx.Node, m: nn.GELU) -> Rep:
+    if ctx.integer_only:
+        return iv.gelu(ctx, node, ctx.rep(node.args[0], node))
     return island(ctx, node, "gelu", (node.args[0],), {"approximate": m.approximate})
 
 
@@ -131,6 +169,8 @@ def silu_module(ctx: Context, node: fx.Node, m: nn.Module) -> Rep:
 
 
 def softmax_module(ctx: Context, node: fx.Node, m: nn.Softmax) -> Rep:
+    if ctx.integer_only:
+        return iv.softmax(ctx, node, ctx.rep(node.args[0], node), int(m.dim))
     return island(ctx, node, "softmax", (node.args[0], m.dim), {})
 
 
@@ -167,6 +207,8 @@ def quant_embedding(ctx: Context, node: fx.Node, m: QuantEmbedding) -> Rep:
         raise unsupported(node, ctx, "an embedding with max_norm is not supported")
     src = _index_input(ctx, node)
     codes, scale, zp = embedding_codes(m)
+    if ctx.integer_only:
+        return iv.embedding(ctx, node, src, codes, scale, zp)
     return island(ctx, node, "embedding_dequant", (src, codes, scale, zp), {}, (codes, scale, zp))
 
 
@@ -226,3 +268,6 @@ METHODS: dict[str, Handler] = {
 }
 
 _ALL = frozenset([h for _, h in MODULES] + list(FUNCTIONS.values()) + list(METHODS.values()))
+_INTEGER = frozenset([quant_embedding, layer_norm, gelu_module, softmax_module]
+                     + [h for h in list(FUNCTIONS.values()) + list(METHODS.values())
+                        if h.__name__.removeprefix("island_") in INTEGER_VERSIONS])

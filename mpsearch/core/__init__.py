@@ -2,14 +2,17 @@
 
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan, LayerBits
-from mpsearch.core.profile import Capabilities, HardwareProfile, LutEntry, Roofline, Rules
+from mpsearch.core.formats import A_MODES, format_key, parse_format_key
+from mpsearch.core.profile import Capabilities, FormatCapabilities, HardwareProfile, LutEntry, Roofline, Rules
 from mpsearch.core.types import Candidate, Join, Layer, LayerSensitivity, Sensitivity
 
 __all__ = [
+    "A_MODES",
     "BitPlan",
     "Candidate",
     "Capabilities",
     "CostTable",
+    "FormatCapabilities",
     "HardwareProfile",
     "Join",
     "Layer",
@@ -19,4 +22,6 @@ __all__ = [
     "Roofline",
     "Rules",
     "Sensitivity",
+    "format_key",
+    "parse_format_key",
 ]

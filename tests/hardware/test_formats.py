@@ -113,9 +113,9 @@ def test_format_the_profile_cannot_run(base) -> None:
     with pytest.raises(ConfigError, match=r"test-npu: layer 'fc256x64' \(linear\): format must be one the profile "
                                           r"runs \(w4a16g128, .* for linear, embedding\), but got 'w4a16g64'"):
         candidates_for(linear(256, 64), p, formats=["w4a16g64"])
-    with pytest.raises(ConfigError, match=r"nvidia-a100: layer 'fc256x64' \(linear\): format must be one the profile "
+    with pytest.raises(ConfigError, match=r"nvidia-t4: layer 'fc256x64' \(linear\): format must be one the profile "
                                           r"runs \(the profile lists no capabilities.formats\), but got 'w8a16'"):
-        candidates_for(linear(256, 64), load_profile("nvidia-a100"), formats=["w8a16"])
+        candidates_for(linear(256, 64), load_profile("nvidia-t4"), formats=["w8a16"])
     with pytest.raises(ConfigError, match=r"candidate for layer 'fc256x64' \(linear\) must be a format the profile "
                                           r"runs"):
         layer_costs(linear(256, 64), Candidate.parse("w2a16g128"), p)

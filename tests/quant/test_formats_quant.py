@@ -102,8 +102,8 @@ def test_quantize_refuses_formats_by_layer() -> None:
     model, batches = _data()
     plan = BitPlan(layers={"fc1": LayerBits.parse("w4a16g32")})
     with pytest.raises(ConfigError, match=r"quantize: layer 'fc1' \(linear\) must take a format the profile "
-                                          r"'nvidia-a100' runs \(it lists none\), but got 'w4a16g32'"):
-        mps.quantize(model, plan, batches, profile=mps.load_profile("nvidia-a100"))
+                                          r"'nvidia-t4' runs \(it lists none\), but got 'w4a16g32'"):
+        mps.quantize(model, plan, batches, profile=mps.load_profile("nvidia-t4"))
     bad = BitPlan(layers={"fc2": LayerBits.parse("w4a16g64")})  # fc2 has 32 input features
     with pytest.raises(ConfigError, match=r"quantize: layer 'fc2': QuantSpec: group_size must be a divisor of the "
                                           r"32 elements per channel, but got 64"):

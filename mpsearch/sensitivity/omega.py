@@ -163,6 +163,7 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
     all_a = sorted({c.a_bits for cs in table.candidates for c in cs if not c.weight_only and c.a_mode == "static"})
     token_a = sorted({c.a_bits for cs in table.candidates for c in cs if c.a_mode == "dynamic_per_token"})
     use_act = calib_batches is not None and any(sens[lay.name].activation_trace is not None for lay in layers)
+    use_act = use_act and bool(all_a or token_a)  # weight-only candidates have no activation term
     act_err = activation_errors(model, layers, calib_batches, all_a, profile, token_a) if use_act else {}
     omega = np.zeros(table.n_rows)
     for i, name in enumerate(table.layers):  # rows follow the given layer order

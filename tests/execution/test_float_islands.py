@@ -61,17 +61,29 @@ def test_tiny_gpt_runs_with_declared_float_islands(mha: bool, expected: tuple[st
             assert (out - fake).abs().max().item() < 0.25
 
 
-def test_integer_only_refuses_the_first_float_island() -> None:
-    model, batches = tiny_gpt(False)
-    q = _w8a8(model, batches)
+class _SiluMlp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Linear(8, 16)
+        self.down = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.nn.functional.silu(self.up(x)))
+
+
+def test_integer_only_refuses_an_op_without_integer_version() -> None:
+    torch.manual_seed(0)
+    data = [torch.randn(4, 5, 8)]
+    q = mps.quantize(_SiluMlp().eval(), BitPlan(layers={"up": LayerBits(8, 8), "down": LayerBits(8, 8)}, solver="t"),
+                     data)
     for how in ({}, {"profile": mps.load_profile("x86-2core-int")}, {"config": IntegerConfig(integer_only=True)}):
-        # the embedding, LayerNorm and GELU have integer versions; attention has none yet
-        with pytest.raises(MpsearchError, match=r"to_integer: op function scaled_dot_product_attention at node "
-                                                r"'scaled_dot_product_attention' is not supported by the integer "
-                                                r"executor in integer-only mode \(IntegerConfig\(integer_only=True\), "
-                                                r"the default\): it has no integer version and it could only run as "
-                                                r"a declared float island"):
-            to_integer(q, batches[0][0], **how)
+        with pytest.raises(MpsearchError, match=r"to_integer: op function silu at node 'silu' is not supported by the "
+                                                r"integer executor in integer-only mode "
+                                                r"\(IntegerConfig\(integer_only=True\), the default\): it has no "
+                                                r"integer version and it could only run as a declared float island"):
+            to_integer(q, data[0], **how)
+    imodel = to_integer(q, data[0], profile=mps.load_profile("nvidia-a100"))
+    assert imodel.float_ops == ("silu (function silu): silu",)
     assert IntegerConfig.for_profile(mps.load_profile("x86-2core-int")).integer_only
     assert not IntegerConfig.for_profile(mps.load_profile("nvidia-a100")).integer_only
     with pytest.raises(MpsearchError, match="IntegerConfig: integer_only must be True or False, but got 1"):

@@ -68,3 +68,27 @@ def test_classifier_reports_stay_per_image() -> None:
     assert report.n_images == 20 and report.n_positions is None and report.bits_per_token_int is None
     assert report.perplexity_diff is None and report.float_ops == ()
     assert "integer-only: no op ran in float" in str(report)
+
+
+@pytest.mark.parametrize("mha", [False, True], ids=["sdpa", "mha"])
+def test_tiny_gpt_integer_only_end_to_end(mha: bool) -> None:
+    """Integer-only: embedding, positions, LayerNorm, attention (QK^T, softmax, AV), GELU all integer."""
+    from mpsearch.core import BitPlan, LayerBits
+    from mpsearch.execution import DtypeAudit, IntegerConfig
+    from mpsearch.quant import quantizable_layer_names
+
+    model, batches = tiny_gpt(mha, train_steps=100)
+    plan = BitPlan(layers={n: LayerBits(8, 8) for n in quantizable_layer_names(model)}, solver="test")
+    profile = mps.load_profile("x86-2core-int")  # integer_only: true
+    q = mps.quantize(model, plan, batches, profile=profile)
+    imodel = mps.to_integer(q, batches[0][0], profile=profile)
+    assert imodel.integer_only and imodel.float_ops == ()
+    kinds = [op.KIND for op in imodel.ops]
+    assert (kinds.count("act_matmul"), kinds.count("isoftmax"), kinds.count("igelu"), kinds.count("ilayernorm"),
+            kinds.count("embedding")) == (4, 2, 2, 5, 1)
+    with DtypeAudit() as audit:
+        imodel.run(*imodel.quantize_input(batches[0][0]))
+    assert audit.float_ops == []
+    report = mps.validate(imodel, q, batches, timing_repeats=0)
+    assert report.float_ops == () and report.top1_agreement >= 0.99  # measured: 100% (256 positions)
+    assert abs(report.bits_per_token_int - report.bits_per_token_fake) < 0.02  # measured: 0.002 / 0.005

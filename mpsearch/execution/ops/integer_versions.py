@@ -120,13 +120,16 @@ def gelu(ctx: Context, node: fx.Node, x: Rep) -> Rep:
     return _rep(name, sample_shape(node), float(c["out_scale"]) * 2.0**shift, (bound >> shift) + 1)
 
 
-def softmax(ctx: Context, node: fx.Node, x: Rep, dim: int) -> Rep:
+def softmax(ctx: Context, node: fx.Node, x: Rep, dim: int, mask: torch.Tensor | None = None,
+            shape: tuple[int, ...] | None = None) -> Rep:
+    """I-BERT softmax of ``x`` along ``dim`` (``mask``: True -> weight 0); int32 at ``2^-16``."""
     source = f"{node.name} ({describe_target(node)})"
     xin = _to_scale(ctx, x, SOFTMAX_INPUT_STEP, 2**24, source)
     k = isoftmax_consts(SOFTMAX_INPUT_STEP)
-    name = ctx.b.name(node.name)
-    ctx.b.emit(ir.ISoftmax(name=name, inputs=(xin.value,), source=source, dim=dim, out_bits=SOFTMAX_OUT_BITS, **k))
-    return Rep(value=name, dtype="int32", shape=sample_shape(node), scale=np.float64(2.0**-SOFTMAX_OUT_BITS),
+    name = ctx.b.name(f"{node.name}_softmax" if mask is not None else node.name)
+    ctx.b.emit(ir.ISoftmax(name=name, inputs=(xin.value,), source=source, dim=dim, out_bits=SOFTMAX_OUT_BITS,
+                           mask=mask, **k))
+    return Rep(value=name, dtype="int32", shape=shape or sample_shape(node), scale=np.float64(2.0**-SOFTMAX_OUT_BITS),
                zp=np.int64(0), lo=np.int64(0), hi=np.int64(2**SOFTMAX_OUT_BITS))
 
 

@@ -62,9 +62,20 @@ def _int_product(matmul: bool) -> Handler:
     return run
 
 
+def _int_sdpa(ctx: Context, node: fx.Node) -> Rep:
+    from mpsearch.execution.ops.int_attention import sdpa
+    return sdpa(ctx, node)
+
+
+def _int_packed_sdpa(ctx: Context, node: fx.Node) -> Rep:
+    from mpsearch.execution.ops.int_attention import packed_sdpa
+    return packed_sdpa(ctx, node)
+
+
 #: island name -> its integer version (``(ctx, node) -> Rep``), run in integer-only mode.
 INTEGER_VERSIONS = {"gelu": _int_gelu, "softmax": _int_softmax, "matmul": _int_product(True),
-                    "mul": _int_product(False)}
+                    "mul": _int_product(False), "scaled_dot_product_attention": _int_sdpa,
+                    "sdpa_attention": _int_packed_sdpa}
 
 
 def float_rep(name: str, shape: tuple[int, ...]) -> Rep:

@@ -51,10 +51,12 @@ class IntegerConfig:
             or "half_even" (the simulation's ``torch.round``; differs only on exact ties, which
             power-of-two scales make common).
 
-        integer_only: True (default): every op must run in integer arithmetic; an op with no
-            integer version (LayerNorm, softmax, GELU, attention, embedding lookup, ...) is
-            refused, named, before anything is computed. False: such ops run as declared float
-            islands (dequantize, float op, requantize at the next activation quantizer), listed by
+        integer_only: True (default): every op runs in integer arithmetic; transformer ops run
+            their integer versions (embedding lookup, I-BERT LayerNorm / GELU / softmax, integer
+            attention, activation matmul / mul; :mod:`.ops.integer_versions`) and an op with none
+            (SiLU, ...) is refused, named, before anything is computed. False: every such op runs
+            as a declared float island (dequantize, the float op, requantize at the next
+            activation quantizer: the simulation's arithmetic), listed by
             :attr:`IntegerModel.float_ops` and by ``validate``. :meth:`for_profile` reads it from
             a profile's ``capabilities.integer_only``.
     """

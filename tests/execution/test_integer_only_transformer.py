@@ -90,3 +90,13 @@ def test_integer_product_of_accumulators_calibrates_codes() -> None:
     q = mps.quantize(_Bad().eval(), BitPlan(layers={"a": LayerBits(8, 8)}, solver="test"), data)
     imodel = to_integer(q, data[0], INTEGER_ONLY)  # y rescaled to int8 codes of its example range
     assert [op.KIND for op in imodel.ops][-3:] == ["requant", "requant", "act_mul"]
+
+
+def test_integer_only_program_saves_and_loads(pieces: tuple[nn.Module, list[torch.Tensor]], tmp_path: object) -> None:
+    from mpsearch.execution import IntegerModel
+
+    q, data = pieces
+    imodel = to_integer(q, data[0], INTEGER_ONLY)
+    again = IntegerModel.load(imodel.save(tmp_path))  # type: ignore[arg-type]
+    assert [op.KIND for op in again.ops] == [op.KIND for op in imodel.ops]
+    assert torch.equal(again.logits_int(data[2]), imodel.logits_int(data[2]))

@@ -5,9 +5,8 @@ integer tensor whose shape broadcasts against the op's output WITHOUT the batch 
 (``()`` per tensor, ``(C, 1, 1)`` per channel of an ``N, C, H, W`` tensor). Dtypes: weights int8
 (any width 2..8 fits), bias / multipliers / shifts / zero points / bounds int32.
 
-The only float steps are the boundaries, outside the integer path, and the declared float
-islands (``dequant`` -> ``float_op`` -> ``quantize``) of ops that have no integer version yet
-(LayerNorm, softmax, GELU, attention, ...): a program with one is not integer-only, and says so.
+The only float steps are the boundaries, outside the integer path, and, where integer-only is
+not asked for, declared float islands (``dequant`` -> ``float_op`` / ``wo_linear`` -> ``quantize``).
 
 * :class:`InputQuant` turns the float input into integer codes,
   ``clamp(round(x / scale) + zero_point, qmin, qmax)`` (IEEE float32 division, round half to
@@ -152,10 +151,8 @@ class Reshape(Op):
 
 @dataclass(frozen=True, eq=False)
 class ShapeOp(Op):
-    """An integer-preserving data move (transpose, permute, slicing, split / chunk, squeeze, ...):
-    ``y = fn(x, *args)`` with the torch function ``fn`` (a name of ``kernels.islands.SHAPE_FNS``);
-    ``call`` is the call template (:func:`encode`, ``{"in": 0}`` the input, batch dim included);
-    ``select`` picks one tensor from a tuple result (split, chunk, unbind)."""
+    """A data move (transpose, permute, slicing, split, ...): ``fn`` (``kernels.islands.SHAPE_FNS``) on
+    the call template ``call`` (``calls.encode``); ``select`` picks one tensor of a tuple result."""
 
     KIND: ClassVar[str] = "shape_op"
     fn: str = ""
@@ -165,7 +162,7 @@ class ShapeOp(Op):
 
 @dataclass(frozen=True, eq=False)
 class Dequant(Op):
-    """Float island boundary: ``y = float32((x - zp) * scale)`` (scale float64, zp int)."""
+    """Float island entry: ``y = float32((x - zp) * scale)``."""
 
     KIND: ClassVar[str] = "dequant"
     scale: Tensor = field(default=None)  # type: ignore[assignment]  # float64, broadcastable to a sample
@@ -174,8 +171,7 @@ class Dequant(Op):
 
 @dataclass(frozen=True, eq=False)
 class Quantize(Op):
-    """Float island boundary: ``y = clamp(round(x / scale) + zp, qmin, qmax)`` (float32 division,
-    round half to even: the fake-quant model's activation quantizer), int8."""
+    """Float island exit: ``clamp(round(x / scale) + zp, qmin, qmax)``, the ActQuant's own rounding."""
 
     KIND: ClassVar[str] = "quantize"
     scale: Tensor = field(default=None)  # type: ignore[assignment]  # float32
@@ -187,10 +183,8 @@ class Quantize(Op):
 
 @dataclass(frozen=True, eq=False)
 class FloatOp(Op):
-    """A declared float island: ``y = fn(*call)`` in float32, ``fn`` a name of
-    ``kernels.islands.FLOAT_FNS``; ``call`` is the call template (:func:`encode`) whose inputs are
-    float32 values (dequantized first) and whose ``{"const": i}`` are ``consts[i]``. Never part of
-    an integer-only program: :attr:`IntegerModel.float_ops` lists every one."""
+    """A declared float island: ``fn`` (``kernels.islands.FLOAT_FNS``) on ``call``, float32; listed by
+    :attr:`IntegerModel.float_ops`."""
 
     KIND: ClassVar[str] = "float_op"
     fn: str = ""
@@ -203,8 +197,7 @@ class FloatOp(Op):
 
 @dataclass(frozen=True, eq=False)
 class Embedding(Op):
-    """Integer lookup: ``y = round((codes[i] - zp[i]) * m[i] / 2^s[i])`` (half up), int32: each row
-    rescaled from its own scale to the output scale. Input: int64 indices."""
+    """Integer lookup: ``y = round((codes[i] - zp[i]) * m[i] / 2^s[i])`` (half up), int32."""
 
     KIND: ClassVar[str] = "embedding"
     codes: Tensor = field(default=None)  # type: ignore[assignment]  # int8 (V, D)
@@ -214,8 +207,23 @@ class Embedding(Op):
 
 
 @dataclass(frozen=True, eq=False)
+class WeightOnlyLinear(Op):
+    """Weight-only linear (float activations, not integer-only): ``y = x @ W^T + bias``, float32,
+    ``W = (codes - zp) * scale`` per group of ``group_size`` input features (None: per output
+    channel), run by torch's int4 / int8 weight kernels where they apply, else unpacked per call."""
+
+    KIND: ClassVar[str] = "wo_linear"
+    codes: Tensor = field(default=None)  # type: ignore[assignment]  # int8 (N, K)
+    scale: Tensor = field(default=None)  # type: ignore[assignment]  # float32 (N, G)
+    zp: Tensor = field(default=None)  # type: ignore[assignment]  # int32 (N, G)
+    bias: Tensor | None = None  # float32 (N,)
+    group_size: int | None = None
+    w_bits: int = 8
+
+
+@dataclass(frozen=True, eq=False)
 class Const(Op):
-    """A constant int32 value (no inputs), e.g. a learned positional embedding at a value's scale."""
+    """A constant int32 value (no inputs), e.g. a learned positional embedding."""
 
     KIND: ClassVar[str] = "const"
     value: Tensor = field(default=None)  # type: ignore[assignment]  # int32, a sample's shape
@@ -241,9 +249,7 @@ class ActMul(Op):
 
 @dataclass(frozen=True, eq=False)
 class IGelu(Op):
-    """I-BERT integer GELU of ``q = x - zp`` (scale S): ``L = q_c - (min(|q|, clip) + q_b)^2``
-    (the second-order erf polynomial of ``x / sqrt(2)``), ``y = q * (sign(q) L + q_c)``, then
-    ``round(y / 2^out_shift)``, int32 (see ``kernels.ibert``)."""
+    """I-BERT integer GELU of ``x - zp``, int32, rounded by ``2^out_shift`` (``kernels.ibert``)."""
 
     KIND: ClassVar[str] = "igelu"
     zp: int = 0
@@ -255,9 +261,7 @@ class IGelu(Op):
 
 @dataclass(frozen=True, eq=False)
 class ISoftmax(Op):
-    """I-BERT integer softmax along ``dim`` of ``q = x - max(x)`` (scale S): i-exp by ``q = -z ln2 + p``
-    and ``exp(p) ~ a (p + b)^2 + c``, then ``floor(e * 2^out_bits / sum(e))``, int32 at scale
-    ``2^-out_bits``. ``mask`` (optional, bool, broadcast) marks positions that get 0."""
+    """I-BERT integer softmax along ``dim``, int32 at ``2^-out_bits``; ``mask`` True -> 0 (``kernels.ibert``)."""
 
     KIND: ClassVar[str] = "isoftmax"
     dim: int = -1
@@ -270,9 +274,7 @@ class ISoftmax(Op):
 
 @dataclass(frozen=True, eq=False)
 class ILayerNorm(Op):
-    """Integer LayerNorm over the last dim of ``q = x - zp``: integer mean and variance, standard
-    deviation by integer Newton square root, ``y = round(((q - mean) << norm_bits) / std) * gamma + beta``,
-    int32 (gamma int32 at scale S_g, beta at S_g / 2^norm_bits)."""
+    """Integer LayerNorm (last dim) of ``x - zp``, times ``gamma`` plus ``beta``, int32 (``kernels.ibert``)."""
 
     KIND: ClassVar[str] = "ilayernorm"
     zp: int = 0
@@ -285,6 +287,7 @@ class ILayerNorm(Op):
 #: op kind -> class (used by load and by the kernel registry).
 OPS: dict[str, type[Op]] = {c.KIND: c for c in (Conv, Linear, Requant, Clamp, Add, Cat, MaxPool, AvgPoolSum,
                                                 SumReduce, Reshape, ShapeOp, Dequant, Quantize, FloatOp, Embedding, Const,
+                                                WeightOnlyLinear,
                                                 ActMatmul, ActMul, IGelu, ISoftmax, ILayerNorm)}
 
 

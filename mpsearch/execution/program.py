@@ -139,12 +139,19 @@ class IntegerModel:
     def float_ops(self) -> tuple[str, ...]:
         """Every op that runs in float (the declared float islands), as ``"<fx node> (<what>): <fn>"``,
         in program order; empty for an integer-only program."""
-        return tuple(f"{op.source}: {op.fn}" for op in self.ops if isinstance(op, ir.FloatOp))
+        out = []
+        for op in self.ops:
+            if isinstance(op, ir.FloatOp):
+                out.append(f"{op.source}: {op.fn}")
+            elif isinstance(op, ir.WeightOnlyLinear):  # float activations times integer weights
+                group = f"g{op.group_size}" if op.group_size else ""
+                out.append(f"{op.source}: weight_only_linear w{op.w_bits}a16{group}")
+        return tuple(out)
 
     @property
     def integer_only(self) -> bool:
         """True when no op of the program runs in float (no float island)."""
-        return not any(isinstance(op, (ir.FloatOp, ir.Dequant, ir.Quantize)) for op in self.ops)
+        return not any(isinstance(op, (ir.FloatOp, ir.Dequant, ir.Quantize, ir.WeightOnlyLinear)) for op in self.ops)
 
     def is_pure_shift(self) -> bool:
         """True when every rescale is a shift (what power-of-two scale profiles demand)."""

@@ -12,7 +12,8 @@ Where things live:
   linear), :mod:`.requant`, :mod:`.elementwise` (clamp, add, cat, reshape), :mod:`.pooling`
   (maxpool, avgpool_sum, sum_reduce), :mod:`.islands` (data moves and declared float islands),
   :mod:`.activations` (activation matmul and mul, embedding lookup), :mod:`.ibert` (I-BERT
-  integer GELU, softmax, LayerNorm);
+  integer GELU, softmax, LayerNorm), :mod:`.weight_only` (weight-only linear: torch's int4 / int8
+  weight kernels);
 * backends: :mod:`.gemm` ("int32", "int_mm": the torch GEMMs), :mod:`.numba_cpu` ("numba":
   compiled CPU kernels in :mod:`._numba_direct`, :mod:`._numba_conv`, :mod:`._numba_kernels`).
 """
@@ -25,7 +26,7 @@ import torch
 
 from mpsearch.errors import rule_error
 from mpsearch.execution import ir
-from mpsearch.execution.kernels import activations, elementwise, ibert, islands, layers, pooling, requant
+from mpsearch.execution.kernels import activations, elementwise, ibert, islands, layers, pooling, requant, weight_only
 from mpsearch.execution.kernels._base import Backend, Kernel
 from mpsearch.execution.kernels.gemm import Int32Backend, IntMmBackend, int_matmul
 from mpsearch.execution.kernels.numba_cpu import NUMBA_MIN_K, NumbaBackend
@@ -36,7 +37,7 @@ __all__ = ["AUTO", "BACKENDS", "FUSED", "GEMMS", "GENERIC", "KERNELS", "NUMBA_MI
 Prepare = Callable[[ir.Op, torch.device, Backend], Kernel]
 
 #: the op families of generic kernels; a new family is a module with a ``KERNELS`` table, listed here.
-FAMILIES = (layers, requant, elementwise, pooling, islands, activations, ibert)
+FAMILIES = (layers, requant, elementwise, pooling, islands, activations, ibert, weight_only)
 
 
 def _merge(families: tuple[object, ...]) -> dict[str, Prepare]:

@@ -25,6 +25,7 @@ from torch import fx, nn
 
 from mpsearch.execution import ir
 from mpsearch.execution.ops import integer_versions as iv
+from mpsearch.execution.ops.weight_only import is_weight_only
 from mpsearch.execution.ops._base import Context, Handler, describe, sample_shape, unsupported
 from mpsearch.execution.ops._builder import Rep, compact
 from mpsearch.model.attention import sdpa_attention
@@ -34,6 +35,8 @@ from mpsearch.quant.modules import QuantEmbedding
 def float_only(handler: Handler, module: nn.Module | None) -> str | None:
     """Why the op of ``handler`` (a module call's ``module``) can only run as a float island, or None
     where it is not an island or has an integer version (run in integer-only mode)."""
+    if module is not None and is_weight_only(module):
+        return "a weight-only layer (a_bits 16) reads float activations"
     if handler not in _ALL:
         return None
     if handler is layer_norm and module is not None and len(module.normalized_shape) != 1:

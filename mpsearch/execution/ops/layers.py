@@ -13,6 +13,7 @@ from mpsearch.execution import ir
 from mpsearch.execution.ops._base import Context, Handler, pair, sample_shape, unsupported
 from mpsearch.execution.ops._builder import INT32_MAX, Rep, compact, int_tensor, is_scalar
 from mpsearch.execution.ops.islands import quantize_float
+from mpsearch.execution.ops.weight_only import is_weight_only, weight_only_linear
 from mpsearch.quant.modules import ActQuant, QuantConv1d, QuantConv2d, QuantLinear
 from mpsearch.quant.quantizer import quantize as quantize_codes
 
@@ -181,6 +182,8 @@ def quant_conv(ctx: Context, node: fx.Node, m: nn.Module) -> Rep:
 
 
 def quant_linear(ctx: Context, node: fx.Node, m: nn.Module) -> Rep:
+    if is_weight_only(m):
+        return weight_only_linear(ctx, node, m)
     x = _layer_input(ctx, node)
     codes, w_scale = _weight_codes(node, ctx, m)
     shape = sample_shape(node)

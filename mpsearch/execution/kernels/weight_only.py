@@ -1,0 +1,82 @@
+"""Kernels of weight-only linear layers (``wo_linear``: float activations, integer weights).
+
+* 4 bits, symmetric or with zero points, groups of 32 / 64 / 128 / 256 input features, output
+  features a multiple of 16:
+  ``torch.ops.aten._weight_int4pack_mm_for_cpu`` on the weight packed once by
+  ``_convert_weight_to_int4pack_for_cpu`` (CPU);
+* 8 bits per output channel, symmetric: ``torch.ops.aten._weight_int8pack_mm``;
+* any other width or layout (2, 3 bits, ...): the int8 codes are unpacked to float32 per call
+  (``(codes - zp) * scale``); no float copy of the weight is kept.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mpsearch.execution import ir
+from mpsearch.execution.kernels._base import Backend, Kernel
+
+INT4_GROUPS = (32, 64, 128, 256)
+
+
+def _unpacked(op: ir.WeightOnlyLinear, device: torch.device) -> Kernel:
+    codes = op.codes.to(device)
+    n, k = codes.shape
+    g = op.scale.shape[1]
+    scale = op.scale.to(device=device, dtype=torch.float32).unsqueeze(-1)
+    zp = op.zp.to(device=device, dtype=torch.float32).unsqueeze(-1)
+    bias = None if op.bias is None else op.bias.to(device=device, dtype=torch.float32)
+
+    def run(x: Tensor) -> Tensor:
+        w = ((codes.float().reshape(n, g, k // g) - zp) * scale).reshape(n, k)  # the simulation's values
+        return F.linear(x.float(), w, bias)
+
+    return run
+
+
+def _int4(op: ir.WeightOnlyLinear, device: torch.device) -> Kernel | None:
+    n, k = op.codes.shape
+    if device.type != "cpu" or op.w_bits != 4 or op.group_size not in INT4_GROUPS or k % op.group_size or n % 16:
+        return None  # (the CPU int4 pack needs N divisible by 16)
+    offset = 8 if int(op.codes.min()) < 0 else 0  # the kernel reads codes 0..15: (q - 8) * s + zero
+    if int(op.codes.min()) + offset < 0 or int(op.codes.max()) + offset > 15:
+        return None
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu((op.codes.to(torch.int32) + offset), 1)
+    scale = op.scale.float()
+    zero = (8 - offset - op.zp.float()) * scale  # (q + offset - 8) * s + zero == (q - zp) * s
+    sz = torch.stack([scale.t(), zero.t()], dim=-1).contiguous()  # (K / G, N, 2)
+    bias = None if op.bias is None else op.bias.float()
+    group = int(op.group_size)
+
+    def run(x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.reshape(-1, k).float().contiguous(), packed, group, sz)
+        y = y.reshape(*lead, n)
+        return y if bias is None else y + bias
+
+    return run
+
+
+def _int8(op: ir.WeightOnlyLinear, device: torch.device) -> Kernel | None:
+    n, k = op.codes.shape
+    if device.type != "cpu" or op.w_bits > 8 or op.scale.shape[1] != 1 or bool((op.zp != 0).any()):
+        return None
+    codes, scale = op.codes.contiguous(), op.scale.reshape(-1).float().contiguous()
+    bias = None if op.bias is None else op.bias.float()
+
+    def run(x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, k).float().contiguous(), codes, scale).reshape(*lead, n)
+        return y if bias is None else y + bias
+
+    return run
+
+
+def prepare_wo_linear(op: ir.WeightOnlyLinear, device: torch.device, backend: Backend) -> Kernel:
+    """The fastest kernel that runs ``op`` on ``device``: int4 pack, int8 pack, else unpacked."""
+    return _int4(op, device) or _int8(op, device) or _unpacked(op, device)
+
+
+KERNELS = {"wo_linear": prepare_wo_linear}

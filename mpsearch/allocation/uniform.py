@@ -10,12 +10,13 @@ from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan, LayerBits
 
 
-def uniform_plan(table: CostTable, w_bits: int, a_bits: int) -> tuple[BitPlan, list[str]]:
+def uniform_plan(table: CostTable, w_bits: int, a_bits: int, key: str | None = None) -> tuple[BitPlan, list[str]]:
     """Every layer at ``w{w_bits}a{a_bits}`` where the device runs it, else its widest candidate.
 
     Args:
         table: the cost table (resources are summed from it; omega is the plan's objective).
         w_bits, a_bits: the pair every layer takes where it can.
+        key: one format of that pair (``"w4a16g128"``) instead of the plain pair or its first format.
 
     Returns:
         ``(plan with totals, names of the layers that could not take the pair)`` - e.g. first
@@ -24,7 +25,8 @@ def uniform_plan(table: CostTable, w_bits: int, a_bits: int) -> tuple[BitPlan, l
     layers: dict[str, LayerBits] = {}
     others = []
     for i, name in enumerate(table.layers):
-        match = [c for c in table.candidates[i] if (c.w_bits, c.a_bits) == (w_bits, a_bits)]
+        match = [c for c in table.candidates[i] if (c.w_bits, c.a_bits) == (w_bits, a_bits)
+                 and (key is None or c.key == key)]
         if match:  # the plain pair, else the first format with those bits (w4a16 -> w4a16g128)
             layers[name] = LayerBits.from_candidate(next((c for c in match if not c.is_format), match[0]))
         else:
@@ -35,5 +37,5 @@ def uniform_plan(table: CostTable, w_bits: int, a_bits: int) -> tuple[BitPlan, l
     totals = table.totals(rows)
     objective = totals.pop("omega")
     plan = BitPlan(layers=layers, totals=totals, objective=objective, solver="uniform", status="given",
-                   meta={"uniform": f"w{w_bits}a{a_bits}", "layers_at_other_bits": others})
+                   meta={"uniform": key or f"w{w_bits}a{a_bits}", "layers_at_other_bits": others})
     return plan, others

@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
                                 f"({(s.get('metric') or {}).get('metric', 'accuracy').replace('_', ' ')} on "
                                 f"{s['validation_split']})",
                        "rows": summary_rows(s), "results_dir": str(result.results_dir), "metric": s.get("metric"),
-                       "notes": ["chosen bits: " + " ".join(f"{r['layer']}=w{r['w_bits']}a{r['a_bits']}" for r in s["layers"]),
+                       "notes": ["chosen bits: " + " ".join(f"{r['layer']}={r['key']}" for r in s["layers"]),
                                  f"total {s['timings_s']['total_s']:.1f} s"]})
     return 0

@@ -136,25 +136,32 @@ def _frontier(prep: steps.Prepared, table: CostTable, val: list[Any], bars: Prog
     return front, points
 
 
-def _baseline_pairs(table: CostTable) -> list[tuple[int, int]]:
+def _baseline_pairs(table: CostTable, recipe: Recipe) -> list[tuple[int, int, str | None]]:
+    """``(w, a, format key or None)`` of each uniform baseline: W8/W4/W2 at the widest activation
+    bits, then every ``uniform:`` budget's own plan (``uniform:w3a16g128`` names a format)."""
     keys = {(c.w_bits, c.a_bits) for cs in table.candidates for c in cs}
-    out = []
+    out: list[tuple[int, int, str | None]] = []
     for w in BASELINE_W_BITS:
         a_opts = sorted(a for ww, a in keys if ww == w)
         if a_opts:
-            out.append((w, a_opts[-1]))
+            out.append((w, a_opts[-1], None))
+    for b in recipe.budgets.entries:
+        key = getattr(b, "key", None)
+        if key is not None and all(k != key for *_, k in out):
+            out.append((b.w_bits, b.a_bits, key))  # type: ignore[union-attr]
     return out
 
 
 def _baselines(prep: steps.Prepared, table: CostTable, val: list[Any]
                ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Uniform plans (key ``w4a8``): their point and PTQ accuracy, and their fake-quant models."""
+    """Uniform plans (key ``w4a8``, or a format's ``w3a16g128``): their point and PTQ accuracy, and
+    their fake-quant models."""
     baselines: dict[str, dict[str, Any]] = {}
     models: dict[str, Any] = {}
-    for w, a in _baseline_pairs(table):
-        bplan, others_at = uniform_plan(table, w, a)
+    for w, a, fmt in _baseline_pairs(table, prep.recipe):
+        bplan, others_at = uniform_plan(table, w, a, key=fmt)
         q = steps.quantize_plan(prep, bplan)
-        key = f"w{w}a{a}"
+        key = fmt or f"w{w}a{a}"
         baselines[key] = {**_point(bplan, table.resource_names), "acc_ptq": steps.metric(prep, q, val),
                           "layers_at_other_bits": others_at}
         models[key] = q

@@ -69,7 +69,7 @@ def prepare(recipe: Recipe, budgets: Budgets | Mapping[str, Any] | None = None, 
     t1 = time.perf_counter()
     layers = discover(inputs.model, inputs.example_inputs)
     hw = recipe.hardware
-    resources = resource_table(layers, profile, hw.w_bits, hw.a_bits, batch=hw.batch)
+    resources = resource_table(layers, profile, hw.w_bits, hw.a_bits, batch=hw.batch, formats=hw.formats)
     resolved = resolve_budgets(recipe.budgets if budgets is None else budgets, resources, where=f"{recipe.path}: budgets")
     hint = (f", or allow lower bit-widths in hardware.w_bits / hardware.a_bits (now "
             f"{list(hw.w_bits) if hw.w_bits else 'all the profile runs'})")
@@ -108,7 +108,7 @@ def table_step(prep: Prepared, sens: Sensitivity) -> CostTable:
     r = prep.recipe
     return cost_table(prep.inputs.model, prep.layers, sens, prep.profile, w_bits=r.hardware.w_bits,
                       a_bits=r.hardware.a_bits, calib_batches=prep.inputs.train[: r.data.calib_batches],
-                      batch=r.hardware.batch)
+                      batch=r.hardware.batch, formats=r.hardware.formats)
 
 
 def choose_plan(prep: Prepared, table: CostTable, bars: Progress, *, method: str | None = None,

@@ -87,7 +87,12 @@ def check_recipe(recipe: Recipe) -> None:
     sensitivity_config(recipe)
     budgets = recipe.budgets  # parsed when the Recipe was built
     for b in budgets.entries:
-        if isinstance(b, UniformBudget) and (b.w_bits, b.a_bits) not in pairs:
+        if isinstance(b, UniformBudget) and b.key is not None:
+            runs = tuple(recipe.hardware.formats or ())
+            if b.key not in runs:
+                raise rule_error(where, f"budgets.{b.resource}", f"a uniform plan of one of hardware.formats "
+                                 f"({', '.join(runs) or 'none listed'})", budgets[b.resource])
+        elif isinstance(b, UniformBudget) and (b.w_bits, b.a_bits) not in pairs:
             raise rule_error(where, f"budgets.{b.resource}", f"a uniform pair that profile {profile.name!r} runs "
                              f"({', '.join(f'w{w}a{a}' for w, a in sorted(pairs))})", budgets[b.resource])
     if recipe.allocation.method != "ilp":

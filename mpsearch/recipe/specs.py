@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from mpsearch.allocation import DEFAULT_GAP_REL, Budgets, check_gap_rel  # numpy only: pulp loads lazily
 from mpsearch.core.checks import check_bool, check_choice, check_int, check_number, fail, normalize_bits
+from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError
 
 RECIPE_VERSION = 1
@@ -92,11 +93,18 @@ class HardwareSpec:
     w_bits: tuple[int, ...] | None = None
     a_bits: tuple[int, ...] | None = None
     batch: int = 1
+    formats: tuple[str, ...] | None = None  # LLM weight formats ("w4a16g128", "w16a16") of linear/embedding layers
 
     def __post_init__(self) -> None:
         for key in ("w_bits", "a_bits"):
             if getattr(self, key) is not None:
                 object.__setattr__(self, key, normalize_bits(getattr(self, key), "HardwareSpec", key))
+        if self.formats is not None:
+            if isinstance(self.formats, str) or not isinstance(self.formats, (list, tuple)) or not self.formats:
+                raise fail("HardwareSpec", "formats", 'a non-empty list of format keys such as ["w4a16g128", "w16a16"]',
+                           self.formats)
+            keys = tuple(Candidate.parse(k, "HardwareSpec: formats").key for k in self.formats)
+            object.__setattr__(self, "formats", tuple(dict.fromkeys(keys)))
         check_int(self.batch, "HardwareSpec", "batch", min=1, rule="an integer >= 1 (the deployment batch size)")
         if not isinstance(self.profile, str) or not self.profile:
             raise fail("HardwareSpec", "profile", "a profile name or a path to a profile YAML", self.profile)

@@ -43,7 +43,7 @@ def render_report(s: Mapping[str, Any]) -> str:
           "| layer | kind | params | bits | trace | mean trace | omega | size (B) | latency (ms) | latency from | candidates |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in s["layers"]:
-        L.append(f"| `{r['layer']}` | {r['kind']} | {r['n_params']} | **w{r['w_bits']}a{r['a_bits']}** | "
+        L.append(f"| `{r['layer']}` | {r['kind']} | {r['n_params']} | **{r.get('key') or 'w%sa%s' % (r['w_bits'], r['a_bits'])}** | "
                  f"{_num(r['trace'])} | {_num(r['mean_trace'])} | {_num(r['omega'])} | {_num(r.get('size_bytes'), '.0f')} | "
                  f"{_num(r.get('latency_ms'))} | {r.get('latency_source') or '-'} | {' '.join(r['candidates'])} |")
     srcs = sorted({r.get("latency_source") for r in s["layers"] if r.get("latency_source")})

@@ -120,7 +120,7 @@ def layer_rows(run: RunRecord) -> list[dict[str, Any]]:
         row = table.row_of(name, b.key)  # the key names the format (w4a16g128 and w4a16g128z share bits)
         s = sens[name]
         rows.append({"layer": name, "kind": by_name[name].kind, "n_params": by_name[name].n_params,
-                     "w_bits": b.w_bits, "a_bits": b.a_bits, "trace": s.trace,
+                     "w_bits": b.w_bits, "a_bits": b.a_bits, "key": b.key, "trace": s.trace,
                      "mean_trace": (s.trace / s.n_params) if s.trace is not None and s.n_params else None,
                      "omega": float(table.omega[row]),
                      **{k: float(table.resources[k][row]) for k in table.resource_names},

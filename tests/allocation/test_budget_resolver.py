@@ -129,3 +129,15 @@ def test_pareto_takes_the_typed_value():
     raw = pareto(table, "size_bytes", 4, {"latency_ms": "50%"})
     assert [p.layers for p in typed.points] == [p.layers for p in raw.points]
     assert typed.budgets == raw.budgets == {"latency_ms": 5.5}  # 3 + 0.5 x (8 - 3)
+
+
+def test_uniform_budget_of_an_llm_format():
+    """``uniform:w3a16g128`` keeps its format key; the plain pair's key stays None."""
+    from mpsearch.allocation import Budgets, UniformBudget
+
+    b = Budgets.parse({"size_bytes": "uniform:w3a16g128", "bops": "uniform:w4a8"})
+    fmt, plain = b.entries
+    assert (fmt.w_bits, fmt.a_bits, fmt.key, fmt.written) == (3, 16, "w3a16g128", "uniform:w3a16g128")
+    assert (plain.key, plain.written) == (None, "uniform:w4a8")
+    with pytest.raises(Exception, match="UniformBudget: key must be a format of w4a8, but got 'w3a16g128'"):
+        UniformBudget("size_bytes", 4, 8, key="w3a16g128")

@@ -59,3 +59,33 @@ def test_lm_recipe_refuses_the_wrong_data(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "data.source must be 'stdlib_text' for the demo model 'gpt_micro' (the data it was trained on), " \
            "but got 'digits'" in err
+
+
+def test_lm_recipe_with_llm_formats_and_a_format_budget(tmp_path: Path):
+    """hardware.formats gives the linear/embedding layers weight-only candidates; the budget is the
+    size of uniform w4a16g32, which is also drawn as a baseline; the plan fits it."""
+    data = dict(MICRO, name="fmt", hardware={"profile": "x86-2core-int", "w_bits": [8], "a_bits": [8],
+                                             "formats": ["w2a16g32", "w4a16g32", "w8a16", "w16a16"]},
+                budgets={"size_bytes": "uniform:w4a16g32"}, finetune=None)
+    data = {k: v for k, v in data.items() if v is not None}
+    path = tmp_path / "fmt.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["run", str(path), "--output-dir", str(tmp_path), "--quiet"]) == 0
+    s = json.loads((tmp_path / "fmt" / "summary.json").read_text())
+    base = s["baselines"]["w4a16g32"]
+    assert s["budgets"]["absolute"]["size_bytes"] == base["size_bytes"]
+    assert s["chosen"]["size_bytes"] <= base["size_bytes"]
+    keys = {r["layer"]: r["key"] for r in s["layers"]}
+    assert set(keys.values()) <= {"w2a16g32", "w4a16g32", "w8a16", "w16a16"}
+    assert keys["tok_emb"] == keys["head"]  # one tied tensor, one format
+    assert f"| `blocks.0.mlp.gate_proj` | linear | " in (tmp_path / "fmt" / "report.md").read_text()
+
+
+def test_format_budget_must_be_a_listed_format(tmp_path: Path, capsys):
+    data = dict(MICRO, hardware={"profile": "x86-2core-int", "w_bits": [8], "a_bits": [8],
+                                 "formats": ["w4a16g32", "w16a16"]}, budgets={"size_bytes": "uniform:w3a16g32"})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["run", str(path), "--output-dir", str(tmp_path), "--quiet"]) == 2
+    assert ("budgets.size_bytes must be a uniform plan of one of hardware.formats (w4a16g32, w16a16), "
+            "but got 'uniform:w3a16g32'") in capsys.readouterr().err

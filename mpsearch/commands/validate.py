@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         qmodel = steps.quantize_plan(prep, plan)
         if args.finetune:
             steps.finetune_step(prep, qmodel, bars)
-        imodel, report = steps.integer_step(prep, qmodel, bars)
+        imodel, report = steps.integer_step(prep, qmodel, bars, plan)
     if args.output:
         dump_structured(steps.plain(report.to_dict()), args.output)
     if args.export:

@@ -109,8 +109,8 @@ _META_ATTRS = ("shape", "dtype", "device", "ndim")
 
 def static_nodes(gm: fx.GraphModule) -> set[fx.Node]:
     """The nodes computed once when the program is built: parameters and buffers (``get_attr``),
-    sizes (``x.shape``, ``x.size()``, ``x.dim()``) and every function of those alone (e.g.
-    ``self.pos[:x.shape[1]]``). Their values assume the example input's sizes except the batch."""
+    sizes (``x.shape``, ``x.size()``, ``x.dim()``), every function of those alone (e.g.
+    ``self.pos[:x.shape[1]]``) and embedding lookups at such indices (``pos_emb(arange(T))``). Their values assume the example input's sizes except the batch."""
     static: set[fx.Node] = set()
     for node in gm.graph.nodes:
         if node.op == "get_attr":
@@ -119,7 +119,10 @@ def static_nodes(gm: fx.GraphModule) -> set[fx.Node]:
             static.add(node)
         elif node.op == "call_method" and node.target in ("size", "dim"):
             static.add(node)
-        elif node.op in ("call_function", "call_method"):
+        elif node.op in ("call_function", "call_method") or (
+                # an embedding looked up at indices known when the program is built (learned
+                # positions at torch.arange(T)) is a constant: the simulation's own lookup
+                node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)), nn.Embedding)):
             deps = node.all_input_nodes
             if deps and all(d in static for d in deps):
                 static.add(node)

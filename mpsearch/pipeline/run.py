@@ -104,8 +104,10 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
     imodel = report = None
     with _timed(timings, "validation_s"):
         if recipe.validation.integer:
-            imodel, report = steps.integer_step(prep, qmodel, bars)
-            chosen["acc_int"] = report.accuracy_int
+            imodel, report = steps.integer_step(prep, qmodel, bars, plan)
+            lm = prep.inputs.task.metric == "bits_per_byte" and report.bits_per_token_int is not None
+            # byte-level tokens: bits per token are bits per byte
+            chosen["acc_int"] = report.bits_per_token_int if lm else report.accuracy_int
     return RunRecord(sens=sens, table=table, plan=plan, layers=prep.layers, profile=prep.profile, front=front,
                      frontier=frontier, baselines=baselines, chosen=chosen, float_accuracy=float_acc, qat=qat,
                      integer_model=imodel, validation=report)

@@ -180,12 +180,19 @@ def finetune_step(prep: Prepared, qmodel: nn.Module, bars: Progress, label: str 
     return finetune_(qmodel, prep.inputs.train, config, distill)
 
 
-def integer_step(prep: Prepared, qmodel: nn.Module, bars: Progress) -> tuple[Any, Any]:
-    """``to_integer`` then ``validate`` on the validation split; returns ``(imodel, report)``."""
-    from mpsearch.execution import to_integer, validate
+def integer_step(prep: Prepared, qmodel: nn.Module, bars: Progress, plan: BitPlan | None = None) -> tuple[Any, Any]:
+    """``to_integer`` then ``validate`` on the validation split; returns ``(imodel, report)``.
+
+    The program is integer-only when the profile is and the plan asks for nothing else: a plan
+    with weight-only layers (``a_bits`` 16, activations in float) runs LayerNorm, softmax and
+    the rest as declared float islands, which ``validate`` lists.
+    """
+    from mpsearch.execution import IntegerConfig, to_integer, validate
 
     task = bars.add("integer validation", total=2)
-    imodel = to_integer(qmodel, prep.inputs.example_inputs)
+    weight_only = plan is not None and any(b.a_bits == 16 for b in plan.layers.values())
+    config = IntegerConfig(integer_only=bool(prep.profile.capabilities.integer_only) and not weight_only)
+    imodel = to_integer(qmodel, prep.inputs.example_inputs, config)
     bars.update(task, completed=1, info="converted")
     report = validate(imodel, qmodel, prep.inputs.split(prep.recipe.validation.split), timing_repeats=1)
     bars.finish(task, info=f"agreement {100 * report.top1_agreement:.2f}%")

@@ -89,7 +89,17 @@ def render_report(s: Mapping[str, Any]) -> str:
                  else "hard labels only.")
               + (f" Train loss per epoch: {', '.join(f'{x:.4f}' for x in ft.get('train_loss', []))}." if ft.get("train_loss") else ""), ""]
     v = s.get("validation")
-    if v:
+    if v and v.get("n_positions"):  # a language model: per-position agreement and bits per token
+        ops = v.get("float_ops") or []
+        L += ["## Integer program validation", "",
+              f"On {v['n_images']} windows ({v['n_positions']} next-token predictions): top-1 agreement with the "
+              f"fake-quant simulation {100 * v['top1_agreement']:.2f}%, bits per token {v['bits_per_token_int']:.4f} "
+              f"(program) vs {v['bits_per_token_fake']:.4f} (simulation), perplexity difference "
+              f"{v['perplexity_diff']:+.4f}. The program is in `integer_model/`.", "",
+              (f"{len(ops)} ops ran in float (declared float islands: the plan has weight-only layers, or the "
+               "profile is not integer-only):" if ops else "Integer-only: no op ran in float."), ""]
+        L += [f"- {op}" for op in ops] + ([""] if ops else [])
+    elif v:
         L += ["## Integer-only validation", "",
               f"On {v['n_images']} images: integer accuracy {_pct(v['accuracy_int'])}, fake-quant {_pct(v['accuracy_fake'])}, "
               f"top-1 agreement {_pct(v['top1_agreement'])}, logits within 1 LSB {_pct(v['within_1_lsb'])} "

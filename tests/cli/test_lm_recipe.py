@@ -66,7 +66,8 @@ def test_lm_recipe_with_llm_formats_and_a_format_budget(tmp_path: Path):
     size of uniform w4a16g32, which is also drawn as a baseline; the plan fits it."""
     data = dict(MICRO, name="fmt", hardware={"profile": "x86-2core-int", "w_bits": [8], "a_bits": [8],
                                              "formats": ["w2a16g32", "w4a16g32", "w8a16", "w16a16"]},
-                budgets={"size_bytes": "uniform:w4a16g32"}, finetune=None)
+                budgets={"size_bytes": "uniform:w4a16g32"}, finetune=None,
+                validation={"split": "test", "integer": True})
     data = {k: v for k, v in data.items() if v is not None}
     path = tmp_path / "fmt.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -78,7 +79,16 @@ def test_lm_recipe_with_llm_formats_and_a_format_budget(tmp_path: Path):
     keys = {r["layer"]: r["key"] for r in s["layers"]}
     assert set(keys.values()) <= {"w2a16g32", "w4a16g32", "w8a16", "w16a16"}
     assert keys["tok_emb"] == keys["head"]  # one tied tensor, one format
-    assert f"| `blocks.0.mlp.gate_proj` | linear | " in (tmp_path / "fmt" / "report.md").read_text()
+    report = (tmp_path / "fmt" / "report.md").read_text()
+    assert f"| `blocks.0.mlp.gate_proj` | linear | " in report
+    # the executed program (weight-only layers on torch's kernels, float islands around them)
+    # agrees with the simulation; the learned positions at arange(T) are a build-time constant
+    v = s["validation"]
+    assert v["top1_agreement"] >= 0.99 and abs(v["bits_per_token_int"] - v["bits_per_token_fake"]) < 0.01
+    assert s["chosen"]["acc_int"] == v["bits_per_token_int"]
+    assert not any(op.startswith("pos_emb") for op in v["float_ops"])
+    assert any("weight_only_linear" in op for op in v["float_ops"])
+    assert f"next-token predictions): top-1 agreement with the fake-quant simulation" in report
 
 
 def test_format_budget_must_be_a_listed_format(tmp_path: Path, capsys):

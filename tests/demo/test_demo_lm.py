@@ -146,5 +146,5 @@ def test_gpt_config_is_checked(field, value, rule):
 
 
 def test_unknown_lm_name_lists_valid_names():
-    with pytest.raises(UnknownNameError, match="unknown demo language model 'gpt_small'.*Valid: gpt_tiny"):
+    with pytest.raises(UnknownNameError, match="unknown demo language model 'gpt_small'.*Valid: gpt_micro, gpt_tiny"):
         get_lm_model("gpt_small")

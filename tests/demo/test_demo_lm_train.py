@@ -161,7 +161,7 @@ def test_cache_key_follows_config_text_and_torch(tmp_path, monkeypatch, splits):
 
 
 def test_unknown_names_are_refused_before_anything_is_written(tmp_path):
-    with pytest.raises(UnknownNameError, match="unknown demo language model 'resnet_tiny'.*Valid: gpt_tiny"):
+    with pytest.raises(UnknownNameError, match="unknown demo language model 'resnet_tiny'.*Valid: gpt_micro, gpt_tiny"):
         load_demo_lm("resnet_tiny", cache_dir=tmp_path)
     with pytest.raises(UnknownNameError, match=r"it is a language model, load it with load_demo_lm\('gpt_tiny'\)"):
         load_demo("gpt_tiny", cache_dir=tmp_path)

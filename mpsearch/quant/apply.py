@@ -194,6 +194,21 @@ def _check_plan_names(model: nn.Module, layers: Mapping[str, LayerBits]) -> None
     for name in layers:
         if name not in valid:
             raise unknown_name("quantizable layer (Conv1d, Conv2d, Linear, Embedding)", name, valid, "quantize: plan")
+    _check_weight_ties(model, valid, layers)
+
+
+def _check_weight_ties(model: nn.Module, valid: list[str], layers: Mapping[str, LayerBits]) -> None:
+    """Layers holding one weight Parameter (a tied embedding and LM head) are one tensor: the plan
+    must give them one format, or leave them all float."""
+    by_weight: dict[int, list[str]] = {}
+    for name in valid:
+        by_weight.setdefault(id(model.get_submodule(name).weight), []).append(name)
+    for group in (g for g in by_weight.values() if len(g) > 1):
+        keys = {n: layers[n].key if n in layers else "float (not in the plan)" for n in group}
+        if len(set(keys.values())) > 1:
+            got = ", ".join(f"{n}={k}" for n, k in keys.items())
+            raise ConfigError(f"quantize: plan: layers {', '.join(map(repr, group))} share one weight tensor, so "
+                              f"they must take the same format, but got {got}")
 
 
 def _copy_and_trace(model: nn.Module, config: QuantizeConfig, batches: list[tuple[Any, ...]]
@@ -205,7 +220,7 @@ def _copy_and_trace(model: nn.Module, config: QuantizeConfig, batches: list[tupl
         qmodel = copy.deepcopy(model)
     qmodel.eval()
     try:
-        return trace(qmodel), "graph", ""
+        return trace(qmodel, batches[0] if batches else None), "graph", ""
     except Exception as exc:  # fx raises many types for untraceable code
         return qmodel, "per_layer", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
 

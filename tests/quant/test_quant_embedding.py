@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mpsearch import quantize
 from mpsearch.core.plan import LayerBits
+from mpsearch.errors import ConfigError
 from mpsearch.quant.modules import ActQuant, QuantEmbedding, QuantLinear
 
 
@@ -42,3 +44,15 @@ def test_embedding_rows_are_fake_quantized_per_row_and_tied_head_matches():
     # integer indices get no activation quantizer; the head's and mid's inputs do
     act = [m for m in q.modules() if isinstance(m, ActQuant)]
     assert sorted(c for a in act for c in a.consumers) == ["head", "mid"]
+
+
+def test_a_tied_pair_with_different_bits_is_refused_naming_both():
+    model = _Tied()
+    idx = torch.randint(0, 10, (4, 7))
+    for plan, got in (({"emb": LayerBits(4, 8), "mid": LayerBits(8, 8), "head": LayerBits(8, 8)}, "emb=w4a8, head=w8a8"),
+                      ({"emb": LayerBits(4, 8)}, "emb=w4a8, head=float (not in the plan)")):
+        with pytest.raises(ConfigError) as info:
+            quantize(model, plan, [idx])
+        assert str(info.value) == ("quantize: plan: layers 'emb', 'head' share one weight tensor, so they must take "
+                                   f"the same format, but got {got}")
+    assert isinstance(model.emb, nn.Embedding) and not isinstance(model.emb, QuantEmbedding)  # nothing changed

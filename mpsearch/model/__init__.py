@@ -3,11 +3,13 @@ rewrite modules that hide their weights into plain Linears (canonicalize), and f
 BatchNorm into the layer before it."""
 
 from mpsearch.model.attention import PackedAttention
+from mpsearch.model.call import with_call
 from mpsearch.model.canonical import canonical_view, canonicalize, is_canonical
 from mpsearch.model.discover import discover, discover_graph
 from mpsearch.model.fold import fold_batchnorm
 from mpsearch.model.graph import ModelGraph, input_ties, weight_ties
 from mpsearch.model.matmuls import ActivationMatmul
+from mpsearch.model.concrete import ConcreteTracer, concrete_trace
 
-__all__ = ["ActivationMatmul", "ModelGraph", "PackedAttention", "canonical_view", "canonicalize", "discover", "discover_graph",
-           "fold_batchnorm", "input_ties", "is_canonical", "weight_ties"]
+__all__ = ["ActivationMatmul", "ConcreteTracer", "ModelGraph", "PackedAttention", "canonical_view", "canonicalize", "concrete_trace", "discover", "discover_graph",
+           "fold_batchnorm", "input_ties", "is_canonical", "weight_ties", "with_call"]

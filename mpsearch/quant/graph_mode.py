@@ -5,12 +5,13 @@ each tensor that a quantized layer reads, right where it is produced (see ``appl
 from __future__ import annotations
 
 import logging
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from torch import fx, nn
 
 from mpsearch.core.plan import LayerBits
 from mpsearch.errors import ConfigError
+from mpsearch.model.concrete import ConcreteTracer, concrete_trace
 from mpsearch.model.kinds import is_quantizable
 from mpsearch.quant.modules import INDEX_INPUT_TYPES, QUANT_LAYER_TYPES, ActQuant
 
@@ -27,10 +28,29 @@ class _Tracer(fx.Tracer):
                 or super().is_leaf_module(m, qualified_name))
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """fx-trace ``model`` with quantizable and quantized layers kept as single nodes."""
+class _ConcreteTracer(ConcreteTracer, _Tracer):
+    """:class:`_Tracer` on example values: Python control flow on sizes takes the example's branch."""
+
+
+def trace(model: nn.Module, example_inputs: tuple[Any, ...] | None = None) -> fx.GraphModule:
+    """fx-trace ``model`` with quantizable and quantized layers kept as single nodes.
+
+    Where plain symbolic tracing fails and ``example_inputs`` are given, the model is traced
+    again on them with :class:`~mpsearch.model.concrete.ConcreteTracer` (control flow on sizes,
+    as in ``transformers`` models, is fixed to the example's; see that module); the first error
+    is raised when that fails too.
+    """
     tracer = _Tracer()
-    graph = tracer.trace(model)
+    try:
+        graph = tracer.trace(model)
+    except Exception:  # fx raises many types for untraceable code
+        if example_inputs is None:
+            raise
+        try:
+            return concrete_trace(model, tuple(example_inputs), _ConcreteTracer())
+        except Exception:
+            pass
+        raise
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 

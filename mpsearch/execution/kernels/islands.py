@@ -52,13 +52,22 @@ FLOAT_FNS: dict[str, Callable[..., Any]] = {
     "sigmoid": torch.sigmoid, "exp": torch.exp, "scaled_dot_product_attention": F.scaled_dot_product_attention,
     "sdpa_attention": sdpa_attention, "matmul": _matmul, "mul": _mul, "add": _add, "sub": _sub, "div": _div,
     "embedding": F.embedding, "embedding_dequant": _embedding_dequant, "masked_fill": torch.masked_fill,
-    "relu": torch.relu, "clamp": torch.clamp, "rms_norm": F.rms_norm,
+    "relu": torch.relu, "clamp": torch.clamp, "rms_norm": F.rms_norm, "mean": torch.mean,
+    **{f: getattr(torch, f) for f in ("pow", "rsqrt", "sqrt", "where", "cos", "sin", "neg")},
 }
 
 def _method(name: str) -> Callable[..., Any]:
     """``x.<name>(*args, **kwargs)``: the method form also takes the function form's arguments
     (``torch.permute(x, dims)`` is ``x.permute(dims)``)."""
     return lambda x, *args, **kwargs: getattr(x, name)(*args, **kwargs)
+
+
+def float_fn(name: str) -> Callable[..., Any]:
+    """The float function of an island: a name of ``FLOAT_FNS``, or ``method_<m>`` for the tensor
+    method ``m`` (``x.m(*args, **kwargs)``)."""
+    if name.startswith("method_"):
+        return _method(name.removeprefix("method_"))
+    return FLOAT_FNS[name]
 
 
 #: the data moves a ``shape_op`` may run, by name.
@@ -97,7 +106,7 @@ def prepare_quantize(op: ir.Quantize, device: torch.device, backend: Backend) ->
 
 
 def prepare_float_op(op: ir.FloatOp, device: torch.device, backend: Backend) -> Kernel:
-    fn = FLOAT_FNS[op.fn]
+    fn = float_fn(op.fn)
     consts = tuple(c.to(device) for c in op.consts)
     return lambda *xs: _call(fn, op.call, xs, consts)
 

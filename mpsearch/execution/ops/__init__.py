@@ -9,7 +9,8 @@ refused by :func:`mpsearch.execution.convert.to_integer` before anything runs.
 * :mod:`.elementwise`: ReLU, ReLU6, clamps, residual adds, concatenation;
 * :mod:`.shape`: identities, reshapes, flatten, size queries;
 * :mod:`.pooling`: max and average pooling, mean;
-* :mod:`.islands`: declared float islands (LayerNorm, softmax, GELU, attention, embedding, ...).
+* :mod:`.islands`: declared float islands (LayerNorm, softmax, GELU, attention, embedding, ...);
+* :mod:`.torch_islands`: float islands of plain torch ops in traced library models (casts, powers, where, ...).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from torch import fx, nn
 
-from mpsearch.execution.ops import elementwise, islands, layers, pooling, shape
+from mpsearch.execution.ops import elementwise, islands, layers, pooling, shape, torch_islands
 from mpsearch.execution.ops._base import Context, Handler, describe, unsupported
 from mpsearch.execution.ops._builder import Builder, Rep
 
@@ -26,7 +27,7 @@ __all__ = ["FAMILIES", "FUNCTION_HANDLERS", "METHOD_HANDLERS", "MODULE_HANDLERS"
            "Handler", "Rep", "describe", "handler_for", "unsupported"]
 
 #: the op families; a new family is a module with MODULES / FUNCTIONS / METHODS tables, listed here.
-FAMILIES = (layers, shape, elementwise, pooling, islands)
+FAMILIES = (layers, shape, elementwise, pooling, islands, torch_islands)
 
 
 def _merge_keyed(attr: str) -> dict[Any, Handler]:

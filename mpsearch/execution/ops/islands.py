@@ -191,6 +191,9 @@ def softmax_module(ctx: Context, node: fx.Node, m: nn.Softmax) -> Rep:
 def _index_input(ctx: Context, node: fx.Node) -> fx.Node:
     """The index tensor of an embedding: a model input passed through as int64 (``kind="index"``)."""
     src = node.args[0]
+    while (isinstance(src, fx.Node) and src.op == "call_method" and src.target in ("view", "reshape", "contiguous")
+           and isinstance(src.args[0], fx.Node) and ctx.reps.get(src) is ctx.reps.get(src.args[0])):
+        src = src.args[0]  # ``input_ids.view(-1, T)``: the model input itself (shape.reshape aliased it)
     rep = ctx.reps.get(src) if isinstance(src, fx.Node) else None
     if rep is None or not isinstance(rep, Rep) or rep.dtype not in ("float", "index"):
         raise unsupported(node, ctx, "the indices of an embedding must be a model input")

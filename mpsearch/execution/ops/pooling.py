@@ -13,6 +13,7 @@ from torch import fx, nn
 from mpsearch.execution import ir
 from mpsearch.execution.ops._base import Context, Handler, call_args, pair, sample_shape, unsupported
 from mpsearch.execution.ops._builder import INT32_MAX, Rep, compact, is_scalar
+from mpsearch.execution.ops.islands import is_float_or_static, island
 
 
 def _spatial_constant(rep: Rep, n_spatial: int) -> bool:
@@ -115,6 +116,8 @@ def avgpool(ctx: Context, node: fx.Node, m: nn.Module | None = None) -> Rep:
 
 
 def mean(ctx: Context, node: fx.Node, *_: Any) -> Rep:
+    if is_float_or_static(ctx, node.args[0]):  # a float island's value (RMSNorm's mean of squares)
+        return island(ctx, node, "mean", tuple(node.args), dict(node.kwargs))
     x = ctx.b.materialize(ctx.rep(node.args[0], node), node.name)
     dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
     keepdim = bool(node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False))

@@ -24,6 +24,10 @@ def identity(ctx: Context, node: fx.Node, *_: Any) -> Rep:
 
 
 def reshape(ctx: Context, node: fx.Node, *_: Any) -> Rep:
+    src = node.args[0]
+    raw = ctx.reps.get(src) if isinstance(src, fx.Node) else None
+    if isinstance(raw, Rep) and raw.dtype in ("float", "index") and same_sample_shape(node, src):
+        return raw  # ``input_ids.view(-1, T)`` of a model input (indices): the input itself
     x = ctx.rep(node.args[0], node)
     shape = sample_shape(node)
     if shape == x.shape:
@@ -35,6 +39,12 @@ def reshape(ctx: Context, node: fx.Node, *_: Any) -> Rep:
     name = ctx.b.name(node.name)
     ctx.b.emit(ir.Reshape(name=name, inputs=(x.value,), source=node.name, shape=shape))
     return x.replace(value=name, shape=shape, scale=move(x.scale), zp=move(x.zp), lo=move(x.lo), hi=move(x.hi))
+
+
+def same_sample_shape(node: fx.Node, src: fx.Node) -> bool:
+    """Whether ``node`` keeps the per-example shape of ``src`` (a reshape that moves nothing)."""
+    a, b = node.meta.get("tensor_meta"), src.meta.get("tensor_meta")
+    return a is not None and b is not None and tuple(a.shape) == tuple(b.shape)
 
 
 def shape_value(ctx: Context, node: fx.Node, *_: Any) -> Rep:

@@ -1,0 +1,149 @@
+"""Tracing with example values: a torch.fx tracer that runs the example inputs alongside the trace.
+
+Plain ``torch.fx.symbolic_trace`` fails on models whose Python code branches on sizes or reads
+them as numbers (``if batch_size != position_ids.shape[0]``, ``buffer[:, :seq_len]``, ``for x in
+shape``), which is what the models of the ``transformers`` library do. :class:`ConcreteTracer`
+keeps, next to every proxy, the value the op has on the example inputs. Where Python needs a
+real value (``bool``, ``int``, an index, ``len``, iteration) it takes the example's; everything
+else is recorded as usual. So:
+
+* control flow is fixed to the example's branch (a data-dependent branch taken differently by
+  other inputs is not seen: trace with inputs of the sizes you will run);
+* a size read as a number is baked into the graph as a constant; a size passed on as a proxy
+  (``x.view(x.shape[0], ...)``) stays symbolic, so the batch size may still change when only
+  the batch dimension is used that way.
+
+The tracer imports nothing of ``transformers``; it works on any model.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Iterator
+
+import torch
+from torch import fx, nn
+from torch.fx.node import map_aggregate
+
+#: attributes of a tensor proxy returned as their real value (constants, never recorded).
+_CONSTANT_ATTRS = ("dtype", "device", "is_cuda", "requires_grad", "layout")
+
+
+def _value(a: Any) -> Any:
+    return a.value if isinstance(a, ValueProxy) else a
+
+
+class ValueProxy(fx.Proxy):
+    """An fx proxy that knows its value on the example inputs (``.value``)."""
+
+    value: Any = None
+
+    def __getattr__(self, k: str) -> Any:
+        if k in ("value", "node", "tracer") or k.startswith("__"):
+            raise AttributeError(k)
+        real = getattr(self.value, k)
+        if k in _CONSTANT_ATTRS:
+            return real
+        if callable(real):
+            return fx.proxy.Attribute(self, k)  # a method call: recorded as call_method
+        return self.tracer.create_proxy("call_function", getattr, (self, k), {})
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __index__(self) -> int:
+        return operator.index(self.value)
+
+    def __int__(self) -> int:
+        return int(self.value)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(len(self.value)))
+
+    def __contains__(self, item: Any) -> bool:
+        return _value(item) in self.value
+
+
+class ConcreteTracer(fx.Tracer):
+    """An fx tracer whose proxies carry their value on ``example_inputs`` (see the module docstring).
+
+    Use :meth:`trace_with` instead of ``trace``; subclasses choose leaves as usual.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._examples: list[Any] = []
+        self._running = False  # True while an op runs on example values: module calls are plain calls
+
+    def trace_with(self, root: nn.Module, example_inputs: tuple[Any, ...]) -> fx.Graph:
+        """Trace ``root`` called on ``example_inputs`` (positional arguments of its forward)."""
+        self._examples = list(example_inputs)
+        with torch.no_grad():
+            return self.trace(root)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return ValueProxy(node, self)
+
+    def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, name: str | None = None,
+                     type_expr: Any = None, proxy_factory_fn: Any = None) -> fx.Proxy:
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        if isinstance(proxy, ValueProxy):
+            proxy.value = self._run(kind, target, map_aggregate(args, _value), map_aggregate(kwargs, _value))
+        return proxy
+
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        if self._running:  # fx patches Module.__call__ while tracing; a value run is no trace
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if self._running:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def _run(self, kind: str, target: Any, args: Any, kwargs: Any) -> Any:
+        self._running = True
+        try:
+            return self._run_op(kind, target, args, kwargs)
+        finally:
+            self._running = False
+
+    def _run_op(self, kind: str, target: Any, args: Any, kwargs: Any) -> Any:
+        if kind == "placeholder":
+            if not self._examples:
+                raise TypeError(f"ConcreteTracer: no example input left for the argument {target!r}")
+            return self._examples.pop(0)
+        if kind == "get_attr":
+            obj: Any = self.root
+            for part in str(target).split("."):
+                obj = getattr(obj, part)
+            return obj
+        if kind == "call_module":
+            return self.root.get_submodule(str(target))(*args, **kwargs)
+        if kind == "call_method":
+            return getattr(args[0], target)(*args[1:], **kwargs)
+        if kind == "call_function":
+            return target(*args, **kwargs)
+        return None
+
+
+def concrete_trace(model: nn.Module, example_inputs: tuple[Any, ...],
+                   tracer: ConcreteTracer | None = None) -> fx.GraphModule:
+    """fx-trace ``model`` on ``example_inputs`` with :class:`ConcreteTracer` (or a subclass given).
+
+    Tensor constants the tracer stores on the root are removed again, so ``model`` is unchanged.
+    """
+    tracer = tracer if tracer is not None else ConcreteTracer()
+    before = set(vars(model))
+    try:
+        graph = tracer.trace_with(model, example_inputs)
+        return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    finally:
+        for key in set(vars(model)) - before:
+            del model.__dict__[key]

@@ -7,8 +7,10 @@ keeps, next to every proxy, the value the op has on the example inputs. Where Py
 real value (``bool``, ``int``, an index, ``len``, iteration) it takes the example's; everything
 else is recorded as usual. So:
 
-* control flow is fixed to the example's branch (a data-dependent branch taken differently by
-  other inputs is not seen: trace with inputs of the sizes you will run);
+* control flow on sizes is fixed to the example's branch (trace with inputs of the sizes you
+  will run); control flow on the input's *values* (``if y.sum() > 0``) is still refused, as by
+  plain fx, since baking one branch would be silently wrong for other inputs: every proxy knows
+  whether it depends on input values (``data_dependent``) or only on sizes and constants;
 * a size read as a number is baked into the graph as a constant; a size passed on as a proxy
   (``x.view(x.shape[0], ...)``) stays symbolic, so the batch size may still change when only
   the batch dimension is used that way.
@@ -37,6 +39,13 @@ class ValueProxy(fx.Proxy):
     """An fx proxy that knows its value on the example inputs (``.value``)."""
 
     value: Any = None
+    data_dependent = False  # computed from the values of an input (not only its sizes)
+
+    def _concrete(self) -> Any:
+        if self.data_dependent:
+            raise fx.proxy.TraceError(f"ConcreteTracer: {self.node.name} depends on the input's values; "
+                                      "control flow on it cannot be traced")
+        return self.value
 
     def __getattr__(self, k: str) -> Any:
         if k in ("value", "node", "tracer") or k.startswith("__"):
@@ -49,16 +58,16 @@ class ValueProxy(fx.Proxy):
         return self.tracer.create_proxy("call_function", getattr, (self, k), {})
 
     def __bool__(self) -> bool:
-        return bool(self.value)
+        return bool(self._concrete())
 
     def __index__(self) -> int:
-        return operator.index(self.value)
+        return operator.index(self._concrete())
 
     def __int__(self) -> int:
-        return int(self.value)
+        return int(self._concrete())
 
     def __float__(self) -> float:
-        return float(self.value)
+        return float(self._concrete())
 
     def __len__(self) -> int:
         return len(self.value)
@@ -67,7 +76,26 @@ class ValueProxy(fx.Proxy):
         return (self[i] for i in range(len(self.value)))
 
     def __contains__(self, item: Any) -> bool:
-        return _value(item) in self.value
+        return _value(item) in self._concrete()
+
+
+#: reads of a tensor that give its sizes, not its values.
+_SIZE_METHODS = ("size", "dim", "numel")
+_SIZE_ATTRS = ("shape", "ndim")
+
+
+def _depends_on_data(kind: str, target: Any, args: Any, kwargs: Any, value: Any) -> bool:
+    """Whether a new node's value depends on the values of a model input (not only its sizes)."""
+    if kind == "placeholder":
+        return True
+    if kind == "get_attr":
+        return False  # a parameter or buffer: a constant of the model
+    if (kind == "call_method" and target in _SIZE_METHODS) or (
+            kind == "call_function" and target is getattr and args[1] in _SIZE_ATTRS):
+        return False
+    found: list[bool] = []
+    map_aggregate((args, kwargs), lambda a: found.append(a.data_dependent) if isinstance(a, ValueProxy) else None)
+    return any(found)
 
 
 class ConcreteTracer(fx.Tracer):
@@ -80,6 +108,9 @@ class ConcreteTracer(fx.Tracer):
         super().__init__(*args, **kwargs)
         self._examples: list[Any] = []
         self._running = False  # True while an op runs on example values: module calls are plain calls
+        # buffers as get_attr proxies: ``self.buf.expand(x.shape[0], -1)`` on a real tensor would
+        # hand a proxy to torch's argument parser, which refuses it
+        self.proxy_buffer_attributes = True
 
     def trace_with(self, root: nn.Module, example_inputs: tuple[Any, ...]) -> fx.Graph:
         """Trace ``root`` called on ``example_inputs`` (positional arguments of its forward)."""
@@ -95,10 +126,15 @@ class ConcreteTracer(fx.Tracer):
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         if isinstance(proxy, ValueProxy):
             proxy.value = self._run(kind, target, map_aggregate(args, _value), map_aggregate(kwargs, _value))
+            proxy.data_dependent = _depends_on_data(kind, target, args, kwargs, proxy.value)
         return proxy
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         if self._running:  # fx patches Module.__call__ while tracing; a value run is no trace
+            return forward(*args, **kwargs)
+        try:
+            self.path_of_module(m)
+        except NameError:  # a module outside the model (a library's kernel wrapper): traced through
             return forward(*args, **kwargs)
         return super().call_module(m, forward, args, kwargs)
 

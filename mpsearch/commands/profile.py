@@ -9,6 +9,12 @@
 or ``(model, example_inputs)`` (a model alone needs ``--input-shape``). Each model is measured at
 each batch and pair; the profile gathers them (see :func:`mpsearch.profiler.profile_device`).
 Prints the LUT with each pair's ratio to w8a8, so whether fewer bits are faster is plain to see.
+
+``--formats w4a16g128,w8a16,w16a16`` measures weight-only formats instead, on the linear layers of
+``--model`` (at ``--batch`` examples: rows = examples x tokens) and of ``--linear 1024x1024``, with
+the executor's weight-only kernels, and merges them into ``--base`` (or the ``--append`` file):
+
+    mpsearch profile --formats w4a16g128,w8a16,w16a16 --model gpt_tiny --base x86-2core-int -o llm.yaml
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable timings)")
     parser.add_argument("--description", help="one line for `mpsearch profiles`")
+    parser.add_argument("--formats", help="weight-only formats to measure on the linear layers, e.g. "
+                        "w4a16g128,w8a16,w16a16 (merged into --base / the --append file; integer pairs not measured)")
+    parser.add_argument("--linear", action="append", default=[],
+                        help="with --formats: a linear layer IN_FEATURESxOUT_FEATURES to measure (repeat)")
+    parser.add_argument("--base", help="with --formats: the profile (name or path) whose LUT the formats join")
     parser.add_argument("--append", action="store_true",
                         help="keep the LUT of an existing output file and pool the new measurements into it")
 
@@ -124,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
         raise rule_error("mpsearch profile", "-o", "a path ending in .yaml, .yml or .json", args.output)
     name = args.name or out.stem
     base = load_profile(out) if args.append and out.is_file() else None
+    if args.formats:
+        from mpsearch.commands._profile_formats import run_formats
+
+        return run_formats(args, out, name, base, _sources if args.model or args.recipe else None, _print_table)
     profile = base
     for label, model, x, calib in _sources(args):
         print(f"measuring {label} at batch {args.batch or [1]} ...", flush=True)

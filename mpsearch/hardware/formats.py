@@ -19,18 +19,20 @@ Rules (each error names the file, the dotted key, the rule and the value):
   power of two in 16..1024;
 * a per-token format (``...t``) runs on the integer path, so its (w_bits, a_bits) pair is one
   the capabilities allow for linear layers;
-* no key is listed twice.
+* no key is listed twice;
+* a LUT latency key (``cost.lut[i].latency_ms``) is a pair the capabilities allow for the
+  entry's op, or a format listed here for that op (a measured format, :func:`lut_stat_key`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mpsearch.core.formats import FORMAT_W_BITS, KEY_RULE, is_format
+from mpsearch.core.formats import FORMAT_W_BITS, KEY_RULE, is_format, parse_format_key
 from mpsearch.core.profile import FORMAT_OPS, SCALE_DTYPE_BYTES, Capabilities, FormatCapabilities
 from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError
-from mpsearch.hardware._check import Reader
+from mpsearch.hardware._check import Reader, pair_key
 
 GROUP_SIZE_RULE = "a power of two in 16..1024"
 
@@ -76,6 +78,33 @@ def parse_formats(r: Reader, data: Any, caps: Capabilities, key: str = "capabili
         raise r.fail(f"{key}.ops", "a list without repeats", ops)
     scale_dtype = r.choice(f.get("scale_dtype", "float16"), f"{key}.scale_dtype", tuple(SCALE_DTYPE_BYTES))
     return FormatCapabilities(keys=tuple(keys), ops=op_kinds, scale_dtype=scale_dtype)
+
+
+def lut_stat_key(r: Reader, k: Any, key: str, op: str, allowed: Any, caps: Capabilities) -> str:
+    """A LUT latency key (``cost.lut[i].latency_ms``): a pair allowed for ``op``, or a format listed for it."""
+    fmts = caps.formats
+    if isinstance(k, str) and fmts is not None and k in fmts.keys:
+        if not fmts.runs(k, op):
+            raise r.fail(f"{key}.{k}", f"a format capabilities.formats lists for {op} (its ops: "
+                         f"{', '.join(fmts.ops)})", k)
+        return k
+    if isinstance(k, str) and _is_format_key(k):  # a format the profile does not list
+        listed = ", ".join(fmts.keys) if fmts is not None else "none listed"
+        raise r.fail(f"{key}.{k}", f"a pair the capabilities allow for {op} or a format listed in "
+                     f"capabilities.formats ({listed})", k)
+    pair = r.pair_key(k, f"{key} key")
+    if pair not in allowed:
+        raise r.fail(f"{key}.{k}", f"a pair the capabilities allow for {op} (" +
+                     ", ".join(pair_key(*p) for p in allowed) + ")", k)
+    return pair_key(*pair)
+
+
+def _is_format_key(k: str) -> bool:
+    try:
+        f = parse_format_key(k)
+    except ConfigError:
+        return False
+    return is_format(f["a_bits"], f["group_size"], f["w_zero_point"], f["a_mode"])
 
 
 def formats_to_dict(formats: FormatCapabilities) -> dict[str, Any]:

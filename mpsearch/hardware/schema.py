@@ -15,8 +15,9 @@ Cross-field rules checked here:
 * ``rules`` pairs are allowed for some op;
 * ``cost.roofline.ops_per_s`` (and ``cost.energy.pj_per_op``) keys are allowed pairs, and every
   allowed pair has an entry at least as wide (see :func:`mpsearch.hardware.costs.rate_for_pair`);
-* a LUT entry's op is a layer kind, its shape has exactly that op's keys, its pairs are
-  allowed for that op, its latencies are > 0, and no two entries share a signature.
+* a LUT entry's op is a layer kind, its shape has exactly that op's keys, its keys are pairs
+  allowed for that op or formats ``capabilities.formats`` lists for that op (``w4a16g128``: a
+  measured format), its latencies are > 0, and no two entries share a signature.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from mpsearch.core.profile import (
 )
 from mpsearch.core.types import LAYER_KINDS
 from mpsearch.hardware._check import Reader, pair_key
-from mpsearch.hardware.formats import formats_to_dict, parse_formats
+from mpsearch.hardware.formats import formats_to_dict, lut_stat_key, parse_formats
 from mpsearch.hardware.signature import SPATIAL_DIMS, shape_keys, signature_key
 
 VERSION = 1
@@ -243,12 +244,9 @@ def _lut(r: Reader, data: Any, caps: Capabilities) -> tuple[LutEntry, ...]:
         allowed = caps.allowed_pairs(op)
         stats: dict[str, LatencyStat] = {}
         for k, v in lat.items():
-            pair = r.pair_key(k, f"{key}.latency_ms key")
-            if pair not in allowed:
-                raise r.fail(f"{key}.latency_ms.{k}", f"a pair the capabilities allow for {op} (" +
-                             ", ".join(pair_key(*p) for p in allowed) + ")", k)
+            stat_key = lut_stat_key(r, k, f"{key}.latency_ms", op, allowed, caps)
             s = r.mapping(v, f"{key}.latency_ms.{k}", ("mean", "std", "count"), required=("mean",))
-            stats[pair_key(*pair)] = LatencyStat(
+            stats[stat_key] = LatencyStat(
                 mean=r.number(s["mean"], f"{key}.latency_ms.{k}.mean"),
                 std=r.number(s.get("std", 0.0), f"{key}.latency_ms.{k}.std", strict=False),
                 count=r.integer(s.get("count", 1), f"{key}.latency_ms.{k}.count"),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import platform
 from collections import defaultdict
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 import torch
@@ -73,11 +75,11 @@ def build_profile(measured: Mapping[SignatureKey, Mapping[str, Sequence[LatencyS
     for key in order:
         op, shape_items = key
         shape = dict(shape_items)
-        stats = {k: pool_stats(v) for k, v in sorted(pooled[key].items(), key=lambda kv: parse_pair_key(kv[0]),
-                                                      reverse=True)}
+        pairs = sorted((k for k in pooled[key] if _is_pair(k)), key=parse_pair_key, reverse=True)
+        stats = {k: pool_stats(pooled[key][k]) for k in [*pairs, *(k for k in pooled[key] if not _is_pair(k))]}
         lut.append(LutEntry(op=op, shape=shape, latency_ms=stats))
         probe = layer_from_signature(op, shape)
-        for k, s in stats.items():
+        for k, s in ((k, s) for k, s in stats.items() if _is_pair(k)):  # formats are not in the integer fit
             # The executor runs every width with the same int8 kernels, so one rate (w8a8, which
             # every pair falls back to) is fitted to all pairs' samples: a separate rate per pair
             # would only fit noise and could promise a speed-up that does not exist. Bytes are
@@ -88,6 +90,17 @@ def build_profile(measured: Mapping[SignatureKey, Mapping[str, Sequence[LatencyS
         raise ConfigError("profile: the measurements must include w8a8 (the widest pair, which every other pair "
                           "falls back to in the roofline), but they do not")
     roofline = fit_roofline(samples)
+    caps = executor_capabilities()
+    if base_profile is not None and base_profile.capabilities.formats is not None:  # keep its measured formats
+        caps = replace(caps, formats=base_profile.capabilities.formats)
+        base_rl = base_profile.cost.roofline
+        if base_rl is not None and base_rl.float_ops_per_s is not None:
+            roofline = replace(roofline, float_ops_per_s=base_rl.float_ops_per_s)
     return HardwareProfile(name=name, description=description,
                            source={"kind": "measured", "notes": notes, "machine": machine},
-                           capabilities=executor_capabilities(), cost=CostModel(roofline=roofline, lut=tuple(lut)))
+                           capabilities=caps, cost=CostModel(roofline=roofline, lut=tuple(lut)))
+
+
+def _is_pair(key: str) -> bool:
+    """A plain (w, a) pair key (``w8a8``), not a format key (``w4a16g128``)."""
+    return re.fullmatch(r"w[2-8]a[2-8]", key) is not None

@@ -128,6 +128,13 @@ def check_lut_keys(p: HardwareProfile) -> None:
         if layer_signature(layer) != (e.op, dict(e.shape)):
             raise _fail(p, "lut_keys", f"lut[{i}]: signature does not survive a round trip through a Layer")
         for key, stat in e.latency_ms.items():
+            fmts = p.capabilities.formats
+            if fmts is not None and fmts.runs(key, e.op):  # a measured LLM format (w4a16g128)
+                cost = layer_costs(layer, Candidate.parse(key), p)
+                if cost.latency_source != "lut" or cost.latency_ms != stat.mean:
+                    raise _fail(p, "lut_keys", f"lut[{i}] {key}: a layer of that signature got {cost.latency_ms} "
+                                               f"ms from {cost.latency_source}, not the measured {stat.mean} ms")
+                continue
             try:
                 pair = parse_pair_key(key)
             except MpsearchError as exc:

@@ -173,7 +173,8 @@ def profile_formats(layers: Iterable[Layer], keys: Sequence[str], base_profile: 
              f"runs, {threads or torch.get_num_threads()} thread(s), each layer isolated on the executor's own "
              "weight-only kernels with a float32 input (int4 groups: _weight_int4pack_mm_for_cpu; w8a16: "
              "_weight_int8pack_mm, both with bfloat16 activations; other widths unpacked from int8 codes to float32 "
-             f"per call); w16a16 is {W16_KERNEL}. Mean of the fastest 75% of runs; load average (1/5/15 min) "
+             f"per call); w16a16 is {W16_KERNEL}. Mean of the fastest 25% of runs (stat_of, as the LUT's other "
+             "entries); load average (1/5/15 min) "
              f"{load_start} at the start, {_load_avg()} at the end.")
     return merge_format_entries(base_profile, {k: dict(v) for k, v in measured.items()}, notes, name)
 

@@ -215,7 +215,10 @@ def to_integer(qmodel: nn.Module, example_inputs: Any, config: IntegerConfig | N
         raise rule_error("to_integer", "config", "an IntegerConfig or None", config)
     if not isinstance(qmodel, fx.GraphModule):
         mode = getattr(qmodel, "quant_mode", None)
-        why = ("it was quantized in per-layer mode because torch.fx could not trace it" if mode == "per_layer"
+        why = ("it was quantized in per-layer mode because torch.fx could not trace it (a model whose forward "
+               "takes keyword options or returns a structure, as transformers models do, traces after "
+               "mpsearch.model.with_call(model, ('input_ids',), use_cache=False, return_dict=False))"
+               if mode == "per_layer"
                else f"it is a {type(qmodel).__name__}, not the fx.GraphModule that mpsearch.quantize returns")
         raise UnsupportedModelError(f"to_integer: qmodel must be a graph-mode fake-quant model, but {why}")
     check_supported(qmodel, config.integer_only)

@@ -1,6 +1,10 @@
 """Discover the quantizable layers of a torch model (names, shapes, params, MACs, ties),
 rewrite modules that hide their weights into plain Linears (canonicalize), and fold
-BatchNorm into the layer before it."""
+BatchNorm into the layer before it.
+
+Library models (``transformers``): :func:`with_call` fixes keyword options and picks the logits,
+so the model is a function of its input ids; :class:`ConcreteTracer` traces the size-dependent
+Python such models run (``quantize`` falls back to it when plain torch.fx fails)."""
 
 from mpsearch.model.attention import PackedAttention
 from mpsearch.model.call import with_call

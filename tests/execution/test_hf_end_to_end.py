@@ -112,3 +112,19 @@ def test_transformers_model_end_to_end(name: str) -> None:
         assert report.float_ops and all(op in report.float_ops for op in islands)
     with torch.no_grad():  # the fake-quant graph runs at another batch size too (sizes stayed symbolic)
         assert q(batches[0][0][:1]).shape == (1, T, VOCAB)
+
+
+def test_unwrapped_model_falls_back_and_to_integer_names_the_fix() -> None:
+    """Without with_call, fx cannot even read GPT-2's forward signature: per-layer mode, and
+    to_integer says how to get graph mode."""
+    from mpsearch.errors import UnsupportedModelError
+    from mpsearch.quant import quantizable_layer_names
+
+    torch.manual_seed(0)
+    model = _gpt2().eval()
+    ids = _batches(1, 1)[0][0]
+    q = mps.quantize(model, BitPlan.uniform(quantizable_layer_names(model), 8, 8), [ids])
+    assert quant_mode(q) == "per_layer"
+    with pytest.raises(UnsupportedModelError, match=r"per-layer mode because torch.fx could not trace it .*"
+                       r"mpsearch\.model\.with_call\(model, \('input_ids',\), use_cache=False, return_dict=False\)"):
+        mps.to_integer(q, ids)

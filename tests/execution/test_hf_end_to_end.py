@@ -23,7 +23,7 @@ from torch import nn
 
 import mpsearch as mps
 from mpsearch.core import BitPlan
-from mpsearch.execution import IntegerConfig
+from mpsearch.execution import IntegerConfig, IntegerModel
 from mpsearch.model import with_call
 from mpsearch.quant import quant_mode
 from mpsearch.sensitivity import HessianConfig
@@ -84,7 +84,7 @@ def _quiet() -> None:
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_transformers_model_end_to_end(name: str) -> None:
+def test_transformers_model_end_to_end(name: str, tmp_path: Any) -> None:
     build, first, n_layers, islands = MODELS[name]
     torch.manual_seed(0)
     model = with_call(build().eval(), ("input_ids",), use_cache=False, return_dict=False)
@@ -112,6 +112,9 @@ def test_transformers_model_end_to_end(name: str) -> None:
         assert report.float_ops and all(op in report.float_ops for op in islands)
     with torch.no_grad():  # the fake-quant graph runs at another batch size too (sizes stayed symbolic)
         assert q(batches[0][0][:1]).shape == (1, T, VOCAB)
+        # the program, islands included, saves and loads bit for bit
+        x = batches[1][0]
+        assert torch.equal(IntegerModel.load(imodel.save(tmp_path / name))(x), imodel(x))
 
 
 def test_unwrapped_model_falls_back_and_to_integer_names_the_fix() -> None:

@@ -38,7 +38,7 @@ from mpsearch.hardware.signature import SignatureKey, layer_signature, signature
 from mpsearch.profiler._timing import intra_op_threads, pool_stats, stat_of
 
 #: formats whose w16a16 stand-in is float32 F.linear (said in the profile's notes)
-W16_KERNEL = "float32 F.linear (the executor's float island; it has no 16-bit kernel)"
+W16_KERNEL = "float32 F.linear on a float32 weight, what the float model runs (the executor has no 16-bit kernel: to_integer refuses a w16a16 layer)"
 
 
 def _format_kernel(layer: Layer, c: Candidate, rows: int, g: torch.Generator) -> Any:
@@ -105,8 +105,9 @@ def measure_format(layer: Layer, key: str, batch: int = 1, warmup: int = 10, rep
 
 
 def merge_format_entries(base: HardwareProfile, measured: dict[SignatureKey, dict[str, list[LatencyStat]]],
-                         notes: str | None = None, name: str | None = None) -> HardwareProfile:
-    """``base`` with format-keyed stats added to its LUT (pooled with any already there).
+                         notes: str | None = None, name: str | None = None, replace_keys: bool = False) -> HardwareProfile:
+    """``base`` with format-keyed stats added to its LUT (pooled with any already there, or
+    replacing them with ``replace_keys``: a new measurement method supersedes the old one).
 
     Existing entries keep all their keys; a new signature gets a new entry at the end. The
     capabilities, roofline and everything else of ``base`` are kept. Every key must be a format
@@ -124,7 +125,7 @@ def merge_format_entries(base: HardwareProfile, measured: dict[SignatureKey, dic
         sig = signature_key(e.op, e.shape)
         stats = dict(e.latency_ms)
         for k, new in measured.get(sig, {}).items():
-            stats[k] = pool_stats([stats[k], *new] if k in stats else new)
+            stats[k] = pool_stats([stats[k], *new] if k in stats and not replace_keys else new)
         lut.append(LutEntry(op=e.op, shape=e.shape, latency_ms=stats) if sig in measured else e)
         done.add(sig)
     for sig, by_key in measured.items():
@@ -179,4 +180,47 @@ def profile_formats(layers: Iterable[Layer], keys: Sequence[str], base_profile: 
     return merge_format_entries(base_profile, {k: dict(v) for k, v in measured.items()}, notes, name)
 
 
-__all__ = ["W16_KERNEL", "check_format_layer", "measure_format", "merge_format_entries", "profile_formats"]
+def profile_formats_in_context(model: torch.nn.Module, example_inputs: torch.Tensor, keys: Sequence[str],
+                                base_profile: HardwareProfile, calib: Sequence[Any], warmup: int = 5,
+                                repeats: int = 50, threads: int | None = 1, name: str | None = None,
+                                label: str | None = None) -> HardwareProfile:
+    """Measure ``keys`` on ``model``'s linear layers in context and merge them into ``base_profile``.
+
+    See :mod:`mpsearch.profiler._formats_context`: each format's uniform program runs as it runs in
+    use, its ``wo_linear`` calls timed; w16a16 is the float model run eagerly (float32 F.linear).
+    Entries of the same signature and key are replaced (layers sharing a signature are pooled).
+    """
+    from mpsearch.model import discover
+    from mpsearch.profiler._build import machine_description
+    from mpsearch.profiler._formats_context import time_formats_in_context
+    from mpsearch.profiler.device import _load_avg
+
+    keys = [Candidate.parse(k, "profile: --formats").key for k in keys]
+    x = example_inputs
+    layers = discover(model, x)
+    for layer in layers:
+        if layer.kind == "linear":
+            for k in keys:
+                check_format_layer(layer, k)
+    load_start = _load_avg()
+    with intra_op_threads(threads):
+        timed = time_formats_in_context(model, x, layers, keys, base_profile, calib, warmup, repeats)
+    measured: dict[SignatureKey, dict[str, list[LatencyStat]]] = defaultdict(lambda: defaultdict(list))
+    for layer in layers:
+        if layer.kind == "linear":
+            op, shape = layer_signature(layer)
+            for k in keys:
+                measured[signature_key(op, shape)][k].append(timed[k][layer.name])
+    machine = machine_description(torch.device("cpu"), threads)
+    notes = (f"Formats measured in context ({datetime.date.today().isoformat()}) on {machine}: {', '.join(keys)} "
+             f"on {label or type(model).__name__}, input {tuple(x.shape)}, {warmup} + {repeats} runs interleaved "
+             "over rounds: each format's uniform program (to_integer, float islands declared) run as a whole, every "
+             "wo_linear kernel call timed where the program makes it (weights and inputs as warm as in use); "
+             f"w16a16: {W16_KERNEL}, timed by hooks in the float model run eagerly. Means over the runs whose "
+             f"end-to-end time is among the fastest 25%; load average (1/5/15 min) {load_start} at the start, "
+             f"{_load_avg()} at the end. These entries replace isolated measurements of the same signatures.")
+    return merge_format_entries(base_profile, {k: dict(v) for k, v in measured.items()}, notes, name,
+                                replace_keys=True)
+
+
+__all__ = ["W16_KERNEL", "check_format_layer", "measure_format", "merge_format_entries", "profile_formats", "profile_formats_in_context"]

@@ -105,3 +105,30 @@ def test_merge_refuses_a_format_the_base_does_not_list(base) -> None:
         merge_format_entries(p, {sig: {"w4a16g128": [stat]}})
     merged = merge_format_entries(p, {sig: {"w8a16": [stat]}})
     assert merged.cost.lut[-1].latency_ms == {"w8a16": stat}
+
+
+def test_formats_in_context_on_a_tiny_lm(base, tmp_path) -> None:
+    import torch
+
+    from mpsearch.demo import get_lm_model
+    from mpsearch.model import discover
+    from mpsearch.profiler.formats import profile_formats_in_context
+
+    data = _with_formats(base)
+    data["capabilities"]["formats"] = dict(FORMATS, ops=["linear", "embedding"])
+    p = parse_profile(data, "test.yaml")
+    torch.manual_seed(0)
+    model = get_lm_model("gpt_micro").eval()  # d 32, context 32, SwiGLU 64, tied head
+    x = torch.randint(0, 256, (1, 32), generator=torch.Generator().manual_seed(0))
+    calib = [torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(1))]
+    out = profile_formats_in_context(model, x, ["w4a16g32", "w8a16", "w16a16"], p, calib, warmup=1, repeats=4)
+    back = load_profile(write_profile(out, tmp_path / "test-npu.yaml"))
+    linears = [layer for layer in discover(model, x) if layer.kind == "linear"]
+    sigs = {(s["batch"], s["in_features"], s["out_features"]) for s in (layer_signature(lay)[1] for lay in linears)}
+    assert {(e.shape["batch"], e.shape["in_features"], e.shape["out_features"]) for e in back.cost.lut[1:]} == sigs
+    assert all(e.shape["batch"] == 32 for e in back.cost.lut[1:])  # 1 sequence x 32 tokens
+    for layer in linears:
+        for key in ("w4a16g32", "w8a16", "w16a16"):
+            got = layer_costs(layer, Candidate.parse(key), back, batch=1)
+            assert got.latency_source == "lut" and got.latency_ms > 0
+    assert "Formats measured in context" in back.source["notes"]

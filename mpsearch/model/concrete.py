@@ -84,7 +84,7 @@ _SIZE_METHODS = ("size", "dim", "numel")
 _SIZE_ATTRS = ("shape", "ndim")
 
 
-def _depends_on_data(kind: str, target: Any, args: Any, kwargs: Any, value: Any) -> bool:
+def _depends_on_data(kind: str, target: Any, args: Any, kwargs: Any) -> bool:
     """Whether a new node's value depends on the values of a model input (not only its sizes)."""
     if kind == "placeholder":
         return True
@@ -126,7 +126,7 @@ class ConcreteTracer(fx.Tracer):
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         if isinstance(proxy, ValueProxy):
             proxy.value = self._run(kind, target, map_aggregate(args, _value), map_aggregate(kwargs, _value))
-            proxy.data_dependent = _depends_on_data(kind, target, args, kwargs, proxy.value)
+            proxy.data_dependent = _depends_on_data(kind, target, args, kwargs)
         return proxy
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
@@ -154,12 +154,12 @@ class ConcreteTracer(fx.Tracer):
         if kind == "placeholder":
             if not self._examples:
                 raise TypeError(f"ConcreteTracer: no example input left for the argument {target!r}")
-            return self._examples.pop(0)
+            return _copy(self._examples.pop(0))
         if kind == "get_attr":
             obj: Any = self.root
             for part in str(target).split("."):
                 obj = getattr(obj, part)
-            return obj
+            return _copy(obj)
         if kind == "call_module":
             return self.root.get_submodule(str(target))(*args, **kwargs)
         if kind == "call_method":
@@ -167,6 +167,11 @@ class ConcreteTracer(fx.Tracer):
         if kind == "call_function":
             return target(*args, **kwargs)
         return None
+
+
+def _copy(value: Any) -> Any:
+    """A tensor's copy: an in-place op run on example values must not change the model or the inputs."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
 def concrete_trace(model: nn.Module, example_inputs: tuple[Any, ...],

@@ -132,3 +132,26 @@ def test_formats_in_context_on_a_tiny_lm(base, tmp_path) -> None:
             got = layer_costs(layer, Candidate.parse(key), back, batch=1)
             assert got.latency_source == "lut" and got.latency_ms > 0
     assert "Formats measured in context" in back.source["notes"]
+
+
+def test_cli_profile_formats_merges_into_a_base(base, write_yaml, tmp_path, capsys) -> None:
+    from mpsearch.cli import main
+
+    base_path = write_yaml(_with_formats(base))
+    out = tmp_path / "merged.yaml"
+    assert main(["profile", "--formats", "w4a16g32,w16a16", "--linear", "64x32", "--batch", "3", "--repeats", "4",
+                 "--warmup", "1", "--base", str(base_path), "-o", str(out), "--name", "test-npu"]) == 0
+    p = load_profile(out)
+    assert p.cost.lut[0] == parse_profile(_with_formats(base), "x").cost.lut[0]
+    assert p.cost.lut[1].shape == {"batch": 3, "in_features": 64, "out_features": 32}
+    assert list(p.cost.lut[1].latency_ms) == ["w4a16g32", "w16a16"]
+    assert f"wrote {out}" in capsys.readouterr().out
+    # a format the base does not list: exit 2, one line naming it
+    assert main(["profile", "--formats", "w4a16g128", "--linear", "128x32", "--repeats", "2", "--base",
+                 str(base_path), "-o", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "--formats must be formats test-npu lists in capabilities.formats" in err and "'w4a16g128'" in err
+    assert not (tmp_path / "bad.yaml").exists()
+    # no base: refused before measuring
+    assert main(["profile", "--formats", "w8a16", "--linear", "64x32", "-o", str(tmp_path / "nobase.yaml")]) == 2
+    assert "--base (or --append to an existing -o file) must be given with --formats" in capsys.readouterr().err

@@ -48,8 +48,8 @@ def trace(model: nn.Module, example_inputs: tuple[Any, ...] | None = None) -> fx
             raise
         try:
             return concrete_trace(model, tuple(example_inputs), _ConcreteTracer())
-        except Exception:
-            pass
+        except Exception as exc:
+            log.debug("quantize: tracing on example values failed too: %s: %s", type(exc).__name__, exc)
         raise
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 

@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 _VERBS = {
     "discover": "mpsearch.model",
     "canonicalize": "mpsearch.model",
+    "with_call": "mpsearch.model",
     "quantize": "mpsearch.quant",
     "analyze": "mpsearch.sensitivity",
     "cost_table": "mpsearch.sensitivity",

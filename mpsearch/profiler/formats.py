@@ -37,8 +37,9 @@ from mpsearch.errors import ConfigError, rule_error
 from mpsearch.hardware.signature import SignatureKey, layer_signature, signature_key
 from mpsearch.profiler._timing import intra_op_threads, pool_stats, stat_of
 
-#: formats whose w16a16 stand-in is float32 F.linear (said in the profile's notes)
-W16_KERNEL = "float32 F.linear on a float32 weight, what the float model runs (the executor has no 16-bit kernel: to_integer refuses a w16a16 layer)"
+#: what is timed for w16a16 (said in the profile's notes)
+W16_KERNEL = ("float32 F.linear on a float32 weight, what the float model runs (the executor has no 16-bit kernel: "
+              "to_integer refuses a w16a16 layer)")
 
 
 def _format_kernel(layer: Layer, c: Candidate, rows: int, g: torch.Generator) -> Any:
@@ -105,7 +106,8 @@ def measure_format(layer: Layer, key: str, batch: int = 1, warmup: int = 10, rep
 
 
 def merge_format_entries(base: HardwareProfile, measured: dict[SignatureKey, dict[str, list[LatencyStat]]],
-                         notes: str | None = None, name: str | None = None, replace_keys: bool = False) -> HardwareProfile:
+                         notes: str | None = None, name: str | None = None,
+                         replace_keys: bool = False) -> HardwareProfile:
     """``base`` with format-keyed stats added to its LUT (pooled with any already there, or
     replacing them with ``replace_keys``: a new measurement method supersedes the old one).
 
@@ -223,4 +225,5 @@ def profile_formats_in_context(model: torch.nn.Module, example_inputs: torch.Ten
                                 replace_keys=True)
 
 
-__all__ = ["W16_KERNEL", "check_format_layer", "measure_format", "merge_format_entries", "profile_formats", "profile_formats_in_context"]
+__all__ = ["W16_KERNEL", "check_format_layer", "measure_format", "merge_format_entries", "profile_formats",
+           "profile_formats_in_context"]

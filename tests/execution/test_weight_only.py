@@ -79,3 +79,18 @@ def test_mixed_weight_only_plan_on_the_tiny_gpt() -> None:
     report = mps.validate(imodel, q, batches, timing_repeats=0)
     assert report.top1_agreement >= 0.99  # measured: 99.2% (254 of 256 positions; bfloat16 kernels)
     assert abs(report.bits_per_token_int - report.bits_per_token_fake) < 0.01  # bfloat16 kernels
+
+
+def test_a_layer_kept_in_16_bit_runs_as_a_float_linear_of_the_simulated_weight() -> None:
+    """w16a16 ("keep in 16-bit") runs F.linear on the simulation's 16-bit-grid weight: a float op,
+    listed, equal to the simulation's layer output to float32 rounding."""
+    model, batches = tiny_gpt(False, train_steps=0)
+    plan = BitPlan(layers={n: (LayerBits(16, 16) if n.endswith("up") else LayerBits(8, 8))
+                           for n in quantizable_layer_names(model)}, solver="test")
+    profile = mps.load_profile("nvidia-a100")
+    q = mps.quantize(model, plan, batches, profile=profile)
+    imodel = to_integer(q, batches[0][0], profile=profile)
+    assert [f for f in imodel.float_ops if "(linear)" in f or f.endswith(": linear")] == [
+        "blocks_0_up (module blocks.0.up (QuantLinear)): linear", "blocks_1_up (module blocks.1.up (QuantLinear)): linear"]
+    report = mps.validate(imodel, q, batches, timing_repeats=0)
+    assert report.top1_agreement >= 0.99 and abs(report.bits_per_token_int - report.bits_per_token_fake) < 1e-3

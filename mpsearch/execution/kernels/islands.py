@@ -51,7 +51,7 @@ FLOAT_FNS: dict[str, Callable[..., Any]] = {
     "layer_norm": F.layer_norm, "gelu": F.gelu, "silu": F.silu, "softmax": F.softmax, "tanh": torch.tanh,
     "sigmoid": torch.sigmoid, "exp": torch.exp, "scaled_dot_product_attention": F.scaled_dot_product_attention,
     "sdpa_attention": sdpa_attention, "matmul": _matmul, "mul": _mul, "add": _add, "sub": _sub, "div": _div,
-    "embedding": F.embedding, "embedding_dequant": _embedding_dequant, "masked_fill": torch.masked_fill,
+    "linear": F.linear, "embedding": F.embedding, "embedding_dequant": _embedding_dequant, "masked_fill": torch.masked_fill,
     "relu": torch.relu, "clamp": torch.clamp, "rms_norm": F.rms_norm, "mean": torch.mean,
     **{f: getattr(torch, f) for f in ("pow", "rsqrt", "sqrt", "where", "cos", "sin", "neg")},
 }

@@ -32,8 +32,14 @@ def weight_only_linear(ctx: Context, node: fx.Node, m: nn.Module) -> Rep:
                                      "execution needs an activation quantizer before it (e.g. w8a8)")
     wq = m.weight_quant
     spec = wq.spec
-    if spec.bits > 8:
-        raise unsupported(node, ctx, f"weights of {spec.bits} bits do not fit int8")
+    if spec.bits > 8:  # w16a16, "keep in 16-bit": the simulation's 16-bit weight, in a float linear
+        from mpsearch.execution.ops.islands import island
+
+        w = m.quantized_weight().detach().float().cpu().clone()
+        b = None if m.bias is None else m.bias.detach().float().cpu().clone()
+        rep16 = island(ctx, node, "linear", (node.args[0], w, b), {}, tuple(t for t in (w, b) if t is not None))
+        ctx.layers[str(node.target)] = rep16.value
+        return rep16
     codes = quantize_codes(m.weight.detach().float().cpu(), wq.scale.cpu(), wq.zero_point.cpu(), spec).to(torch.int8)
     n = codes.shape[0]
     scale = wq.scale.detach().float().cpu().reshape(n, -1) if wq.scale.numel() > 1 else \

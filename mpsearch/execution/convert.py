@@ -152,7 +152,8 @@ def check_supported(gm: fx.GraphModule, integer_only: bool = True) -> None:
             if node.op == "call_module":
                 module = gm.get_submodule(str(node.target))
                 mode = getattr(module, "mode", "quantize")
-                if type(module).__name__ == "ActQuant" and mode != "quantize":
+                per_token = getattr(getattr(module, "spec", None), "granularity", "") == "per_token"  # w8a8t: ops.per_token
+                if type(module).__name__ == "ActQuant" and mode != "quantize" and not per_token:
                     raise UnsupportedModelError(
                         f"to_integer: node {node.name!r} ({describe(node, gm)}) is in mode {mode!r}; the integer "
                         "executor needs frozen static activation ranges (calibrate with activation_range='static')")

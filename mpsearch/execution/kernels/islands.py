@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mpsearch.execution import ir
 from mpsearch.execution.kernels._base import Backend, Kernel
+from mpsearch.execution.kernels.per_token import per_token_linear
 from mpsearch.model.attention import sdpa_attention
 
 
@@ -53,6 +54,7 @@ FLOAT_FNS: dict[str, Callable[..., Any]] = {
     "sdpa_attention": sdpa_attention, "matmul": _matmul, "mul": _mul, "add": _add, "sub": _sub, "div": _div,
     "linear": F.linear, "embedding": F.embedding, "embedding_dequant": _embedding_dequant, "masked_fill": torch.masked_fill,
     "relu": torch.relu, "clamp": torch.clamp, "rms_norm": F.rms_norm, "mean": torch.mean,
+    "per_token_linear": per_token_linear,  # w8a8t: dynamic per-token int8 rows x int8 weights (kernels.per_token)
     **{f: getattr(torch, f) for f in ("pow", "rsqrt", "sqrt", "where", "cos", "sin", "neg")},
 }
 

@@ -28,6 +28,7 @@ from mpsearch.execution.ops import integer_versions as iv
 from mpsearch.execution.ops.weight_only import is_weight_only
 from mpsearch.execution.ops._base import Context, Handler, describe, sample_shape, unsupported
 from mpsearch.execution.ops._builder import Rep, compact
+from mpsearch.execution.ops.per_token import is_per_token, per_token_why
 from mpsearch.model.attention import sdpa_attention
 from mpsearch.quant.modules import QuantEmbedding
 
@@ -37,6 +38,8 @@ def float_only(handler: Handler, module: nn.Module | None) -> str | None:
     where it is not an island or has an integer version (run in integer-only mode)."""
     if module is not None and is_weight_only(module):
         return "a weight-only layer (a_bits 16) reads float activations"
+    if module is not None and is_per_token(module):
+        return per_token_why(module)
     if handler not in _ALL:
         return None
     if handler is layer_norm and module is not None and len(module.normalized_shape) != 1:
@@ -50,6 +53,10 @@ def _arg(node: fx.Node, i: int, name: str, default: Any = None) -> Any:
 
 def _int_gelu(ctx: Context, node: fx.Node) -> Rep:
     return iv.gelu(ctx, node, ctx.rep(node.args[0], node))
+
+
+def _int_silu(ctx: Context, node: fx.Node) -> Rep:
+    return iv.silu(ctx, node, ctx.rep(node.args[0], node))
 
 
 def _int_softmax(ctx: Context, node: fx.Node) -> Rep:
@@ -76,7 +83,7 @@ def _int_packed_sdpa(ctx: Context, node: fx.Node) -> Rep:
 
 
 #: island name -> its integer version (``(ctx, node) -> Rep``), run in integer-only mode.
-INTEGER_VERSIONS = {"gelu": _int_gelu, "softmax": _int_softmax, "matmul": _int_product(True),
+INTEGER_VERSIONS = {"gelu": _int_gelu, "silu": _int_silu, "softmax": _int_softmax, "matmul": _int_product(True),
                     "mul": _int_product(False), "scaled_dot_product_attention": _int_sdpa,
                     "sdpa_attention": _int_packed_sdpa}
 
@@ -179,6 +186,8 @@ def gelu_module(ctx: Context, node: fx.Node, m: nn.GELU) -> Rep:
 
 
 def silu_module(ctx: Context, node: fx.Node, m: nn.Module) -> Rep:
+    if ctx.integer_only:
+        return iv.silu(ctx, node, ctx.rep(node.args[0], node))
     return island(ctx, node, "silu", (node.args[0],), {})
 
 
@@ -285,6 +294,6 @@ METHODS: dict[str, Handler] = {
 }
 
 _ALL = frozenset([h for _, h in MODULES] + list(FUNCTIONS.values()) + list(METHODS.values()))
-_INTEGER = frozenset([quant_embedding, layer_norm, gelu_module, softmax_module]
+_INTEGER = frozenset([quant_embedding, layer_norm, gelu_module, silu_module, softmax_module]
                      + [h for h in list(FUNCTIONS.values()) + list(METHODS.values())
                         if h.__name__.removeprefix("island_") in INTEGER_VERSIONS])

@@ -13,6 +13,7 @@ from mpsearch.execution import ir
 from mpsearch.execution.ops._base import Context, Handler, pair, sample_shape, unsupported
 from mpsearch.execution.ops._builder import INT32_MAX, Rep, compact, int_tensor, is_scalar
 from mpsearch.execution.ops.islands import quantize_float
+from mpsearch.execution.ops.per_token import is_per_token, per_token_act_quant, per_token_linear, reads_per_token
 from mpsearch.execution.ops.weight_only import is_weight_only, weight_only_linear
 from mpsearch.quant.modules import ActQuant, QuantConv1d, QuantConv2d, QuantLinear
 from mpsearch.quant.quantizer import quantize as quantize_codes
@@ -37,6 +38,8 @@ def _act_scale(aq: ActQuant, ndim: int) -> tuple[np.ndarray, np.ndarray]:
 
 def act_quant(ctx: Context, node: fx.Node, aq: ActQuant) -> Rep:
     spec = aq.spec
+    if is_per_token(aq):  # its rows are quantized by the layer that reads it (ops.per_token)
+        return per_token_act_quant(ctx, node, aq)
     if aq.mode != "quantize":
         raise unsupported(node, ctx, f"activation quantizer is in mode {aq.mode!r}; the integer executor needs "
                                       "frozen static ranges (mode 'quantize', i.e. calibrated)")
@@ -184,6 +187,8 @@ def quant_conv(ctx: Context, node: fx.Node, m: nn.Module) -> Rep:
 def quant_linear(ctx: Context, node: fx.Node, m: nn.Module) -> Rep:
     if is_weight_only(m):
         return weight_only_linear(ctx, node, m)
+    if reads_per_token(ctx, node):
+        return per_token_linear(ctx, node, m)
     x = _layer_input(ctx, node)
     codes, w_scale = _weight_codes(node, ctx, m)
     shape = sample_shape(node)

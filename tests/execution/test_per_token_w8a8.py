@@ -12,7 +12,7 @@ from gpt_helpers import tiny_gpt
 import mpsearch as mps
 from mpsearch.core import BitPlan, LayerBits
 from mpsearch.errors import MpsearchError
-from mpsearch.execution import IntegerConfig, to_integer
+from mpsearch.execution import IntegerConfig, IntegerModel, to_integer
 from mpsearch.execution.kernels.islands import FLOAT_FNS
 from mpsearch.execution.kernels.per_token import per_token_accumulator
 from mpsearch.quant import quantizable_layer_names
@@ -61,7 +61,7 @@ def _plan(model: torch.nn.Module) -> BitPlan:
                            for n in quantizable_layer_names(model)}, solver="test")
 
 
-def test_mixed_w8a8t_plan_on_the_tiny_gpt() -> None:
+def test_mixed_w8a8t_plan_on_the_tiny_gpt(tmp_path) -> None:
     model, batches = tiny_gpt(False, train_steps=100)
     profile = mps.load_profile("nvidia-a100")
     q = mps.quantize(model, _plan(model), batches, profile=profile)
@@ -77,3 +77,5 @@ def test_mixed_w8a8t_plan_on_the_tiny_gpt() -> None:
     # measured: 100% top-1 agreement (256 of 256 positions), bits per token 2.344851 vs 2.344858
     assert report.top1_agreement >= 0.99
     assert abs(report.bits_per_token_int - report.bits_per_token_fake) < 0.01
+    x = batches[0][0]  # graph.json / weights.npz keep the island's codes, scales and spec
+    assert torch.equal(IntegerModel.load(imodel.save(tmp_path))(x), imodel(x))

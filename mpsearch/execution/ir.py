@@ -273,6 +273,19 @@ class ISoftmax(Op):
 
 
 @dataclass(frozen=True, eq=False)
+class ISilu(Op):
+    """Integer SiLU of ``x - zp`` from i-exp, int32 at ``S 2^(out_shift - sig_bits)`` (``kernels.ibert``)."""
+
+    KIND: ClassVar[str] = "isilu"
+    zp: int = 0
+    q_ln2: int = 1
+    q_b: int = 0
+    q_c: int = 0
+    sig_bits: int = 15
+    out_shift: int = 0
+
+
+@dataclass(frozen=True, eq=False)
 class ILayerNorm(Op):
     """Integer LayerNorm (last dim) of ``x - zp``, times ``gamma`` plus ``beta``, int32 (``kernels.ibert``)."""
 
@@ -287,8 +300,8 @@ class ILayerNorm(Op):
 #: op kind -> class (used by load and by the kernel registry).
 OPS: dict[str, type[Op]] = {c.KIND: c for c in (Conv, Linear, Requant, Clamp, Add, Cat, MaxPool, AvgPoolSum,
                                                 SumReduce, Reshape, ShapeOp, Dequant, Quantize, FloatOp, Embedding, Const,
-                                                WeightOnlyLinear,
-                                                ActMatmul, ActMul, IGelu, ISoftmax, ILayerNorm)}
+                                                WeightOnlyLinear, ActMatmul, ActMul, IGelu, ISoftmax, ISilu,
+                                                ILayerNorm)}
 
 
 @dataclass(frozen=True)
@@ -321,30 +334,3 @@ class OutputSpec:
     scale: float
     zero_point: int
     sample_shape: tuple[int, ...]
-
-
-def op_to_dict(op: Op) -> dict[str, Any]:
-    """Non-tensor fields of ``op`` as plain data (tensors are listed separately)."""
-    out: dict[str, Any] = {"op": op.KIND}
-    for f in dataclasses.fields(op):
-        v = getattr(op, f.name)
-        if f.name == "consts":  # FloatOp's constants travel as tensors const0, const1, ...
-            continue
-        if not isinstance(v, Tensor):
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
-def op_from_dict(data: dict[str, Any], tensors: dict[str, Tensor]) -> Op:
-    """Inverse of :func:`op_to_dict` plus the op's tensors."""
-    cls = OPS[data["op"]]
-    kwargs: dict[str, Any] = {}
-    if cls is FloatOp:
-        kwargs["consts"] = tuple(tensors[f"const{i}"] for i in range(len(tensors)))
-    for f in dataclasses.fields(cls):
-        if f.name in tensors:
-            kwargs[f.name] = tensors[f.name]
-        elif f.name in data:
-            v = data[f.name]
-            kwargs[f.name] = tuple(v) if isinstance(v, list) and f.name != "call" else v
-    return cls(**kwargs)

@@ -9,6 +9,7 @@ integer arrays), enough for a C runtime; :meth:`IntegerModel.load` reads them ba
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -162,7 +163,7 @@ class IntegerModel:
         """The program as plain data (the content of ``graph.json``)."""
         ops = []
         for op in self.ops:
-            rec = ir.op_to_dict(op)
+            rec = op_to_dict(op)
             rec["tensors"] = {}
             for field, t in op.tensors().items():
                 info: dict[str, Any] = {"key": f"{op.name}.{field}", "dtype": str(t.dtype).replace("torch.", ""),
@@ -222,8 +223,35 @@ class IntegerModel:
             if rec.get("op") not in ir.OPS:
                 raise rule_error(str(graph_file), "ops[].op", f"one of {', '.join(ir.OPS)}", rec.get("op"))
             tensors = {f: arrays[info["key"]] for f, info in rec.pop("tensors", {}).items()}
-            ops.append(ir.op_from_dict(rec, tensors))
+            ops.append(op_from_dict(rec, tensors))
         inputs = tuple(ir.InputQuant(**(d | {"sample_shape": tuple(d["sample_shape"])})) for d in data["inputs"])
         out = data["output"]
         output = ir.OutputSpec(**(out | {"sample_shape": tuple(out["sample_shape"])}))
         return cls(inputs, tuple(ops), output, data.get("taps", {}), data.get("meta", {})).to(device)
+
+
+def op_to_dict(op: ir.Op) -> dict[str, Any]:
+    """Non-tensor fields of ``op`` as plain data (tensors are listed separately)."""
+    out: dict[str, Any] = {"op": op.KIND}
+    for f in dataclasses.fields(op):
+        v = getattr(op, f.name)
+        if f.name == "consts":  # FloatOp's constants travel as tensors const0, const1, ...
+            continue
+        if not isinstance(v, Tensor):
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def op_from_dict(data: dict[str, Any], tensors: dict[str, Tensor]) -> ir.Op:
+    """Inverse of :func:`op_to_dict` plus the op's tensors."""
+    cls = ir.OPS[data["op"]]
+    kwargs: dict[str, Any] = {}
+    if cls is ir.FloatOp:
+        kwargs["consts"] = tuple(tensors[f"const{i}"] for i in range(len(tensors)))
+    for f in dataclasses.fields(cls):
+        if f.name in tensors:
+            kwargs[f.name] = tensors[f.name]
+        elif f.name in data:
+            v = data[f.name]
+            kwargs[f.name] = tuple(v) if isinstance(v, list) and f.name != "call" else v
+    return cls(**kwargs)

@@ -61,29 +61,29 @@ def test_tiny_gpt_runs_with_declared_float_islands(mha: bool, expected: tuple[st
             assert (out - fake).abs().max().item() < 0.25
 
 
-class _SiluMlp(nn.Module):
+class _TanhMlp(nn.Module):  # tanh: an op with no integer version (SiLU has one since i-SiLU)
     def __init__(self) -> None:
         super().__init__()
         self.up = nn.Linear(8, 16)
         self.down = nn.Linear(16, 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(torch.nn.functional.silu(self.up(x)))
+        return self.down(torch.tanh(self.up(x)))
 
 
 def test_integer_only_refuses_an_op_without_integer_version() -> None:
     torch.manual_seed(0)
     data = [torch.randn(4, 5, 8)]
-    q = mps.quantize(_SiluMlp().eval(), BitPlan(layers={"up": LayerBits(8, 8), "down": LayerBits(8, 8)}, solver="t"),
+    q = mps.quantize(_TanhMlp().eval(), BitPlan(layers={"up": LayerBits(8, 8), "down": LayerBits(8, 8)}, solver="t"),
                      data)
     for how in ({}, {"profile": mps.load_profile("x86-2core-int")}, {"config": IntegerConfig(integer_only=True)}):
-        with pytest.raises(MpsearchError, match=r"to_integer: op function silu at node 'silu' is not supported by the "
+        with pytest.raises(MpsearchError, match=r"to_integer: op function tanh at node 'tanh' is not supported by the "
                                                 r"integer executor in integer-only mode "
                                                 r"\(IntegerConfig\(integer_only=True\), the default\): it has no "
                                                 r"integer version and it could only run as a declared float island"):
             to_integer(q, data[0], **how)
     imodel = to_integer(q, data[0], profile=mps.load_profile("nvidia-a100"))
-    assert imodel.float_ops == ("silu (function silu): silu",)
+    assert imodel.float_ops == ("tanh (function tanh): tanh",)
     assert IntegerConfig.for_profile(mps.load_profile("x86-2core-int")).integer_only
     assert not IntegerConfig.for_profile(mps.load_profile("nvidia-a100")).integer_only
     with pytest.raises(MpsearchError, match="IntegerConfig: integer_only must be True or False, but got 1"):

@@ -1,4 +1,4 @@
-"""Integer-only GELU, softmax and LayerNorm in the style of I-BERT (Kim et al. 2021, "I-BERT:
+"""Integer-only GELU, softmax, SiLU and LayerNorm in the style of I-BERT (Kim et al. 2021, "I-BERT:
 Integer-only BERT Quantization"), and the build-time constants each needs.
 
 Every kernel reads integers ``q`` standing for ``S * q`` and computes in int64 only:
@@ -10,6 +10,9 @@ Every kernel reads integers ``q`` standing for ``S * q`` and computes in int64 o
 * **i-exp / softmax**: ``x = -z ln2 + p`` with ``p in (-ln2, 0]``, ``exp(p) ~ 0.3585 (p + 1.353)^2 + 0.344``:
   ``q_ln2 = floor(ln2 / S)``, ``z = floor(-q / q_ln2)``, ``p = q + z q_ln2``,
   ``e = ((p + q_b)^2 + q_c) >> z``; softmax ``floor(e 2^out_bits / sum e)`` at scale ``2^-out_bits``.
+* **i-SiLU**: ``x sigmoid(x)`` with ``e = i-exp(-|q|)`` (``exp(-|x|)`` at scale ``EXP_A S^2``) and
+  ``one = q_b^2 + q_c`` (i-exp of 0): ``sigmoid = one / (one + e)`` for ``x >= 0``, ``e / (one + e)``
+  below, an integer division rounded to ``2^-sig_bits``; ``y = q sigmoid`` at scale ``S 2^-sig_bits``.
 * **i-LayerNorm**: integer mean ``floor(sum q / n)``, variance ``floor(sum (q - mean)^2 / n)`` (plus eps
   at the input's scale squared), ``std = isqrt(var << 16)`` (8 more bits) by integer Newton iteration, and
   ``round(((q - mean) << norm_bits) / std)`` at scale ``2^-norm_bits``, then ``* gamma + beta``.
@@ -45,6 +48,11 @@ def isoftmax_consts(scale: float) -> dict[str, int]:
     """``q_ln2``, ``q_b``, ``q_c`` of i-exp on inputs of ``scale``."""
     return {"q_ln2": math.floor(math.log(2.0) / scale), "q_b": math.floor(EXP_B / scale),
             "q_c": math.floor(EXP_C / (EXP_A * scale * scale))}
+
+
+def isilu_consts(scale: float) -> dict[str, int]:
+    """``q_ln2``, ``q_b``, ``q_c`` of i-SiLU on inputs of ``scale`` (its i-exp's constants)."""
+    return isoftmax_consts(scale)
 
 
 def isqrt(n: Tensor) -> Tensor:
@@ -97,6 +105,18 @@ def isoftmax(q: Tensor, dim: int, q_ln2: int, q_b: int, q_c: int, out_bits: int,
     return torch.div(torch.bitwise_left_shift(e, out_bits), total, rounding_mode="floor")
 
 
+def isilu(q: Tensor, q_ln2: int, q_b: int, q_c: int, sig_bits: int, out_shift: int = 0) -> Tensor:
+    """i-SiLU of int64 ``q`` (zero point removed); int64 at scale ``S 2^(out_shift - sig_bits)``."""
+    q = q.to(torch.int64)
+    # exp(-|x|) <= 1 keeps every term bounded; the sign picks which side of the sigmoid it is
+    e = iexp((-q.abs()).clamp(min=-q_ln2 * MAX_EXP_SHIFT), q_ln2, q_b, q_c)
+    one = q_b * q_b + q_c
+    num = e + (q >= 0).to(torch.int64) * (one - e)
+    den = e + one
+    sig = torch.div(torch.bitwise_left_shift(num, sig_bits + 1) + den, 2 * den, rounding_mode="floor")  # half up
+    return _round_shift(q * sig, out_shift)
+
+
 def ilayernorm(q: Tensor, eps_q: int, norm_bits: int, gamma: Tensor, beta: Tensor) -> Tensor:
     """Integer LayerNorm over the last dim of int64 ``q``, times ``gamma`` plus ``beta`` (int64)."""
     q = q.to(torch.int64)
@@ -119,9 +139,15 @@ def prepare_isoftmax(op: ir.ISoftmax, device: torch.device, backend: Backend) ->
     return lambda x: isoftmax(x, op.dim, op.q_ln2, op.q_b, op.q_c, op.out_bits, mask).to(torch.int32)
 
 
+def prepare_isilu(op: ir.ISilu, device: torch.device, backend: Backend) -> Kernel:
+    return lambda x: isilu(x.to(torch.int64) - op.zp, op.q_ln2, op.q_b, op.q_c, op.sig_bits,
+                           op.out_shift).to(torch.int32)
+
+
 def prepare_ilayernorm(op: ir.ILayerNorm, device: torch.device, backend: Backend) -> Kernel:
     gamma, beta = op.gamma.to(device), op.beta.to(device)
     return lambda x: ilayernorm(x.to(torch.int64) - op.zp, op.eps_q, op.norm_bits, gamma, beta).to(torch.int32)
 
 
-KERNELS = {"igelu": prepare_igelu, "isoftmax": prepare_isoftmax, "ilayernorm": prepare_ilayernorm}
+KERNELS = {"igelu": prepare_igelu, "isoftmax": prepare_isoftmax, "isilu": prepare_isilu,
+           "ilayernorm": prepare_ilayernorm}

@@ -4,7 +4,7 @@ where the float-island handlers of :mod:`.islands` would otherwise be refused.
 * embedding lookup: int8 rows, each rescaled from its own scale to one output scale (``embedding``);
 * ``x + constant`` (a learned positional embedding): the constant rounded to an int32 ``const``
   at a fine scale, then an integer add;
-* LayerNorm, GELU, softmax: I-BERT's integer kernels (:mod:`mpsearch.execution.kernels.ibert`),
+* LayerNorm, GELU, SiLU, softmax: I-BERT's integer kernels (:mod:`mpsearch.execution.kernels.ibert`),
   their input first rescaled to the working scale each needs;
 * ``a @ b`` and ``a * b`` of two int8 activations (``act_matmul``, ``act_mul``); ``x * c`` of a
   positive number only changes the scale.
@@ -24,7 +24,7 @@ from torch import fx, nn
 
 from mpsearch.execution import ir
 from mpsearch.execution.dyadic import dyadic
-from mpsearch.execution.kernels.ibert import igelu_consts, isoftmax_consts
+from mpsearch.execution.kernels.ibert import igelu_consts, isoftmax_consts, isilu_consts
 from mpsearch.execution.ops._base import Context, sample_shape, unsupported
 from mpsearch.execution.ops._builder import INT32_MAX, INT32_MIN, Rep, compact, int_tensor, is_scalar
 
@@ -37,6 +37,8 @@ GAMMA_BITS = 15
 GELU_INPUT_STEP = 1.769 * math.sqrt(2.0) / 1024  # clip at 1024 steps: the erf polynomial's range
 SOFTMAX_INPUT_STEP = math.log(2.0) / 256
 SOFTMAX_OUT_BITS = 16
+SILU_INPUT_STEP = math.log(2.0) / 256  # i-exp's working step, as softmax's
+SILU_SIG_BITS = 15  # fractional bits of the integer sigmoid
 
 
 def _rep(name: str, shape: tuple[int, ...], scale: float, bound: int) -> Rep:
@@ -118,6 +120,20 @@ def gelu(ctx: Context, node: fx.Node, x: Rep) -> Rep:
     ctx.b.emit(ir.IGelu(name=name, inputs=(xin.value,), source=source, zp=0, q_b=int(c["q_b"]), q_c=int(c["q_c"]),
                         clip=int(c["clip"]), out_shift=shift))
     return _rep(name, sample_shape(node), float(c["out_scale"]) * 2.0**shift, (bound >> shift) + 1)
+
+
+def silu(ctx: Context, node: fx.Node, x: Rep) -> Rep:
+    """``x sigmoid(x)`` with the sigmoid from i-exp and an integer division; int32 at ``S 2^-15`` (shifted)."""
+    source = f"{node.name} ({describe_target(node)})"
+    xin = _to_scale(ctx, x, SILU_INPUT_STEP, 2**20, source)
+    k = isilu_consts(SILU_INPUT_STEP)
+    bound_in = min(int(np.max(x.max_abs() * x.scale / SILU_INPUT_STEP)) + 1, 2**20)
+    bound = bound_in << SILU_SIG_BITS
+    shift = max(0, bound.bit_length() - 30)
+    name = ctx.b.name(node.name)
+    ctx.b.emit(ir.ISilu(name=name, inputs=(xin.value,), source=source, zp=0, sig_bits=SILU_SIG_BITS,
+                        out_shift=shift, **k))
+    return _rep(name, sample_shape(node), SILU_INPUT_STEP * 2.0 ** (shift - SILU_SIG_BITS), (bound >> shift) + 1)
 
 
 def softmax(ctx: Context, node: fx.Node, x: Rep, dim: int, mask: torch.Tensor | None = None,

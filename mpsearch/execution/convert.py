@@ -52,9 +52,9 @@ class IntegerConfig:
             power-of-two scales make common).
 
         integer_only: True (default): every op runs in integer arithmetic; transformer ops run
-            their integer versions (embedding lookup, I-BERT LayerNorm / GELU / softmax, integer
+            their integer versions (embedding lookup, I-BERT LayerNorm / GELU / SiLU / softmax, integer
             attention, activation matmul / mul; :mod:`.ops.integer_versions`) and an op with none
-            (SiLU, ...) is refused, named, before anything is computed. False: every such op runs
+            (tanh, ...) is refused, named, before anything is computed. False: every such op runs
             as a declared float island (dequantize, the float op, requantize at the next
             activation quantizer: the simulation's arithmetic), listed by
             :attr:`IntegerModel.float_ops` and by ``validate``. :meth:`for_profile` reads it from

@@ -45,7 +45,8 @@ def test_isilu_exact_against_integer_reference() -> None:
     y = isilu(q, k["q_ln2"], k["q_b"], k["q_c"], 15)
     assert y.tolist() == [_isilu_ref(int(v), k, 15) for v in q]
     assert int(isilu(torch.tensor([0]), **k, sig_bits=15)) == 0
-    assert int(isilu(torch.tensor([256]), **k, sig_bits=15, out_shift=0)) == 256 * 21845  # sigmoid(ln2) = 2/3: i-exp(-ln2) is i-exp(0) >> 1
+    # sigmoid(ln2) = 2/3 exactly: i-exp(-ln2) is i-exp(0) >> 1
+    assert int(isilu(torch.tensor([256]), **k, sig_bits=15, out_shift=0)) == 256 * 21845
     assert torch.equal(isilu(q, **k, sig_bits=15, out_shift=5), (y + 16) >> 5)  # round half up by 2^5
 
 

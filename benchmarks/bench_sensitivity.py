@@ -233,7 +233,8 @@ def run_spearman(args: argparse.Namespace) -> int:
     from mpsearch.demo import batches as demo_batches
     from mpsearch.demo import load_demo
     from mpsearch.sensitivity import EmpiricalConfig
-    from mpsearch.sensitivity._quant import weight_error, weight_spec_for
+    from mpsearch.quant.quantizer import weight_quantization_error
+    from mpsearch.quant.spec import weight_spec
 
     out = {}
     loss_fn = nn.CrossEntropyLoss()
@@ -248,8 +249,8 @@ def run_spearman(args: argparse.Namespace) -> int:
         mods = dict(model.named_modules())
         row = {"n_layers": len(hess), "hessian_seconds": t_h}
         for bits in (2, 4):
-            spec = weight_spec_for(bits)
-            err = {n: weight_error(mods[n].weight, spec) for n in hess}
+            spec = weight_spec(None, bits)
+            err = {n: weight_quantization_error(mods[n].weight, bits, spec) for n in hess}
             om_h = [hess[n].trace / hess[n].n_params * err[n] for n in hess]
             om_f = [fish[n].fisher / fish[n].n_params * err[n] for n in hess]
             loss_up = [emp[n].empirical[f"w{bits}"] for n in hess]

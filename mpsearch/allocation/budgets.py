@@ -115,7 +115,12 @@ class UniformBudget:
         """The absolute budget: the uniform plan's total of ``resource`` on ``table``."""
         from mpsearch.allocation.uniform import uniform_plan
 
-        total = uniform_plan(table, self.w_bits, self.a_bits, key=self.key)[0].totals[self.resource]
+        plan, others = uniform_plan(table, self.w_bits, self.a_bits, key=self.key)
+        if len(others) == len(table.layers):  # no layer takes it: the "uniform" plan is the widest one
+            keys = sorted({c.key for cs in table.candidates for c in cs})
+            raise rule_error("budgets", self.resource, f"a uniform plan that some layer can take (candidates: "
+                             f"{', '.join(keys)})", self.written)
+        total = plan.totals[self.resource]
         return Budget(self.resource, total, given=total)
 
     def __str__(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
+from mpsearch.core.checks import normalize_bits
 from mpsearch.core.io import check_keys
 from mpsearch.errors import ConfigError, MpsearchError, rule_error
 from mpsearch.recipe.specs import BUILTIN_SOURCES, Recipe, import_object, is_import_path
@@ -38,8 +39,11 @@ def sensitivity_config(recipe: Recipe, progress: Callable[[dict[str, Any]], None
         settings.setdefault("seed", recipe.seed)
     if "activations" in fields and len(set(activation_bits)) > 1:
         settings.setdefault("activations", True)
-    if "w_bits" in settings:  # YAML lists -> the tuples the configs hold
-        settings["w_bits"] = tuple(settings["w_bits"])
+    for key in ("w_bits", "a_bits"):  # YAML lists (or one int) -> the tuples the configs hold
+        value = settings.get(key)
+        if value is not None:  # the one bit-list rule; the recipe's order is kept
+            normalize_bits(value, where, f"sensitivity.settings.{key}")
+            settings[key] = tuple(dict.fromkeys([value] if isinstance(value, int) else value))
     if "progress" in {f.name for f in dataclasses.fields(config_cls)}:
         settings["progress"] = progress
     try:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from mpsearch.allocation import DEFAULT_GAP_REL, Budgets, check_gap_rel  # numpy only: pulp loads lazily
 from mpsearch.core.checks import check_bool, check_choice, check_int, check_number, fail, normalize_bits
+from mpsearch.core.formats import KEY_RULE
 from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError
 
@@ -103,7 +104,12 @@ class HardwareSpec:
             if isinstance(self.formats, str) or not isinstance(self.formats, (list, tuple)) or not self.formats:
                 raise fail("HardwareSpec", "formats", 'a non-empty list of format keys such as ["w4a16g128", "w16a16"]',
                            self.formats)
-            keys = tuple(Candidate.parse(k, "HardwareSpec: formats").key for k in self.formats)
+            keys = []
+            for i, k in enumerate(self.formats):
+                try:
+                    keys.append(Candidate.parse(k, "HardwareSpec").key)
+                except ConfigError:
+                    raise fail("HardwareSpec", f"formats[{i}]", KEY_RULE, k) from None
             object.__setattr__(self, "formats", tuple(dict.fromkeys(keys)))
         check_int(self.batch, "HardwareSpec", "batch", min=1, rule="an integer >= 1 (the deployment batch size)")
         if not isinstance(self.profile, str) or not self.profile:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mpsearch.core.checks import check_bits, check_choice, check_int, check_number
+from mpsearch.core.checks import check_bits, check_choice, check_int, check_number, normalize_bits
 from mpsearch.errors import rule_error
 
 #: Hutchinson strategies (see ``hutchinson.py``): one HVP per probe shared by all layers,
@@ -160,8 +160,10 @@ class EmpiricalConfig:
     progress: ProgressFn | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "w_bits", tuple(check_bits(b, "EmpiricalConfig", "w_bits") for b in self.w_bits))
-        if self.a_bits is not None:
-            object.__setattr__(self, "a_bits", tuple(check_bits(b, "EmpiricalConfig", "a_bits") for b in self.a_bits))
+        for key in ("w_bits", "a_bits"):
+            value = getattr(self, key)
+            if value is not None:  # the one bit-list rule; the caller's order is kept (results follow it)
+                normalize_bits(value, "EmpiricalConfig", key)
+                object.__setattr__(self, key, tuple(dict.fromkeys([value] if isinstance(value, int) else value)))
         check_choice(self.metric, "EmpiricalConfig", "metric", EMPIRICAL_METRICS)
         check_choice(self.granularity, "EmpiricalConfig", "granularity", ("per_channel", "per_tensor"))

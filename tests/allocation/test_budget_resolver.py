@@ -141,3 +141,12 @@ def test_uniform_budget_of_an_llm_format():
     assert (plain.key, plain.written) == (None, "uniform:w4a8")
     with pytest.raises(Exception, match="UniformBudget: key must be a format of w4a8, but got 'w3a16g128'"):
         UniformBudget("size_bytes", 4, 8, key="w3a16g128")
+
+
+def test_a_uniform_budget_no_layer_can_take_is_refused():
+    """uniform:w2a8 on a table of w8a8/w4a8 candidates would be the widest plan's total (the
+    loosest budget) in disguise; it is refused, listing the candidates."""
+    with pytest.raises(ConfigError) as info:
+        resolve_budgets({"size_bytes": "uniform:w2a8"}, three_layers())
+    assert str(info.value) == ("budgets: size_bytes must be a uniform plan that some layer can take "
+                               "(candidates: w4a8, w8a8), but got 'uniform:w2a8'")

@@ -134,3 +134,26 @@ def test_recipe_w_bits_take_16_and_the_profile_refuses_what_it_cannot_run(tmp_pa
         load_recipe(path)  # gap8-pulp-nn runs 2, 4 and 8 bits
     assert str(info.value) == (f"{path}: hardware.w_bits must be a subset of [2, 4, 8] (what profile 'gap8-pulp-nn' "
                                f"runs; fix: drop the others), but got [16, 8]")
+
+
+def test_a_bad_format_key_is_named_by_its_index():
+    from mpsearch.recipe.specs import HardwareSpec
+
+    with pytest.raises(ConfigError) as info:
+        HardwareSpec(profile="x86-2core-int", formats=["w4a16g128", "w4a16g7x"])
+    assert str(info.value).startswith("HardwareSpec: formats[1] must be of the form \"w<bits>a<bits>[g<group_size>][z][t]\"")
+    assert str(info.value).endswith("but got 'w4a16g7x'")
+
+
+def test_sensitivity_bit_settings_take_one_int_or_a_list_and_refuse_junk(tmp_path):
+    from mpsearch.recipe import load_recipe, sensitivity_config
+
+    base = {"version": 1, "name": "x", "model": "small_cnn", "budgets": {"size_bytes": "50%"},
+            "sensitivity": {"method": "empirical", "settings": {"w_bits": 4}}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(base))
+    assert sensitivity_config(load_recipe(path)).w_bits == (4,)
+    base["sensitivity"]["settings"]["w_bits"] = "four"
+    path.write_text(yaml.safe_dump(base))
+    with pytest.raises(ConfigError, match=r"r.yaml: sensitivity.settings.w_bits must be a non-empty list of bit-widths"):
+        sensitivity_config(load_recipe(path))

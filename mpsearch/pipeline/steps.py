@@ -184,14 +184,17 @@ def integer_step(prep: Prepared, qmodel: nn.Module, bars: Progress, plan: BitPla
     """``to_integer`` then ``validate`` on the validation split; returns ``(imodel, report)``.
 
     The program is integer-only when the profile is and the plan asks for nothing else: a plan
-    with weight-only layers (``a_bits`` 16, activations in float) runs LayerNorm, softmax and
-    the rest as declared float islands, which ``validate`` lists.
+    with weight-only layers (``a_bits`` 16, activations in float) or per-token W8A8 layers
+    (``w8a8t``: a float max per row at run time) runs LayerNorm, softmax and the rest as
+    declared float islands, which ``validate`` lists.
     """
     from mpsearch.execution import IntegerConfig, to_integer, validate
 
     task = bars.add("integer validation", total=2)
-    weight_only = plan is not None and any(b.a_bits == 16 for b in plan.layers.values())
-    config = IntegerConfig(integer_only=bool(prep.profile.capabilities.integer_only) and not weight_only)
+    # weight-only layers read float activations; per-token layers need a float max per row
+    float_by_plan = plan is not None and any(b.a_bits == 16 or b.a_mode == "dynamic_per_token"
+                                             for b in plan.layers.values())
+    config = IntegerConfig(integer_only=bool(prep.profile.capabilities.integer_only) and not float_by_plan)
     imodel = to_integer(qmodel, prep.inputs.example_inputs, config)
     bars.update(task, completed=1, info="converted")
     report = validate(imodel, qmodel, prep.inputs.split(prep.recipe.validation.split), timing_repeats=1)

@@ -163,7 +163,8 @@ def _baselines(prep: steps.Prepared, table: CostTable, val: list[Any]
     for w, a, fmt in _baseline_pairs(table, prep.recipe):
         bplan, others_at = uniform_plan(table, w, a, key=fmt)
         q = steps.quantize_plan(prep, bplan)
-        key = fmt or f"w{w}a{a}"
+        # the key the layers took: a plain pair, or the format standing for it (w4a16 -> w4a16g128)
+        key = fmt or next((b.key for n, b in bplan.layers.items() if n not in others_at), f"w{w}a{a}")
         baselines[key] = {**_point(bplan, table.resource_names), "acc_ptq": steps.metric(prep, q, val),
                           "layers_at_other_bits": others_at}
         models[key] = q

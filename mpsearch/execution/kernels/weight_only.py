@@ -5,8 +5,9 @@
   ``torch.ops.aten._weight_int4pack_mm_for_cpu`` on the weight packed once by
   ``_convert_weight_to_int4pack_for_cpu`` (CPU);
 * 8 bits per output channel, symmetric: ``torch.ops.aten._weight_int8pack_mm``;
-* any other width or layout (2, 3 bits, ...): the int8 codes are unpacked to float32 per call
-  (``(codes - zp) * scale``); no float copy of the weight is kept.
+* any other width or layout (2, 3 bits, ...): the codes are kept bit-packed (8 codes in ``bits``
+  bytes, :func:`pack_bits`) and unpacked to float32 per call (``(codes - zp) * scale``); no float
+  copy of the weight is kept.
 
 The two packed kernels run in bfloat16 (activations and scales rounded to it, float32 out): that is
 their fast path on CPU; with float32 inputs they measured 30-100x slower (1024x1024, batch 64:
@@ -28,15 +29,37 @@ INT4_GROUPS = (32, 64, 128, 256)
 FAST_DTYPE = torch.bfloat16
 
 
+def pack_bits(codes: Tensor, bits: int) -> Tensor:
+    """Unsigned codes (each < ``2^bits``, ``bits`` <= 7) packed densely: 8 codes in ``bits`` bytes (uint8)."""
+    flat = codes.reshape(-1).to(torch.int64)
+    flat = torch.cat([flat, flat.new_zeros((-len(flat)) % 8)]).view(-1, 8)
+    shifts = torch.arange(8, device=flat.device) * bits
+    words = (flat << shifts).sum(1)  # < 2^(8 bits) <= 2^56: fits int64
+    out = (words[:, None] >> (8 * torch.arange(bits, device=flat.device))) & 0xFF
+    return out.to(torch.uint8).reshape(-1)
+
+
+def unpack_bits(packed: Tensor, bits: int, count: int) -> Tensor:
+    """The first ``count`` codes of :func:`pack_bits`'s output, int64."""
+    by = packed.view(-1, bits).to(torch.int64)
+    words = (by << (8 * torch.arange(bits, device=by.device))).sum(1)
+    codes = (words[:, None] >> (bits * torch.arange(8, device=by.device))) & ((1 << bits) - 1)
+    return codes.reshape(-1)[:count]
+
+
 def _unpacked(op: ir.WeightOnlyLinear, device: torch.device) -> Kernel:
-    codes = op.codes.to(device)
-    n, k = codes.shape
+    n, k = op.codes.shape
+    bits = int(op.w_bits)
+    low = int(op.codes.min())
+    # below 8 bits the codes are kept packed (``bits`` / 8 bytes a weight) and unpacked per call
+    packed = pack_bits(op.codes.to(torch.int64) - low, bits).to(device) if bits < 8 else op.codes.to(device)
     g = op.scale.shape[1]
     scale = op.scale.to(device=device, dtype=torch.float32).unsqueeze(-1)
     zp = op.zp.to(device=device, dtype=torch.float32).unsqueeze(-1)
     bias = None if op.bias is None else op.bias.to(device=device, dtype=torch.float32)
 
     def run(x: Tensor) -> Tensor:
+        codes = (unpack_bits(packed, bits, n * k) + low) if bits < 8 else packed
         w = ((codes.float().reshape(n, g, k // g) - zp) * scale).reshape(n, k)  # the simulation's values
         return F.linear(x.float(), w, bias)
 

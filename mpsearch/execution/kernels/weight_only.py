@@ -40,10 +40,16 @@ def pack_bits(codes: Tensor, bits: int) -> Tensor:
 
 
 def unpack_bits(packed: Tensor, bits: int, count: int) -> Tensor:
-    """The first ``count`` codes of :func:`pack_bits`'s output, int64."""
-    by = packed.view(-1, bits).to(torch.int64)
-    words = (by << (8 * torch.arange(bits, device=by.device))).sum(1)
-    codes = (words[:, None] >> (bits * torch.arange(8, device=by.device))) & ((1 << bits) - 1)
+    """The first ``count`` codes of :func:`pack_bits`'s output (int32 for up to 3 bits, else int64)."""
+    if bits == 2:  # four codes a byte: shifts on the bytes themselves, no wider word
+        shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=packed.device)
+        return ((packed[:, None] >> shifts) & 3).reshape(-1)[:count].to(torch.int32)
+    wide = torch.int32 if bits <= 3 else torch.int64  # 8 codes of <= 3 bits fit 24 bits
+    by = packed.view(-1, bits).to(wide)
+    words = by[:, 0].clone()
+    for i in range(1, bits):
+        words |= by[:, i] << (8 * i)
+    codes = (words[:, None] >> (bits * torch.arange(8, device=by.device, dtype=wide))) & ((1 << bits) - 1)
     return codes.reshape(-1)[:count]
 
 

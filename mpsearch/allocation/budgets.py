@@ -238,7 +238,8 @@ def _entry(name: str, value: Any, where: str) -> AnyBudget:
     if uni is not None:
         key = _UNIFORM.match(value.strip()).group(1)  # type: ignore[union-attr]
         try:
-            return UniformBudget(name, *uni, key=None if key == f"w{uni[0]}a{uni[1]}" else key)
+            plain = key == f"w{uni[0]}a{uni[1]}" and uni[1] != 16  # w8a16 is a format (weight-only)
+            return UniformBudget(name, *uni, key=None if plain else key)
         except ConfigError:
             raise rule_error(where, name, 'a uniform plan of valid bit-widths (2..8 or 16) or an LLM format such as '
                              '"uniform:w4a8" or "uniform:w4a16g128"',

@@ -150,3 +150,11 @@ def test_a_uniform_budget_no_layer_can_take_is_refused():
         resolve_budgets({"size_bytes": "uniform:w2a8"}, three_layers())
     assert str(info.value) == ("budgets: size_bytes must be a uniform plan that some layer can take "
                                "(candidates: w4a8, w8a8), but got 'uniform:w2a8'")
+
+
+def test_uniform_weight_only_pair_is_a_format_budget():
+    """``uniform:w8a16`` names the weight-only format w8a16 (a_bits 16), not an integer pair."""
+    from mpsearch.allocation import Budgets
+
+    (b,) = Budgets.parse({"size_bytes": "uniform:w8a16"}).entries
+    assert (b.w_bits, b.a_bits, b.key, b.written) == (8, 16, "w8a16", "uniform:w8a16")

@@ -85,12 +85,15 @@ def test_a_layer_kept_in_16_bit_runs_as_a_float_linear_of_the_simulated_weight()
     """w16a16 ("keep in 16-bit") runs F.linear on the simulation's 16-bit-grid weight: a float op,
     listed, equal to the simulation's layer output to float32 rounding."""
     model, batches = tiny_gpt(False, train_steps=0)
-    plan = BitPlan(layers={n: (LayerBits(16, 16) if n.endswith("up") else LayerBits(8, 8))
+    keep = ("emb", "head", "blocks.0.up", "blocks.1.up")  # the tied embedding/head too: 16-bit codes
+    plan = BitPlan(layers={n: (LayerBits(16, 16) if n in keep else LayerBits(8, 8))
                            for n in quantizable_layer_names(model)}, solver="test")
     profile = mps.load_profile("nvidia-a100")
     q = mps.quantize(model, plan, batches, profile=profile)
     imodel = to_integer(q, batches[0][0], profile=profile)
-    assert [f for f in imodel.float_ops if "(linear)" in f or f.endswith(": linear")] == [
-        "blocks_0_up (module blocks.0.up (QuantLinear)): linear", "blocks_1_up (module blocks.1.up (QuantLinear)): linear"]
+    assert [f for f in imodel.float_ops if f.endswith(": linear") or f.endswith(": embedding")] == [
+        "emb (module emb (QuantEmbedding)): embedding",
+        "blocks_0_up (module blocks.0.up (QuantLinear)): linear", "blocks_1_up (module blocks.1.up (QuantLinear)): linear",
+        "head (module head (QuantLinear)): linear"]
     report = mps.validate(imodel, q, batches, timing_repeats=0)
     assert report.top1_agreement >= 0.99 and abs(report.bits_per_token_int - report.bits_per_token_fake) < 1e-3

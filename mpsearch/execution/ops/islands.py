@@ -232,6 +232,9 @@ def quant_embedding(ctx: Context, node: fx.Node, m: QuantEmbedding) -> Rep:
     if m.max_norm is not None:
         raise unsupported(node, ctx, "an embedding with max_norm is not supported")
     src = _index_input(ctx, node)
+    if m.weight_quant.spec.bits > 8:  # w16a16: 16-bit codes do not fit int8; the simulated table in float
+        w = m.quantized_weight().detach().float().cpu().clone()
+        return island(ctx, node, "embedding", (src, w), {}, (w,))
     codes, scale, zp = embedding_codes(m)
     if ctx.integer_only:
         return iv.embedding(ctx, node, src, codes, scale, zp)

@@ -118,6 +118,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
+    if not (run_dir / "cost_table.json").is_file():
+        raise SystemExit(f"bench_lm_latency: --run-dir must hold the results of `mpsearch run "
+                         f"recipes/demo-gpt-latency.yaml --output-dir runs`, but {run_dir / 'cost_table.json'} "
+                         "does not exist (run the recipe first)")
     records = json.loads((run_dir / "cost_table.json").read_text())
     table = CostTable.from_records(records["records"], ties=records.get("ties"))
     sources = records["latency_sources"]  # per row, as the run recorded them: "lut" or "roofline"

@@ -11,7 +11,8 @@ import torch
 
 import mpsearch as mps
 
-from formats_gpt import GPT, lm_loss
+from mpsearch.demo.lm import lm_loss
+from mpsearch.testing.tiny_gpt import TinyGPT
 
 FORMATS = ["w4a16g128", "w8a16", "w16a16"]
 
@@ -36,7 +37,7 @@ SHAPES = {"emb": (64, 128, 0), "blocks.0.q": (128, 128, 128), "blocks.0.k": (128
 @pytest.fixture(scope="module")
 def run():
     torch.manual_seed(0)
-    model = GPT(V=64, d=128, h=4, L=1).eval()
+    model = TinyGPT(vocab=64, d=128, h=4, n_layers=1).eval()
     x, y = torch.randint(0, 64, (8, 16)), torch.randint(0, 64, (8, 16))
     batches = [(x, y)] * 2
     layers = mps.discover(model, x[:2])

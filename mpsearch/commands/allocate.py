@@ -34,10 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mpsearch.allocation import allocate, check_feasible, resolve_budgets
-    from mpsearch.core.io import read_structured
+    from mpsearch.core.io import check_output_path, read_structured
     from mpsearch.pipeline import steps
     from mpsearch.report import progress
 
+    check_output_path(args.output, "", "-o")  # before any work
     budgets = budgets_from_flags(args.budget)
     if args.table:
         table = steps.table_from_dict(read_structured(args.table), args.table)

@@ -21,10 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mpsearch.core.io import dump_structured
+    from mpsearch.core.io import check_output_path, dump_structured
     from mpsearch.pipeline import steps
     from mpsearch.report import progress
 
+    check_output_path(args.output, "", "-o")  # before any work
+    if args.table:
+        check_output_path(args.table, "", "--table")
     recipe = load(args.recipe)
     with progress(args.quiet) as bars:
         prep = steps.prepare(recipe, budgets={})

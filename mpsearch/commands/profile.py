@@ -133,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in (".yaml", ".yml", ".json"):
         raise rule_error("mpsearch profile", "-o", "a path ending in .yaml, .yml or .json", args.output)
+    from mpsearch.core.io import check_output_path
+
+    check_output_path(out, "", "-o")  # before any measuring
     name = args.name or out.stem
     base = load_profile(out) if args.append and out.is_file() else None
     if args.formats:

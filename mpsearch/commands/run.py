@@ -29,7 +29,13 @@ def run(args: argparse.Namespace) -> int:
     from mpsearch.pipeline import run_recipe, summary_rows
     from mpsearch.report import print_summary
 
+    from mpsearch.core.io import check_output_path
+
     recipe = load(args.recipe, args.output_dir)
+    # before any work: a run writes <output dir>/<name>/ (the flag's, else the recipe's output.dir)
+    key = "--output-dir" if args.output_dir else f"{args.recipe}: output.dir"
+    check_output_path(recipe.output_dir, "", key, folder=True)
+    check_output_path(recipe.results_dir, "", f"the results folder ({key}/<name>)", folder=True)
     budgets = budgets_from_flags(args.budget)
     torch.set_num_threads(max(1, args.threads))
     result = run_recipe(recipe, quiet=args.quiet, budgets=budgets)

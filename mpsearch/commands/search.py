@@ -26,10 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mpsearch.core.io import check_output_path
     from mpsearch.explorers import search
     from mpsearch.pipeline import steps
     from mpsearch.report import progress
 
+    check_output_path(args.output, "", "-o")  # before any work
     recipe = load(args.recipe)
     budgets = budgets_from_flags(args.budget)
     options = {"storage": args.storage} if args.storage else {}

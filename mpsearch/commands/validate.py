@@ -22,11 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mpsearch.core.io import dump_structured
+    from mpsearch.core.io import check_output_path, dump_structured
     from mpsearch.core.plan import BitPlan
     from mpsearch.pipeline import steps
     from mpsearch.report import progress
 
+    if args.output:  # before any work
+        check_output_path(args.output, "", "-o")
+    if args.export:
+        check_output_path(args.export, "", "--export", folder=True)
     recipe = load(args.recipe)
     plan = BitPlan.load(args.plan)
     with progress(args.quiet) as bars:

@@ -202,3 +202,47 @@ def normalize_bits(value: Any, where: str, key: str) -> tuple[int, ...]:
     if not items:
         raise fail(where, key, BITS_LIST_RULE, items)
     return tuple(sorted({check_bits(b, where, key) for b in items}, reverse=True))
+
+
+def _got(value: Any) -> Any:
+    """A wrong-typed argument as a message shows it: plain values as they are, objects by type."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return shown(value)
+    return _Cut(f"a {type(value).__module__}.{type(value).__qualname__}" if type(value).__module__ != "builtins"
+                else f"{type(value).__qualname__} {shown(value)!r}")
+
+
+def check_type(value: Any, types: type | tuple[type, ...], where: str, key: str, rule: str) -> Any:
+    """``value`` if it is an instance of ``types``: the public verbs' check of their arguments.
+
+    Raises:
+        ConfigError: ``"{where}: {key} must be {rule}, but got None"`` (an object is named by its type).
+    """
+    if not isinstance(value, types):
+        raise rule_error(where, key, rule, _got(value))
+    return value
+
+
+def check_callable(value: Any, where: str, key: str, rule: str) -> Any:
+    """``value`` if it is callable (a loss function, a model factory)."""
+    if not callable(value):
+        raise rule_error(where, key, rule, _got(value))
+    return value
+
+
+def check_iterable(value: Any, where: str, key: str, rule: str) -> Any:
+    """``value`` if it is an iterable of items (batches, layers): a string or a mapping is not."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise rule_error(where, key, rule, _got(value))
+    return value
+
+
+def check_items(values: Any, types: type | tuple[type, ...], where: str, key: str, rule: str,
+                item_rule: str) -> list[Any]:
+    """``values`` as a list when it is an iterable (``rule``) whose every item is an instance of
+    ``types`` (``item_rule``); the message names the first bad item (``"cost_table: layers[2] ..."``).
+    """
+    items = list(check_iterable(values, where, key, rule))
+    for i, item in enumerate(items):
+        check_type(item, types, where, f"{key}[{i}]", item_rule)
+    return items

@@ -74,18 +74,91 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the process umask: what ``open(path, "w")`` would give a new file."""
+    mask = os.umask(0)  # the only way to read the umask is to set it; set it straight back
+    os.umask(mask)
+    return mode & ~mask
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes atomically: a temp file in the same folder, fsync, then ``os.replace``."""
+    """Write bytes atomically: a temp file in the same folder, fsync, then ``os.replace``.
+
+    The file gets the permissions of a plain ``open(path, "w")`` (0o666 less the umask), not
+    the 0o600 of the temp file. A folder or file system that refuses the write raises
+    :class:`ConfigError` naming the path.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"{path}: must be a file path in a writable folder, but writing failed: "
+                          f"{exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"{path}: must be a file path in a writable folder, but writing failed: "
+                              f"{exc.strerror or exc}") from None
         raise
+
+
+def _first_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (the folder a write would create folders in)."""
+    for p in (path, *path.parents):
+        if os.path.lexists(p):
+            return p
+    return Path(".")
+
+
+def _probe_folder(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder`` (None: it can); tries one and removes it."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".mpsearch-probe.", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
+def check_output_path(path: str | os.PathLike[str], where: str, key: str, *, folder: bool = False) -> Path:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    Args:
+        path: the file (or, with ``folder``, the folder) a command will write.
+        where: named first in the message (``"write_profile"``; "" for none: the CLI names the command).
+        key: the flag or key (``"-o"``, ``"--output-dir"``).
+        folder: ``path`` is a folder to create or fill, not a file.
+
+    Raises:
+        ConfigError: ``"{where}: {key} must be {rule}, but got {path!r} ({why})"``: a file path
+            that is a folder, a folder that is a file, a parent that is a file, or a folder
+            where no file can be created.
+    """
+    p = Path(path)
+    what = "a folder path" if folder else "a file path"
+    where = f"{where}: " if where else ""
+    if not str(path):
+        raise ConfigError(f"{where}{key} must be {what}, but got ''")
+    if folder and p.exists() and not p.is_dir():
+        raise ConfigError(f"{where}{key} must be {what}, but got {str(path)!r}, which is a file")
+    if not folder and p.is_dir():
+        raise ConfigError(f"{where}{key} must be {what}, but got {str(path)!r}, which is a folder")
+    base = _first_existing(p if folder else p.parent)
+    if not base.is_dir():
+        raise ConfigError(f"{where}{key} must be {what} whose parent folders are folders, but got "
+                          f"{str(path)!r}, and {str(base)!r} is a file")
+    why = _probe_folder(base)
+    if why is not None:
+        raise ConfigError(f"{where}{key} must be {what} in a writable folder, but got {str(path)!r} "
+                          f"(creating a file in {str(base)!r} failed: {why})")
+    return p

@@ -25,8 +25,15 @@ from mpsearch.quant.methods._base import (
     layer_kind,
     uniform_extra_bits,
 )
+from mpsearch.quant.methods.adaround import AdaRound, AdaRoundConfig
+from mpsearch.quant.methods.bias_correction import BiasCorrection, BiasCorrectionConfig
+from mpsearch.quant.methods.binary import BinaryCode, BinaryCodeConfig
 from mpsearch.quant.methods.capture import capture_inputs
+from mpsearch.quant.methods.gptq import Gptq, GptqConfig
+from mpsearch.quant.methods.kmeans import HessianKMeans, KMeans, KMeansConfig
+from mpsearch.quant.methods.log import Log2
 from mpsearch.quant.methods.rtn import RoundToNearest
+from mpsearch.quant.methods.stochastic import StochasticConfig, StochasticRounding
 
 #: name -> method class.
 METHODS: dict[str, type[WeightMethod]] = {}
@@ -40,7 +47,8 @@ def register_method(cls: type[WeightMethod]) -> type[WeightMethod]:
     return cls
 
 
-for _cls in (RoundToNearest,):
+for _cls in (RoundToNearest, StochasticRounding, AdaRound, BiasCorrection, Gptq, KMeans, HessianKMeans,
+             BinaryCode, Log2):
     register_method(_cls)
 
 
@@ -69,7 +77,21 @@ def make_method(name: str, where: str = "", **options: Any) -> WeightMethod:
 
 
 __all__ = [
+    "AdaRound",
+    "AdaRoundConfig",
+    "BiasCorrection",
+    "BiasCorrectionConfig",
+    "BinaryCode",
+    "BinaryCodeConfig",
     "FLOAT_BITS",
+    "Gptq",
+    "GptqConfig",
+    "HessianKMeans",
+    "KMeans",
+    "KMeansConfig",
+    "Log2",
+    "StochasticConfig",
+    "StochasticRounding",
     "METHODS",
     "MethodConfig",
     "MethodResult",

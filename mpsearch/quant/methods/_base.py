@@ -50,7 +50,9 @@ bits, with one float side value counted as :data:`FLOAT_BITS` (16: fp16). Unifor
 row, plus one zero point of ``spec.bits`` per row when asymmetric
 (:func:`uniform_extra_bits`) -- the same for every uniform method, so a uniform method costs
 exactly what round-to-nearest costs. Float codebook: ``n_rows * K * 16``. Integer codebook:
-``n_rows * (K * 8 + 16)`` (int8 table plus a scale). The bias is not counted here.
+``n_rows * (K * 8 + 16)`` (int8 table plus a scale). A method whose codebook is generated from
+fewer stored numbers says so and counts those (binary code: ``n_rows * bits * 16``, its ``bits``
+scales per row). The bias is not counted here.
 """
 
 from __future__ import annotations

@@ -17,7 +17,11 @@ from mpsearch.core.plan import BitPlan, LayerBits
 from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 
-_RESERVED = ("layer", "w_bits", "a_bits", "omega", "w_granularity", "group_size", "w_zero_point", "a_mode")
+_RESERVED = ("layer", "w_bits", "a_bits", "omega", "w_granularity", "group_size", "w_zero_point", "a_mode",
+             "omega_source")
+#: Where an omega figure came from (``sources["omega"]``): the second-order model alone, the model
+#: checked against a measurement that agreed with it, or the measured loss increase itself.
+OMEGA_SOURCES = ("predicted", "checked", "measured")
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,7 +36,9 @@ class CostTable:
         resources: resource name -> float array, one per row (``size_bytes``, ``bops``, ...).
         ties: groups of layer names that must take the same candidate.
         sources: resource name -> per-row string array saying where each number came
-            from (e.g. "lut" / "roofline"); optional.
+            from (e.g. "lut" / "roofline"); optional. ``sources["omega"]``, where present, says
+            which omega figures were measured (one of :data:`OMEGA_SOURCES` per row; absent:
+            all predicted); it round-trips through :meth:`to_records` as ``omega_source``.
     """
 
     layers: tuple[str, ...]
@@ -78,7 +84,7 @@ class CostTable:
         Every record must carry the same resource names. Layers keep the order in which
         they first appear; a layer's records need not be adjacent.
         """
-        by_layer: dict[str, list[tuple[Candidate, float, dict[str, float]]]] = {}
+        by_layer: dict[str, list[tuple[Candidate, float, dict[str, float], str]]] = {}
         resource_names: tuple[str, ...] | None = None
         for i, rec in enumerate(records):
             if not isinstance(rec, Mapping):
@@ -101,11 +107,14 @@ class CostTable:
                 raise ConfigError(f"{where}: [{i}] layer {rec['layer']!r}: {exc}") from None
             omega = _finite(rec["omega"], where, f"[{i}].omega")
             values = {k: _finite(rec[k], where, f"[{i}].{k}") for k in res}
+            source = rec.get("omega_source", "predicted")
+            if source not in OMEGA_SOURCES:
+                raise rule_error(where, f"[{i}].omega_source", f"one of {', '.join(OMEGA_SOURCES)}", source)
             rows = by_layer.setdefault(str(rec["layer"]), [])
-            if any(c == cand for c, _, _ in rows):
+            if any(r[0] == cand for r in rows):
                 raise ConfigError(f"{where}: [{i}] layer {rec['layer']!r} must list each candidate once, "
                                   f"but {cand.key} appears twice")
-            rows.append((cand, omega, values))
+            rows.append((cand, omega, values, source))
         if not by_layer:
             raise rule_error(where, "records", "non-empty", [])
         names = tuple(by_layer)
@@ -115,8 +124,11 @@ class CostTable:
         omega = np.array([r[1] for r in flat], dtype=np.float64)
         resources = {k: np.array([r[2][k] for r in flat], dtype=np.float64) for k in resource_names or ()}
         candidates = tuple(tuple(r[0] for r in by_layer[n]) for n in names)
+        omega_src = np.array([r[3] for r in flat], dtype=object)
+        # an all-predicted table has no omega sources, as before measured figures existed
+        sources = {"omega": omega_src} if any(s != "predicted" for s in omega_src) else {}
         return cls(layers=names, candidates=candidates, offsets=offsets, omega=omega, resources=resources,
-                   ties=tuple(tuple(str(x) for x in g) for g in (ties or ()) if len(tuple(g)) > 1))
+                   ties=tuple(tuple(str(x) for x in g) for g in (ties or ()) if len(tuple(g)) > 1), sources=sources)
 
     def to_records(self) -> list[dict[str, Any]]:
         """Plain dicts, one per layer x candidate (inverse of :meth:`from_records`)."""
@@ -128,6 +140,8 @@ class CostTable:
                                        **format_fields(cand), "omega": float(self.omega[row])}
                 for k, arr in self.resources.items():
                     rec[k] = float(arr[row])
+                if "omega" in self.sources:
+                    rec["omega_source"] = str(self.sources["omega"][row])
                 out.append(rec)
         return out
 

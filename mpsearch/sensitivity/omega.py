@@ -115,6 +115,22 @@ def _fake_quant_activation(x: torch.Tensor, bits: int, lo: float, hi: float, cap
     return fake_quantize(x, scale.to(x.device), zp.to(x.device), spec)
 
 
+def _measured(empirical: Any, cand: Any, name: str) -> float:
+    """Omega of ``cand`` from ``method="empirical"``'s keys (``w4a8``, else ``w4``; 16-bit weights: 0).
+
+    The measured figure is the loss increase with the layer alone quantized by the method's own
+    weight quantizer (its ``granularity``), used as it is for every candidate with those bits.
+    """
+    for key in (f"w{cand.w_bits}a{cand.a_bits}", f"w{cand.w_bits}"):
+        if key in empirical:
+            return max(float(empirical[key]), 0.0)  # a measured decrease is noise, not a gain
+    if cand.w_bits >= 16:
+        return 0.0  # kept in 16-bit: nothing measured, nothing lost
+    raise ConfigError(f"cost_table: empirical sensitivity of layer {name!r} must measure w_bits {cand.w_bits} "
+                      f"(candidate {cand.key}), but it has {sorted(empirical)} (fix: EmpiricalConfig(w_bits=...) "
+                      f"or sensitivity.settings.w_bits listing every candidate weight width)")
+
+
 def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivity, profile: HardwareProfile | str,
                w_bits: Sequence[int] | None = (2, 4, 8), a_bits: Sequence[int] | None = (8,), *,
                calib_batches: Iterable[Any] | None = None, granularity: str | None = None,
@@ -130,8 +146,9 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
         w_bits, a_bits: the user's bit-widths (None: all the device runs).
         calib_batches: ``(inputs, targets)`` pairs for the activation term.
         granularity: weight granularity of the candidates (default: the profile's first).
-        curvature: "auto" (trace, else Fisher, else eigenvalue), "trace", "fisher" or
-            "eigenvalue": which sensitivity figure scales ``||Q(W) - W||^2``.
+        curvature: "auto" (trace, else Fisher, else eigenvalue, else the measured loss
+            increases of ``method="empirical"``), "trace", "fisher" or "eigenvalue": which
+            sensitivity figure scales ``||Q(W) - W||^2``.
         ties: groups of layers that must take one candidate; None means the groups of
             layers reading the same input tensor (``mpsearch.model.input_ties``: they share
             one activation quantizer); pass ``[]`` for none.
@@ -169,6 +186,10 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
     for i, name in enumerate(table.layers):  # rows follow the given layer order
         rec = sens[name]
         curv = _curvature(rec, curvature)
+        if curv is None and rec.empirical and curvature == "auto":  # method="empirical": measured figures
+            for j, cand in enumerate(table.candidates[i]):
+                omega[int(table.offsets[i]) + j] = _measured(rec.empirical, cand, name)
+            continue
         if curv is None:
             raise ConfigError(f"cost_table: sensitivity of layer {name!r} must have a {curvature} figure, "
                               f"but it has none (method {sens.method!r})")

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "allocate": "mpsearch.commands.allocate",
     "search": "mpsearch.commands.search",
     "validate": "mpsearch.commands.validate",
+    "export": "mpsearch.commands.export",
 }
 
 EXIT_OK, EXIT_USAGE = 0, 2

@@ -120,9 +120,51 @@ def _lm_inputs(recipe: Recipe) -> Inputs:
 
 
 def load_inputs(recipe: Recipe) -> Inputs:
-    """The model and batches of ``recipe`` (a demo model trains on first use: seconds, minutes for an LM)."""
+    """The model and batches of ``recipe`` (a demo model trains on first use: seconds, minutes for an LM).
+
+    With ``data.calibration: distilled`` the train batches are replaced by :func:`distilled_inputs`.
+    """
     if is_import_path(recipe.model):
-        return _imported_inputs(recipe)
-    if recipe.data.source == "stdlib_text":
-        return _lm_inputs(recipe)
-    return _demo_inputs(recipe)
+        inputs = _imported_inputs(recipe)
+    elif recipe.data.source == "stdlib_text":
+        inputs = _lm_inputs(recipe)
+    else:
+        inputs = _demo_inputs(recipe)
+    return distilled_inputs(recipe, inputs) if recipe.data.calibration == "distilled" else inputs
+
+
+def distilled_inputs(recipe: Recipe, inputs: Inputs) -> Inputs:
+    """``inputs`` with train batches distilled from the model's BatchNorm statistics (ZeroQ).
+
+    As many batches of ``data.batch_size`` as sensitivity and calibration read
+    (``max(data.calib_batches, sensitivity.n_batches)``), each distilled for ``data.distill_iters``
+    Adam steps (seed: the recipe's); labels are the float model's predictions. Validation and
+    test batches stay real: they measure the result.
+
+    Raises:
+        UnsupportedModelError: the model has no BatchNorm (naming the recipe file).
+    """
+    import time
+
+    from mpsearch.errors import UnsupportedModelError
+    from mpsearch.quant.distill import DistillConfig, distill_data
+
+    if len(inputs.example_inputs) != 1:
+        raise ConfigError(f"{recipe.path}: data.calibration 'distilled' needs a model with one input tensor, but "
+                          f"this one takes {len(inputs.example_inputs)}")
+    n_batches = max(recipe.data.calib_batches, recipe.sensitivity.n_batches)
+    shape = tuple(int(d) for d in inputs.example_inputs[0].shape[1:])
+    config = DistillConfig(n_iter=recipe.data.distill_iters, batch_size=recipe.data.batch_size, seed=recipe.seed)
+    start = time.perf_counter()
+    try:
+        x = distill_data(inputs.model, n_batches * recipe.data.batch_size, shape, config)
+    except UnsupportedModelError as exc:
+        raise UnsupportedModelError(f"{recipe.path}: data.calibration 'distilled': {exc}") from None
+    with torch.no_grad():
+        labels = inputs.model(x).argmax(-1)
+    bs = recipe.data.batch_size
+    train = [(x[i:i + bs], labels[i:i + bs]) for i in range(0, len(x), bs)]
+    info = dict(inputs.info, calibration="distilled", distilled_examples=int(len(x)),
+                distill_time_s=round(time.perf_counter() - start, 3))
+    return Inputs(model=inputs.model, train=train, val=inputs.val, test=inputs.test,
+                  example_inputs=inputs.example_inputs, info=info, task=inputs.task)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from mpsearch.core.checks import check_int, check_number
+from mpsearch.core.checks import check_int, check_number, is_int
 from mpsearch.errors import UnsupportedModelError, rule_error
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -100,8 +100,7 @@ def distill_data(model: nn.Module, n: int, input_shape: Sequence[int], config: D
     """
     config = DistillConfig() if config is None else config
     check_int(n, "distill_data", "n", min=1)
-    if not isinstance(input_shape, (tuple, list, torch.Size)) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in input_shape):
+    if not isinstance(input_shape, (tuple, list, torch.Size)) or not all(is_int(d, min=1) for d in input_shape):
         raise rule_error("distill_data", "input_shape", "a sequence of positive ints (one example's shape)",
                          input_shape)
     bns = _batchnorms(model, "distill_data")

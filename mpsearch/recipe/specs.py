@@ -55,17 +55,27 @@ BUILTIN_SOURCES = ("digits", "stdlib_text")
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the batches come from: ``source`` is "digits", "stdlib_text" or an import path."""
+    """Where the batches come from: ``source`` is "digits", "stdlib_text" or an import path.
+
+    ``calibration: distilled`` makes sensitivity, calibration and fine-tuning read ZeroQ data
+    distilled from the model's BatchNorm statistics (labels: the float model's predictions)
+    instead of the source's train split; validation and test stay real. ``distill_iters`` is
+    the number of Adam steps per distilled batch.
+    """
 
     source: str = "digits"
     batch_size: int = 128
     calib_batches: int = 4
+    calibration: str = "real"
+    distill_iters: int = 200
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not (self.source in BUILTIN_SOURCES or is_import_path(self.source)):
             raise fail("DataSpec", "source", "'digits', 'stdlib_text' or 'package.module:function'", self.source)
         check_int(self.batch_size, "DataSpec", "batch_size", min=1)
         check_int(self.calib_batches, "DataSpec", "calib_batches", min=1)
+        check_choice(self.calibration, "DataSpec", "calibration", ("real", "distilled"))
+        check_int(self.distill_iters, "DataSpec", "distill_iters", min=1)
 
 
 @dataclass(frozen=True)

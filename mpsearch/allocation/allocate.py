@@ -21,7 +21,7 @@ from mpsearch.allocation.exact import ExactSolver
 from mpsearch.allocation.problem import Problem
 from mpsearch.allocation.solvers import get_backend
 from mpsearch.allocation.status import INFEASIBLE, OPTIMAL, SolverOutcome
-from mpsearch.core.checks import check_number
+from mpsearch.core.checks import check_number, check_type
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.profile import Rules
@@ -77,6 +77,7 @@ def allocate(table: CostTable, budgets: Budgets | Mapping[str, Any] | Iterable[A
         UnknownNameError: a budget names a resource the table lacks, or an unknown solver/layer.
         ConfigError: a malformed budget, or a pin to a candidate the layer lacks.
     """
+    check_type(table, CostTable, "allocate", "table", "a CostTable (from mpsearch.cost_table or CostTable.from_records)")
     t_start = time.perf_counter()
     parsed = resolve_budgets(budgets, table, relative=relative)
     check_gap_rel(gap_rel)

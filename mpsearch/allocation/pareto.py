@@ -17,7 +17,7 @@ from mpsearch.allocation.pins import resolve_pins
 from mpsearch.allocation.problem import Problem
 from mpsearch.allocation.solvers import get_backend
 from mpsearch.allocation.status import INFEASIBLE
-from mpsearch.core.checks import check_int
+from mpsearch.core.checks import check_int, check_type
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.profile import Rules
@@ -92,6 +92,8 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
     Returns:
         A :class:`ParetoFront` sorted by ``resource``.
     """
+    check_type(table, CostTable, "pareto", "table", "a CostTable (from mpsearch.cost_table or CostTable.from_records)")
+    check_type(resource, str, "pareto", "resource", "a resource name such as 'size_bytes'")
     check_int(n_points, "pareto", "n_points", min=2)
     check_resources(table, [resource])
     others = resolve_budgets(other_budgets, table, relative=relative, where="other_budgets")

@@ -223,6 +223,8 @@ def to_integer(qmodel: nn.Module, example_inputs: Any, config: IntegerConfig | N
                else f"it is a {type(qmodel).__name__}, not the fx.GraphModule that mpsearch.quantize returns")
         raise UnsupportedModelError(f"to_integer: qmodel must be a graph-mode fake-quant model, but {why}")
     check_supported(qmodel, config.integer_only)
+    if not isinstance(example_inputs, (torch.Tensor, tuple, list)):
+        raise rule_error("to_integer", "example_inputs", "a tensor or a tuple of tensors", type(example_inputs))
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise rule_error("to_integer", "example_inputs", "a tensor or a tuple of tensors", type(example_inputs))

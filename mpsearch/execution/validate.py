@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
+from mpsearch.core.checks import check_iterable, check_type
 from mpsearch.errors import rule_error
 from mpsearch.execution.program import IntegerModel
 
@@ -173,6 +174,9 @@ def validate(imodel: IntegerModel, qmodel: nn.Module, batches: Iterable[Any], *,
     Returns:
         A :class:`ValidationReport`.
     """
+    check_type(imodel, IntegerModel, "validate", "imodel", "an IntegerModel (from mpsearch.to_integer)")
+    check_type(qmodel, nn.Module, "validate", "qmodel", "the fake-quant torch.nn.Module (from mpsearch.quantize)")
+    check_iterable(batches, "validate", "batches", "an iterable of input tensors or (inputs, labels) pairs")
     device = imodel.device
     qmodel = qmodel.to(device).eval()
     xs: list[Tensor] = []

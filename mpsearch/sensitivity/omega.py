@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from mpsearch.core.checks import check_items, check_type
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer, Sensitivity
@@ -162,6 +163,12 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
         ``energy_uj`` where the profile models energy) and ``sources["latency_ms"]``.
     """
     from mpsearch.hardware import load_profile, resource_table
+
+    check_type(model, torch.nn.Module, "cost_table", "model", "a torch.nn.Module")
+    check_items(layers, Layer, "cost_table", "layers", "a list of Layer (from mpsearch.discover)",
+                "a Layer (from mpsearch.discover)")
+    check_type(sens, Sensitivity, "cost_table", "sens", "a Sensitivity (from mpsearch.analyze)")
+    check_type(profile, (HardwareProfile, str), "cost_table", "profile", "a HardwareProfile or a profile name / path")
 
     if curvature != "auto" and curvature not in CURVATURES:
         raise rule_error("cost_table", "curvature", f"one of auto, {', '.join(CURVATURES)}", curvature)

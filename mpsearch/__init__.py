@@ -49,6 +49,7 @@ _VERBS = {
     "search": "mpsearch.explorers",
     "to_integer": "mpsearch.execution",
     "validate": "mpsearch.execution",
+    "export_onnx": "mpsearch.execution.export",
 }
 
 

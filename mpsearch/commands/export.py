@@ -40,10 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from mpsearch.core.io import dump_structured
     from mpsearch.core.plan import BitPlan
     from mpsearch.execution.export import ExportConfig, export_onnx, validate_onnx
+    from mpsearch.execution.export.export import check_output_path
     from mpsearch.pipeline import steps
     from mpsearch.report import progress
 
     ExportConfig(opset=args.opset, low_bits=args.low_bits, bias=args.bias)  # bad options stop before the work
+    check_output_path(args.output)
     recipe = load(args.recipe)
     plan = BitPlan.load(args.plan)
     with progress(args.quiet):

@@ -88,7 +88,8 @@ def check_exportable(gm: fx.GraphModule) -> None:
                                         f"mpsearch's exporter. Supported: {', '.join(supported)}")
 
 
-def _check_path(path: str | os.PathLike[str]) -> Path:
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path, or ConfigError when it is a directory or its folder is missing."""
     out = Path(path)
     if out.is_dir():
         raise rule_error("export_onnx", "path", "a file path (not an existing directory)", str(path))
@@ -220,7 +221,7 @@ def export_onnx(qmodel: nn.Module, example_inputs: Any, path: str | os.PathLike[
         ConfigError: a bad option, or ``path`` is a directory.
     """
     config = ExportConfig(opset=opset, low_bits=low_bits, bias=bias)
-    out = _check_path(path)
+    out = check_output_path(path)
     model, _ = build_onnx(qmodel, example_inputs, config, plan=plan, budgets=budgets)
     write_bytes_atomic(out, onnx_proto.serialize(model))
     return out

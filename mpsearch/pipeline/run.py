@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from mpsearch.allocation import uniform_plan  # numpy only: pulp loads lazily
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
-from mpsearch.pipeline import steps
+from mpsearch.pipeline import guard, steps
 from mpsearch.recipe import Recipe
 from mpsearch.report.files import write_run_files, write_summary
 from mpsearch.report.progress import Progress, progress
@@ -86,8 +86,13 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
     with _timed(timings, "sensitivity_s"):
         sens = steps.sensitivity_step(prep, bars)
         table = steps.table_step(prep, sens)
+        if recipe.sensitivity.calibrate and recipe.sensitivity.method != "empirical":  # empirical: all measured
+            table = guard.calibrate_step(prep, table)
     with _timed(timings, "allocation_s"):
         plan = steps.stable_plan(steps.choose_plan(prep, table, bars))
+    if recipe.allocation.guard:
+        with _timed(timings, "guard_s"):
+            plan = guard.guard_step(prep, table, plan)
     with _timed(timings, "frontier_s"):  # frontier and baselines: PTQ accuracy of each, on the validation split
         val = prep.inputs.split(recipe.validation.split)
         front, frontier = _frontier(prep, table, val, bars)

@@ -25,7 +25,7 @@ RECIPE_VERSION = 1
 ALLOCATION_METHODS = ("ilp", "optuna", "rl")
 DATA_SPLITS = ("train", "val", "test")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_NAME = re.compile(r"^[\w.-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_][\w.-]*$")  # one path component, never "." or "..": results go to <dir>/<name>
 
 
 def is_import_path(text: Any) -> bool:
@@ -85,9 +85,16 @@ class SensitivitySpec:
     method: str = "hessian"
     n_batches: int = 2
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # measure omega where the second-order model breaks (mpsearch.sensitivity.calibrate)
+    calibrate: bool = True
+    calibrate_factor: float = 2.0
+    calibrate_max_evaluations: int = 64
 
     def __post_init__(self) -> None:
         check_int(self.n_batches, "SensitivitySpec", "n_batches", min=1)
+        check_bool(self.calibrate, "SensitivitySpec", "calibrate", rule="true or false")
+        check_number(self.calibrate_factor, "SensitivitySpec", "calibrate_factor", min=1)
+        check_int(self.calibrate_max_evaluations, "SensitivitySpec", "calibrate_max_evaluations", min=0)
         if not isinstance(self.settings, Mapping):
             raise fail("SensitivitySpec", "settings", "a mapping of config field -> value", self.settings)
 
@@ -146,9 +153,11 @@ class AllocationSpec:
     gap_rel: float = DEFAULT_GAP_REL
     n_trials: int = 200
     pareto: ParetoSpec | None = field(default_factory=ParetoSpec)
+    guard: bool = True  # compare the plan with uniform and greedy plans on the val split (pipeline/guard.py)
 
     def __post_init__(self) -> None:
         check_choice(self.method, "AllocationSpec", "method", ALLOCATION_METHODS)
+        check_bool(self.guard, "AllocationSpec", "guard", rule="true or false")
         check_int(self.n_trials, "AllocationSpec", "n_trials", min=1)
         check_gap_rel(self.gap_rel, "AllocationSpec", "gap_rel")
 
@@ -219,8 +228,9 @@ class Recipe:
 
     def __post_init__(self) -> None:
         where = self.path
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise fail(where, "name", "a non-empty name of letters, digits, '_', '-' or '.'", self.name)
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise fail(where, "name", "a single safe folder name (letters, digits, '_', '-' and '.', not "
+                                      "starting with '.' or '-')", self.name)
         check_int(self.seed, where, "seed", min=0)
         if not isinstance(self.model, str) or not self.model:
             raise fail(where, "model", "a demo model name or 'package.module:function'", self.model)

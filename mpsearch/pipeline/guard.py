@@ -1,0 +1,148 @@
+"""The guard (issue #21): a plan is never returned when a simple baseline is better on validation data.
+
+After allocating, :func:`guard_plan` evaluates the chosen plan, every uniform plan that meets the
+same budgets (so at or below its size) and the greedy baseline (per-layer weight-quantization
+MSE x parameters, :func:`mpsearch.allocation.greedy.greedy_plan`). If a baseline scores better,
+the candidates the plan took below that baseline's choice are removed and the ILP runs again;
+the better of the re-allocated plan and the baseline is returned. ``plan.meta["guard"]`` says
+what was compared, on which split, whether the plan changed and why.
+
+In the API it is optional (call :func:`guard_plan` with your own ``evaluate``); recipes run it
+by default (``allocation.guard: true``), on the validation split, through :func:`guard_step`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from mpsearch.allocation import allocate, uniform_plan
+from mpsearch.allocation.greedy import greedy_plan
+from mpsearch.allocation.pins import resolve_pins
+from mpsearch.core.cost_table import CostTable
+from mpsearch.core.plan import BitPlan
+from mpsearch.core.profile import Rules
+
+
+def _meets(table: CostTable, plan: BitPlan, limits: dict[str, float], pins: dict[int, str]) -> bool:
+    rows = table.rows_for_plan(plan)
+    tot = table.totals(rows)
+    keys_ok = all(plan.layers[table.layers[i]].key == k for i, k in pins.items())
+    return keys_ok and all(tot[r] <= lim * (1 + 1e-9) for r, lim in limits.items())
+
+
+def _baselines(table: CostTable, limits: dict[str, float], pins: dict[int, str],
+               greedy: BitPlan | None) -> dict[str, BitPlan]:
+    """Label -> every uniform plan that meets the budgets and rules, and the greedy plan."""
+    out: dict[str, BitPlan] = {}
+    seen = set()
+    for cs in table.candidates:
+        for c in cs:
+            if c.key in seen:
+                continue
+            seen.add(c.key)
+            plan, others = uniform_plan(table, c.w_bits, c.a_bits, key=c.key if c.is_format else None)
+            if not others and _meets(table, plan, limits, pins):
+                out[f"uniform {c.key}"] = plan
+    if greedy is not None and _meets(table, greedy, limits, pins):
+        rows = table.rows_for_plan(greedy)  # totals and objective on the real table
+        out["greedy (weight MSE)"] = table.plan_from_rows(rows, solver="greedy", status="given", meta=dict(greedy.meta))
+    return out
+
+
+def _without(table: CostTable, plan: BitPlan, better: BitPlan) -> tuple[CostTable, list[str]]:
+    """``table`` less the candidates ``plan`` took that are smaller than ``better``'s in that layer (per tie group)."""
+    size = "size_bytes" if "size_bytes" in table.resources else table.resource_names[0]
+    drop: dict[str, str] = {}
+    for name in table.layers:
+        mine, theirs = plan.layers[name].key, better.layers[name].key
+        if table.resources[size][table.row_of(name, mine)] < table.resources[size][table.row_of(name, theirs)]:
+            drop[name] = mine
+    for group in table.ties:  # tied layers keep the same candidates
+        key = next((drop[n] for n in group if n in drop), None)
+        if key is not None:
+            drop.update({n: key for n in group})
+    recs = [r for r in table.to_records() if drop.get(r["layer"]) != _key(table, r)]
+    return CostTable.from_records(recs, ties=table.ties, where="guard"), [f"{n}:{k}" for n, k in drop.items()]
+
+
+def _key(table: CostTable, rec: dict[str, Any]) -> str:
+    i = table.index_of(rec["layer"])
+    return next(c.key for c in table.candidates[i] if c.w_bits == rec["w_bits"] and c.a_bits == rec["a_bits"]
+                and c.w_granularity == rec.get("w_granularity", c.w_granularity) and c.group_size == rec.get("group_size")
+                and c.w_zero_point == rec.get("w_zero_point", False) and c.a_mode == rec.get("a_mode", "static"))
+
+
+def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable[[BitPlan], float], *,
+               higher_is_better: bool, greedy: BitPlan | None = None, rules: Rules | None = None,
+               solver: str = "cbc", gap_rel: float | None = None, split: str = "val") -> BitPlan:
+    """``plan``, or a better plan when a baseline beats it on ``evaluate`` (see the module docstring).
+
+    Args:
+        plan: the allocated plan.
+        table: the cost table it was allocated on.
+        budgets: the budgets it was allocated under (resolved against ``table``).
+        evaluate: plan -> metric on validation data (quantize and score it).
+        higher_is_better: the metric's direction (accuracy: True; bits per byte: False).
+        greedy: the greedy baseline plan (None: not compared).
+        rules: the profile's placement rules.
+        solver, gap_rel: for the re-allocation.
+        split: the data split ``evaluate`` reads (named in the metadata).
+
+    Returns:
+        The plan to use, with ``meta["guard"]``: ``changed``, ``reason``, ``chosen`` (a label),
+        ``split`` and ``values`` (label -> metric of every plan evaluated).
+    """
+    from mpsearch.allocation import resolve_budgets
+
+    resolved = resolve_budgets(budgets, table, where="guard")
+    limits = {b.resource: b.absolute(*table.extremes(b.resource)) for b in resolved.entries}
+    pins = resolve_pins(table, None, rules)
+    better = (lambda a, b: a > b) if higher_is_better else (lambda a, b: a < b)
+    values = {"mixed": evaluate(plan)}
+    bases = _baselines(table, limits, pins, greedy)
+    values.update({label: evaluate(p) for label, p in bases.items()})
+    best = None
+    for label in bases:  # the best baseline; ties go to the first (uniform before greedy)
+        if best is None or better(values[label], values[best]):
+            best = label
+    info: dict[str, Any] = {"split": split, "higher_is_better": higher_is_better, "changed": False, "chosen": "mixed"}
+    if best is None or not better(values[best], values["mixed"]):
+        info["reason"] = (f"the mixed plan ({values['mixed']:.6g}) is at least as good as every baseline "
+                          f"that meets the budgets ({', '.join(bases) or 'none'})")
+        return replace(plan, meta={**plan.meta, "guard": {**info, "values": values}})
+    sub, removed = _without(table, plan, bases[best])
+    kwargs = {} if gap_rel is None else {"gap_rel": gap_rel}
+    again = allocate(sub, resolved, rules=rules, solver=solver, **kwargs)
+    values["mixed, re-allocated"] = evaluate(again)
+    if better(values[best], values["mixed, re-allocated"]):
+        chosen, out = best, bases[best]
+    else:
+        chosen, out = "mixed, re-allocated", again
+    info.update(changed=True, chosen=chosen, removed=removed,
+                reason=(f"{best} scored {values[best]:.6g} against the mixed plan's {values['mixed']:.6g} on the "
+                        f"{split} split; re-allocating without {len(removed)} candidates the plan took below it "
+                        f"scored {values['mixed, re-allocated']:.6g}; kept: {chosen}"))
+    return replace(out, meta={**out.meta, "guard": {**info, "values": values}})
+
+
+def guard_step(prep: Any, table: CostTable, plan: BitPlan) -> BitPlan:
+    """:func:`guard_plan` of a recipe run: PTQ on the calibration batches, scored on the validation split."""
+    from mpsearch.pipeline import steps
+    from mpsearch.sensitivity.calibrate import weight_error_table
+
+    val = prep.inputs.val
+    greedy = greedy_plan(weight_error_table(prep.inputs.model, table, prep.profile), prep.budgets, prep.profile.rules)
+    return guard_plan(plan, table, prep.budgets, lambda p: steps.metric(prep, steps.quantize_plan(prep, p), val),
+                      higher_is_better=prep.inputs.task.higher_is_better, greedy=greedy, rules=prep.profile.rules,
+                      solver=prep.recipe.allocation.solver, gap_rel=prep.recipe.allocation.gap_rel)
+
+
+def calibrate_step(prep: Any, table: CostTable) -> CostTable:
+    """:func:`~mpsearch.sensitivity.calibrate.calibrate_omega` on the run's calibration batches."""
+    from mpsearch.sensitivity.calibrate import CalibrationConfig, calibrate_omega
+
+    spec = prep.recipe.sensitivity
+    config = CalibrationConfig(factor=spec.calibrate_factor, max_evaluations=spec.calibrate_max_evaluations)
+    batches = prep.inputs.train[: prep.recipe.data.calib_batches]
+    return calibrate_omega(prep.inputs.model, table, prep.inputs.task.loss_fn, batches, prep.profile, config)

@@ -6,6 +6,7 @@ import os
 from typing import Any, Mapping
 
 from mpsearch.core.io import write_text_atomic
+from mpsearch.report.guard import guard_section
 from mpsearch.report.metric import metric_view
 
 
@@ -79,6 +80,7 @@ def render_report(s: Mapping[str, Any]) -> str:
                       "image or two from seed to seed: compare plans over several seeds or splits before calling "
                       "a difference of a few images (docs/BENCHMARKS.md, \"End to end\").", ""]
             break
+    L += guard_section(s)
     ft = s.get("finetune")
     if ft:
         d = ft.get("distill")

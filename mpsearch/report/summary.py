@@ -107,7 +107,14 @@ def run_summary(header: RunHeader, run: RunRecord, timings_s: Mapping[str, float
         "validation_split": header.validation_split,
         "inputs": header.inputs, "timings_s": timings_s,
         "frontier": run.frontier, "pareto_resource": None if run.front is None else run.front.resource,
+        "guard": plan.meta.get("guard"), "omega_sources": _omega_sources(run.table),
     })
+
+
+def _omega_sources(table: CostTable) -> dict[str, int] | None:
+    """How many omega figures were measured, checked or predicted (None: all predicted)."""
+    src = table.sources.get("omega")
+    return None if src is None else {k: int(sum(1 for x in src if x == k)) for k in ("measured", "checked", "predicted")}
 
 
 def layer_rows(run: RunRecord) -> list[dict[str, Any]]:

@@ -1,0 +1,26 @@
+"""The report's "Guard and measured omega" section (issue #21): did the guard change the plan, and why."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def guard_section(s: Mapping[str, Any]) -> list[str]:
+    """Markdown lines from ``summary["guard"]`` (the plan's ``meta["guard"]``) and ``summary["omega_sources"]``."""
+    g, src = s.get("guard"), s.get("omega_sources")
+    if not g and not src:
+        return []
+    L = ["## Guard and measured omega", ""]
+    if src:
+        L += [f"Omega figures: {src.get('measured', 0)} measured (the second-order prediction was off by more than "
+              f"the calibration factor), {src.get('checked', 0)} checked against a measurement and kept, "
+              f"{src.get('predicted', 0)} predicted only (`cost_table.json`: `omega_source`).", ""]
+    if g:
+        better = "higher" if g.get("higher_is_better") else "lower"
+        L += [f"The guard scored the plan against every uniform plan within the budgets and the greedy "
+              f"weight-MSE plan on the `{g.get('split')}` split ({better} is better). "
+              + ("**It changed the plan**: " if g.get("changed") else "It kept the plan: ") + f"{g.get('reason')}.", "",
+              "| plan | score |", "|---|---|"]
+        L += [f"| {label}{' (returned)' if label == g.get('chosen') else ''} | {v:.6g} |" for label, v in g.get("values", {}).items()]
+        L.append("")
+    return L

@@ -92,7 +92,7 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
         plan = steps.stable_plan(steps.choose_plan(prep, table, bars))
     if recipe.allocation.guard:
         with _timed(timings, "guard_s"):
-            plan = guard.guard_step(prep, table, plan)
+            plan = steps.stable_plan(guard.guard_step(prep, table, plan))
     with _timed(timings, "frontier_s"):  # frontier and baselines: PTQ accuracy of each, on the validation split
         val = prep.inputs.split(recipe.validation.split)
         front, frontier = _frontier(prep, table, val, bars)

@@ -11,10 +11,11 @@ from mpsearch.allocation.allocate import DEFAULT_GAP_REL, GAP_REL_RULE, allocate
 from mpsearch.allocation.budgets import (Budget, Budgets, UniformBudget, check_resources, parse_budget, parse_budgets,
                                          parse_uniform, parse_value, resolve_budgets)
 from mpsearch.allocation.feasible import check_feasible
+from mpsearch.allocation.kbest import allocate_k_best, pick_by_evaluation
 from mpsearch.allocation.pareto import ParetoFront, pareto
 from mpsearch.allocation.solvers import SOLVERS
 from mpsearch.allocation.uniform import uniform_plan
 
-__all__ = ["Budget", "Budgets", "DEFAULT_GAP_REL", "GAP_REL_RULE", "ParetoFront", "SOLVERS", "UniformBudget", "allocate",
+__all__ = ["Budget", "Budgets", "DEFAULT_GAP_REL", "GAP_REL_RULE", "ParetoFront", "SOLVERS", "UniformBudget", "allocate", "allocate_k_best",
            "check_feasible", "check_gap_rel", "check_resources", "parse_budget", "parse_budgets",
-           "parse_uniform", "parse_value", "pareto", "resolve_budgets", "uniform_plan"]
+           "parse_uniform", "parse_value", "pareto", "pick_by_evaluation", "resolve_budgets", "uniform_plan"]

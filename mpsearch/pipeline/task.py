@@ -23,9 +23,9 @@ class Task:
     """The loss and the metric of a run.
 
     Attributes:
-        name: "classification" or "language_model".
+        name: "classification", "language_model" or "regression".
         loss_fn: mean loss of a batch, ``loss_fn(outputs, targets)``.
-        metric: the metric's name in reports ("accuracy", "bits_per_byte").
+        metric: the metric's name in reports ("accuracy", "bits_per_byte", "psnr_db").
         evaluate: ``evaluate(model, batches) -> float`` over ``(inputs, targets)`` batches.
         higher_is_better: True for accuracy, False for bits per byte.
         unit: "fraction" (reports print it in percent) or the unit reports print after it.
@@ -66,10 +66,18 @@ def _lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return lm_loss(logits, targets)
 
 
+def _psnr(model: nn.Module, batches: Iterable[Any]) -> float:
+    from mpsearch.demo.images import psnr
+
+    return float(psnr(model, batches))
+
+
 CLASSIFICATION = Task("classification", nn.CrossEntropyLoss(), "accuracy", _accuracy, True, "fraction")
 LANGUAGE_MODEL = Task("language_model", _lm_loss, "bits_per_byte", _bits_per_byte, False, "bits/byte")
+# Image regression (the denoising demo): mean squared error, scored by PSNR over every pixel.
+REGRESSION = Task("regression", nn.MSELoss(), "psnr_db", _psnr, True, "dB")
 
-TASKS = {t.name: t for t in (CLASSIFICATION, LANGUAGE_MODEL)}
+TASKS = {t.name: t for t in (CLASSIFICATION, LANGUAGE_MODEL, REGRESSION)}
 
 
 def get_task(name: str) -> Task:

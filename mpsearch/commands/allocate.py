@@ -11,7 +11,11 @@ import argparse
 from mpsearch.allocation import DEFAULT_GAP_REL, GAP_REL_RULE, check_gap_rel  # numpy only: pulp loads lazily
 from mpsearch.commands._common import add_budget_flag, budgets_from_flags, load
 from mpsearch.core.plan import BitPlan
-from mpsearch.errors import MpsearchError
+from mpsearch.errors import ConfigError, MpsearchError
+
+# Without a budget the optimum is every layer at its widest candidate: a plan, but not a choice.
+NO_BUDGET = ("at least one --budget RESOURCE=VALUE must be given (or a budgets: section in the recipe), but got "
+             "none with {source}; without a budget every layer takes its widest candidate")
 
 HELP = "Choose bits per layer with the ILP under one or more budgets (proven optimal with --gap-rel 0); write the plan."
 
@@ -40,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_path(args.output, "", "-o")  # before any work
     budgets = budgets_from_flags(args.budget)
+    if args.table and budgets is None:
+        raise ConfigError(NO_BUDGET.format(source="--table"))
     if args.table:
         table = steps.table_from_dict(read_structured(args.table), args.table)
         resolved = resolve_budgets(budgets, table, where="--budget")
@@ -47,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         check_feasible(table, resolved, solver=args.solver, where=args.table, fix_subject="the --budget values")
     else:
         recipe = load(args.recipe)
+        if budgets is None and not recipe.budgets.entries:
+            raise ConfigError(NO_BUDGET.format(source=f"--recipe {args.recipe} (its budgets: section is empty)"))
         with progress(args.quiet) as bars:
             prep = steps.prepare(recipe, budgets)  # resolves and checks the budgets
             table = steps.table_step(prep, steps.sensitivity_step(prep, bars))

@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mpsearch.core.io import check_output_path, dump_structured
     from mpsearch.core.plan import BitPlan
+    from mpsearch.hardware.plans import check_plan_runs
     from mpsearch.pipeline import steps
     from mpsearch.report import progress
 
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     with progress(args.quiet) as bars:
         prep = steps.prepare(recipe, budgets={})
         plan.check_layers([lay.name for lay in prep.layers], where=args.plan)
+        check_plan_runs(plan, prep.layers, prep.profile, where=args.plan)  # bits the device cannot run stop here
         qmodel = steps.quantize_plan(prep, plan)
         if args.finetune:
             steps.finetune_step(prep, qmodel, bars)

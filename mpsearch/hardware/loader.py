@@ -72,6 +72,8 @@ def resolve_profile(name_or_path: str | os.PathLike[str]) -> Path:
     """
     if isinstance(name_or_path, os.PathLike) or _is_path(str(name_or_path)):
         path = Path(name_or_path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: profile must be a file, but it is a directory")
         if not path.is_file():
             raise ConfigError(f"{path}: profile file must exist, but it was not found")
         return path

@@ -90,6 +90,14 @@ def check_recipe(recipe: Recipe) -> None:
         import_object(recipe.data.source, where, "data.source")
     sensitivity_config(recipe)
     budgets = recipe.budgets  # parsed when the Recipe was built
+    # the resources a cost table of this profile will have (hardware/costs.py LayerCost.resources)
+    resources = ["size_bytes", "bops", "latency_ms", *(["energy_uj"] if profile.cost.energy is not None else [])]
+    for b in budgets.entries:
+        if b.resource not in resources:
+            raise unknown_name("resource", b.resource, resources, f"{where}: budgets")
+    pareto = recipe.allocation.pareto
+    if pareto is not None and pareto.resource not in resources:
+        raise unknown_name("resource", pareto.resource, resources, f"{where}: allocation.pareto.resource")
     for b in budgets.entries:
         if isinstance(b, UniformBudget) and b.key is not None:
             runs = tuple(recipe.hardware.formats or ())

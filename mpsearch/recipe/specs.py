@@ -25,7 +25,8 @@ RECIPE_VERSION = 1
 ALLOCATION_METHODS = ("ilp", "optuna", "rl")
 DATA_SPLITS = ("train", "val", "test")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_NAME = re.compile(r"^[A-Za-z0-9_][\w.-]*$")  # one path component, never "." or "..": results go to <dir>/<name>
+_NAME_CHARS = re.compile(r"[\w.-]+")
+_NAME = re.compile(r"[A-Za-z0-9_][\w.-]*")  # one path component, never "." or "..": results go to <dir>/<name>
 
 
 def is_import_path(text: Any) -> bool:
@@ -228,9 +229,10 @@ class Recipe:
 
     def __post_init__(self) -> None:
         where = self.path
-        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
-            raise fail(where, "name", "a single safe folder name (letters, digits, '_', '-' and '.', not "
-                                      "starting with '.' or '-')", self.name)
+        if not isinstance(self.name, str) or not _NAME_CHARS.fullmatch(self.name):
+            raise fail(where, "name", "a non-empty name of letters, digits, '_', '-' or '.'", self.name)
+        if not _NAME.fullmatch(self.name):  # "..", ".hidden", "-rf": not one plain folder under output.dir
+            raise fail(where, "name", "a single safe folder name (not starting with '.' or '-')", self.name)
         check_int(self.seed, where, "seed", min=0)
         if not isinstance(self.model, str) or not self.model:
             raise fail(where, "model", "a demo model name or 'package.module:function'", self.model)

@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--linear", action="append", default=[],
                         help="with --formats: a linear layer IN_FEATURESxOUT_FEATURES to measure (repeat)")
     parser.add_argument("--base", help="with --formats: the profile (name or path) whose LUT the formats join")
+    parser.add_argument("--engine", default="executor", choices=("executor", "onnxruntime"),
+                        help="what runs the layers: mpsearch's integer executor (default) or ONNX Runtime (CPU; "
+                             "each pair exported as ONNX QDQ, timed by ONNX Runtime's node profiler)")
     parser.add_argument("--append", action="store_true",
                         help="keep the LUT of an existing output file and pool the new measurements into it")
 
@@ -145,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
     profile = base
     for label, model, x, calib in _sources(args):
         print(f"measuring {label} at batch {args.batch or [1]} ...", flush=True)
+        if args.engine == "onnxruntime":
+            from mpsearch.profiler.onnxruntime_engine import profile_onnxruntime
+
+            profile = profile_onnxruntime(model, x, pairs=pairs, batch=args.batch or [1], warmup=args.warmup,
+                                          repeats=args.repeats, name=name, base_profile=profile, threads=args.threads,
+                                          calib_batches=calib, description=args.description, label=label)
+            continue
         profile = profile_device(model, x, device=args.device, pairs=pairs, batch=args.batch or [1],
                                  warmup=args.warmup, repeats=args.repeats, name=name, base_profile=profile,
                                  threads=args.threads, calib_batches=calib, description=args.description,

@@ -58,3 +58,15 @@ def test_demo_lm_next_token_agreement(tmp_path, key: str) -> None:  # type: igno
         assert '"blocks.0.attn.q_proj.weight": {"bits": 4, "clipped": false, "granularity": "per_group", ' \
                '"storage": "int4"}' in tensors
         assert report.max_abs_diff_fake < 1e-3, str(report)
+
+
+def test_small_cnn_mixed_loads_with_qdq_fusion(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """int4 around MaxPool: ONNX Runtime's QDQ propagation would make an int4 MaxPool; the runner
+    drops that pass and the fused model still agrees with the simulation."""
+    torch.manual_seed(0)
+    model, splits = load_demo("small_cnn")
+    plan = _mixed(quantizable_layer_names(model))
+    q = quantize(model, plan, batches(splits.train, 256))
+    path = export_onnx(q, splits.example_inputs(2), tmp_path / "m.onnx", plan=plan)
+    report = validate_onnx(path, q, batches(splits.test, 512), qdq_fusion=True)
+    assert report.qdq_fusion and report.top1_agreement_fake >= 0.98, str(report)

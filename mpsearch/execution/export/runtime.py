@@ -60,7 +60,15 @@ class OnnxRunner:
             opts.profile_file_prefix = profile_prefix
         self.qdq_fusion = qdq_fusion
         source = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own pybind types
+            if not qdq_fusion or "int4" not in str(exc):
+                raise
+            # ONNX Runtime 1.32's QDQ propagation moves int4 Q/DQ pairs across MaxPool, which has no
+            # int4 kernel (INVALID_GRAPH at load): keep the other QDQ fusions, drop that pass
+            self.session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=["QDQPropagationTransformer"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
 

@@ -1,4 +1,4 @@
-"""Core data types that flow through the pipeline (see DESIGN.md, "The spine")."""
+"""Core data types that flow through the pipeline (see docs/architecture.md)."""
 
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan, LayerBits

@@ -47,7 +47,7 @@ class IntegerConfig:
     """Options of :func:`to_integer`.
 
     Attributes:
-        rounding: rounding of every dyadic rescale: "half_up" (DESIGN.md: add ``2^(s-1)``, shift)
+        rounding: rounding of every dyadic rescale: "half_up" (add ``2^(s-1)``, shift; docs/architecture.md)
             or "half_even" (the simulation's ``torch.round``; differs only on exact ties, which
             power-of-two scales make common).
 

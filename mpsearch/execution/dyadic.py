@@ -2,7 +2,7 @@
 
 Every rescale of the integer program is ``y = round((x * m) / 2^s)``: an int64 product and an
 arithmetic right shift, with the rounding done by adding half (``2^(s-1)``) before the shift
-(round half up, DESIGN.md) or, optionally, round half to even (the rounding of the fake-quant
+(round half up, docs/architecture.md) or, optionally, round half to even (the rounding of the fake-quant
 simulation, which matters on exact ties, i.e. with power-of-two scales).
 
 The ratio is turned into ``(m, s)`` ONCE, when the program is built (this is where floats are

@@ -3,7 +3,7 @@
 Where shipped profiles live: ``mpsearch/hardware/shipped/*.yaml``, inside the package, so a
 wheel carries them as package data (``[tool.setuptools.package-data]``) and an editable
 install reads them in place. The repository's top-level ``hw_profiles/`` is a symlink to that
-folder, so the files are where DESIGN.md says without a second copy to keep in sync.
+folder, so the files are where the design puts them without a second copy to keep in sync.
 
 A name is looked up, first match wins, in:
 
@@ -11,11 +11,13 @@ A name is looked up, first match wins, in:
 2. ``./hw_profiles/`` of the current directory (where users drop their own profiles);
 3. the shipped folder.
 
-Anything with a path separator or a ``.yaml`` / ``.yml`` / ``.json`` suffix is a path.
+Anything with a path separator or a ``.yaml`` / ``.yml`` / ``.json`` suffix is a path. A file
+of 1. or 2. that shadows a shipped profile is used, and named in a warning of the ``mpsearch`` logger.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from mpsearch.hardware.schema import parse_profile, profile_to_dict
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 SUFFIXES = (".yaml", ".yml", ".json")
 ENV_PATH = "MPSEARCH_PROFILE_PATH"
+log = logging.getLogger("mpsearch")
 
 
 def search_dirs() -> list[Path]:
@@ -80,7 +83,12 @@ def resolve_profile(name_or_path: str | os.PathLike[str]) -> Path:
     found = available_profiles()
     if name_or_path not in found:
         raise unknown_name("hardware profile", name_or_path, found, "load_profile")
-    return found[name_or_path]
+    path = found[name_or_path]
+    shipped = [SHIPPED_DIR / f"{name_or_path}{s}" for s in SUFFIXES]
+    if path.resolve().parent != SHIPPED_DIR.resolve() and any(p.is_file() for p in shipped):
+        # a user's file wins by design (search order), but silently using it would surprise
+        log.warning("hardware profile %r: using %s, which shadows the shipped profile of that name", name_or_path, path)
+    return path
 
 
 def load_profile(name_or_path: str | os.PathLike[str] | HardwareProfile) -> HardwareProfile:

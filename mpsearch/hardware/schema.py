@@ -1,6 +1,6 @@
 """Profile schema (``version: 1``): plain data <-> :class:`HardwareProfile`, strictly checked.
 
-The layout is the one in DESIGN.md ("Hardware profiles"). Additions over that sketch, all
+The layout is the team design's ("Hardware profiles"). Additions over that sketch, all
 optional: ``source.references`` (list of strings) and ``source.machine``;
 ``capabilities.group_size`` (weights per scale for per_group); ``cost.memory``
 (``weight_bytes``, ``activation_bytes``) and ``cost.energy`` (``active_mw``, ``pj_per_op``,

@@ -4,7 +4,7 @@ Conventions (the integer executor reproduces exactly these):
 
 * **Zero point is added**: ``q = clamp(round(r / S) + zp, qmin, qmax)`` and
   ``r~ = S * (q - zp)``. ``zp`` is an integer in ``[qmin, qmax]`` (it is the integer code of
-  the real value 0, which is always exactly representable). In the survey / DESIGN.md form
+  the real value 0, which is always exactly representable). In the survey's form
   ``Q(r) = round(r / S) - Z``, ``r~ = S (Q + Z)`` this is ``zp = -Z``; the PyTorch, ONNX and
   TFLite operators use our sign. Symmetric specs have ``zp = 0``.
 * **Rounding is half-to-even** (``torch.round``, IEEE ``nearbyint``): ``round(2.5) = 2``,

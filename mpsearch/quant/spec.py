@@ -13,7 +13,7 @@ False      True        ``[0, 2^b - 2]``                              ``2^b - 1``
 =========  ==========  ==========================================  =========
 
 Activations are signed by default so that any width from 2 to 8 bits fits in an int8
-(DESIGN.md, "Integer-only execution"); post-ReLU tensors then use an asymmetric spec whose
+(docs/architecture.md, integer-only execution); post-ReLU tensors then use an asymmetric spec whose
 zero point sits at ``qmin``.
 """
 

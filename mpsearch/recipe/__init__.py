@@ -25,6 +25,9 @@ Schema (defaults in brackets)::
       n_batches: 2                  # [2] batches of the train split it reads
       settings: {max_probes: 32}    # fields of the method's config (HessianConfig, ...); with several
                                     # candidate a_bits, hessian's activations defaults to true
+      calibrate: true               # [true] measure omega where the second-order figure is off
+      calibrate_factor: 2.0         # [2.0] ... by more than this ratio (lowest bits first)
+      calibrate_max_evaluations: 64 # [64] at most this many one-layer measurements
     hardware:
       profile: gap8-pulp-nn         # shipped name or path to a profile YAML
       w_bits: [2, 4, 8]             # [all the profile runs]
@@ -38,6 +41,8 @@ Schema (defaults in brackets)::
       gap_rel: 0.0001               # [1e-4] stop once proven within this relative gap; 0: prove the optimum
       n_trials: 200                 # [200] optuna trials / rl episodes
       pareto: {resource: size_bytes, n_points: 12}   # [first budget's resource, 12]; null: no sweep
+      guard: true                   # [true] score the plan against uniform and greedy plans within
+                                    # the budgets on the val split; a better baseline wins (plan meta says)
     finetune:                       # [null: no QAT]
       epochs: 3
       lr: 0.001

@@ -25,6 +25,12 @@ from mpsearch.allocation.solvers._base import LP_INFEASIBLE, LP_OPTIMAL
 from mpsearch.allocation.status import INFEASIBLE, OPTIMAL, TIME_LIMIT, WITHIN_GAP, SolverOutcome
 
 
+#: Branching nodes per solve (in-process LPs). 30 handed 6 of 50 points of the 54-layer sweep with a
+#: second budget (and half of the 100-layer tables) to the MIP engine at 0.1-1 s each; with 100 the
+#: search closed them all (at most 68 nodes), halving the sweep (bench_allocation.py, #17).
+MAX_NODES = 100
+
+
 class ExactSolver:
     """One problem, solved for changing budget limits (solver units).
 
@@ -36,7 +42,7 @@ class ExactSolver:
     """
 
     def __init__(self, problem: Problem, solver: str, msg: bool = False, reduce: bool = True,
-                 max_nodes: int = 30) -> None:
+                 max_nodes: int = MAX_NODES) -> None:
         self.problem = problem
         self.max_nodes = max_nodes
         self.backend_cls = get_backend(solver)

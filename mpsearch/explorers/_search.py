@@ -12,6 +12,7 @@ from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.errors import ConfigError, MpsearchError, rule_error
 from mpsearch.explorers._base import Explorer, explorer_class, get_explorer
+from mpsearch.explorers._checkpoint import DEFAULT_EVERY, Checkpoint
 from mpsearch.explorers._result import Evaluation, SearchResult
 
 Evaluate = Callable[[BitPlan], "Mapping[str, float] | None"]
@@ -19,38 +20,50 @@ Evaluate = Callable[[BitPlan], "Mapping[str, float] | None"]
 
 def run_loop(explorer: Explorer, evaluate: Evaluate | None = None,
              progress: Callable[[Evaluation], None] | None = None,
-             catch: tuple[type[BaseException], ...] = ()) -> int:
+             catch: tuple[type[BaseException], ...] = (), checkpoint: Checkpoint | None = None) -> int:
     """Ask, evaluate, tell until the explorer returns None; returns the trials told here.
 
     ``evaluate(plan)`` returns metrics (merged over the table's omega and resource totals)
     or None for a failed evaluation; exceptions of the types in ``catch`` are told as
-    failed, any other exception is told as failed and then raised.
+    failed, any other exception is told as failed and then raised. ``checkpoint`` writes
+    the best plan so far every N told trials, and at the end (also when an exception stops
+    the loop).
     """
     n_told = 0
-    while (trial := explorer.ask()) is not None:
-        try:
-            metrics = evaluate(trial.plan) if evaluate is not None else {}
-        except catch:
-            metrics = None
-        except BaseException:
-            explorer.tell(trial.id, None, failed=True)
-            raise
-        explorer.tell(trial.id, metrics, failed=metrics is None)
-        n_told += 1
-        if progress is not None:
-            progress(Evaluation(trial.id, trial.plan, dict(metrics or {}), metrics is None))
+    finished = False
+    try:
+        while (trial := explorer.ask()) is not None:
+            try:
+                metrics = evaluate(trial.plan) if evaluate is not None else {}
+            except catch:
+                metrics = None
+            except BaseException:
+                explorer.tell(trial.id, None, failed=True)
+                raise
+            explorer.tell(trial.id, metrics, failed=metrics is None)
+            n_told += 1
+            if checkpoint is not None:
+                checkpoint.told()
+            if progress is not None:
+                progress(Evaluation(trial.id, trial.plan, dict(metrics or {}), metrics is None))
+        finished = True
+    finally:
+        if checkpoint is not None:
+            checkpoint.write(final=finished)
     return n_told
 
 
 def _worker(name: str, table: CostTable, options: dict[str, Any], evaluate: Evaluate | None,
-            catch: tuple[type[BaseException], ...]) -> None:
-    run_loop(get_explorer(name, table, **options), evaluate, catch=catch)
+            catch: tuple[type[BaseException], ...], checkpoint: tuple[Any, int] | None = None) -> None:
+    ex = get_explorer(name, table, **options)
+    run_loop(ex, evaluate, catch=catch, checkpoint=None if checkpoint is None else Checkpoint(ex, *checkpoint))
 
 
 def search(table: CostTable, explorer: str = "optuna", budgets: Any = None, evaluate: Evaluate | None = None, *,
            n_trials: int = 100, n_workers: int = 1, objectives: Any = None, seed: int = 0,
            progress: Callable[[Evaluation], None] | bool | None = None, catch: tuple[type[BaseException], ...] = (),
-           fail_running: bool = True, mp_context: str = "spawn", **options: Any) -> SearchResult:
+           fail_running: bool = True, mp_context: str = "spawn", checkpoint: Any = None,
+           checkpoint_every: int = DEFAULT_EVERY, **options: Any) -> SearchResult:
     """Search bit plans for ``table`` with an explorer; the verb behind ``mps.search``.
 
     Args:
@@ -73,6 +86,12 @@ def search(table: CostTable, explorer: str = "optuna", budgets: Any = None, eval
             (storage-backed explorers; pass False when joining workers already running
             on other machines).
         mp_context: multiprocessing start method for ``n_workers > 1``.
+        checkpoint: a plan file (YAML, or JSON by suffix) that receives the best plan so far,
+            atomically, every ``checkpoint_every`` told trials and at the end, so a killed
+            search leaves a plan that :meth:`BitPlan.load` reads (its ``meta.search_checkpoint``
+            says after how many evaluations, and ``final: false`` until the search ended).
+            With several workers the first one writes it (its explorer reads the shared study).
+        checkpoint_every: told trials between two writes of ``checkpoint``.
         **options: explorer options (``sampler``, ``storage``, ``run_dir``, ``study_name``,
             ``pins``, ``layers``, ``repair``, RL settings, ...).
 
@@ -89,8 +108,9 @@ def search(table: CostTable, explorer: str = "optuna", budgets: Any = None, eval
     if n_workers == 1:
         ex = get_explorer(explorer, table, **{**common, "fail_running": fail_running} if cls.supports_workers else common)
         bar, callback = _progress(progress, n_trials)
+        ckpt = None if checkpoint is None else Checkpoint(ex, checkpoint, checkpoint_every)
         try:
-            run_loop(ex, evaluate, callback, catch)
+            run_loop(ex, evaluate, callback, catch, ckpt)
         finally:
             if bar is not None:
                 bar.stop()
@@ -101,8 +121,12 @@ def search(table: CostTable, explorer: str = "optuna", budgets: Any = None, eval
         raise ConfigError("search: n_workers > 1 needs a shared storage: pass run_dir= or storage=, but got neither")
     parent = get_explorer(explorer, table, **{**common, "fail_running": fail_running})
     parent.study  # create the study (and fail stale trials) before any worker opens it  # noqa: B018
+    if checkpoint is not None:
+        Checkpoint(parent, checkpoint, checkpoint_every)  # checks checkpoint_every before any worker starts
     ctx = multiprocessing.get_context(mp_context)
-    procs = [ctx.Process(target=_worker, args=(explorer, table, {**common, "worker_index": i}, evaluate, catch),
+    procs = [ctx.Process(target=_worker, args=(explorer, table, {**common, "worker_index": i}, evaluate, catch,
+                                               (checkpoint, checkpoint_every) if checkpoint is not None and i == 0
+                                               else None),
                          name=f"mpsearch-worker-{i}") for i in range(n_workers)]
     for p in procs:
         p.start()
@@ -111,6 +135,8 @@ def search(table: CostTable, explorer: str = "optuna", budgets: Any = None, eval
     bad = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
     if bad:
         raise MpsearchError(f"search: every worker must exit with code 0, but got {bad}")
+    if checkpoint is not None:  # the whole study's best, now that every worker has told
+        Checkpoint(parent, checkpoint, checkpoint_every).write(final=True)
     return parent.result(time.perf_counter() - start)
 
 

@@ -83,8 +83,11 @@ def sensitivity_step(prep: Prepared, bars: Progress) -> Sensitivity:
 
     With several candidate activation widths the Hessian method also estimates activation
     traces unless the recipe says otherwise (see :func:`mpsearch.recipe.sensitivity_config`).
+    The result is cached in ``<cache root>/sensitivity`` (:mod:`mpsearch.sensitivity.cache`):
+    a rerun, or a resumed search, on the same model, data and settings does not measure again.
     """
     from mpsearch.sensitivity import analyze
+    from mpsearch.sensitivity.cache import default_cache_dir
 
     task = bars.add(f"sensitivity ({prep.recipe.sensitivity.method})")
 
@@ -96,7 +99,7 @@ def sensitivity_step(prep: Prepared, bars: Progress) -> Sensitivity:
     config = sensitivity_config(prep.recipe, progress=on_progress, activation_bits=a_bits)
     batches = prep.inputs.train[: prep.recipe.sensitivity.n_batches]
     sens = analyze(prep.inputs.model, prep.inputs.task.loss_fn, batches, method=prep.recipe.sensitivity.method,
-                   config=config, layers=prep.layers)
+                   config=config, layers=prep.layers, cache_dir=default_cache_dir())
     bars.finish(task, info="done")
     return sens
 

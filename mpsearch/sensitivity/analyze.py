@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
@@ -19,7 +20,7 @@ from mpsearch.sensitivity.methods import METHODS, Context
 
 def analyze(model: torch.nn.Module, loss_fn: LossFn, batches: Iterable[Any], method: str = "hessian",
             config: Any = None, layers: Sequence[Layer | str] | None = None, *,
-            distributed: bool | None = None) -> Sensitivity:
+            distributed: bool | None = None, cache_dir: str | os.PathLike[str] | None = None) -> Sensitivity:
     """Measure how sensitive each quantizable layer of ``model`` is.
 
     Args:
@@ -38,6 +39,10 @@ def analyze(model: torch.nn.Module, loss_fn: LossFn, batches: Iterable[Any], met
             found by ``mpsearch.model.discover``.
         distributed: shorthand for ``HessianConfig(distributed=True)``: split probes over
             the initialised ``torch.distributed`` group.
+        cache_dir: a folder to cache the result in (opt-in; see
+            :mod:`mpsearch.sensitivity.cache`): the same model weights, batches, loss, method,
+            config, layers and versions return the stored result without measuring, and any
+            change to them measures again. The recipe pipeline passes ``<cache root>/sensitivity``.
 
     Returns:
         :class:`Sensitivity` keyed by module name, in layer order, with ``meta`` saying how
@@ -62,6 +67,12 @@ def analyze(model: torch.nn.Module, loss_fn: LossFn, batches: Iterable[Any], met
         config = replace(config, distributed=bool(distributed))
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"analyze: model must be a torch.nn.Module, but got {type(model).__name__}")
+    if cache_dir is not None:
+        from mpsearch.sensitivity import cache
+
+        batches = cache.as_list(batches)
+        key = cache.cache_key(model, loss_fn, batches, method, config, layers)
+        return cache.cached(lambda: analyze(model, loss_fn, batches, method, config, layers), key, cache_dir)
     # Layer names are those of the canonical model (an nn.MultiheadAttention ``attn`` is
     # measured as ``attn.in_proj`` / ``attn.out_proj``); a canonical model is not copied.
     model = canonical_view(model)

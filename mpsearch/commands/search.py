@@ -21,7 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=None, help="optuna storage URL (sqlite:///x.db, postgresql://...) to "
                                                        "resume or share a study")
     add_budget_flag(parser)
-    parser.add_argument("-o", "--output", default="plan.yaml", help="where the best plan goes")
+    parser.add_argument("-o", "--output", default="plan.yaml", help="where the best plan goes (the best so far is "
+                                                                   "written there every --checkpoint-every trials)")
+    parser.add_argument("--checkpoint-every", type=int, default=10,
+                        help="trials between two atomic writes of the best plan so far to -o (a killed search "
+                             "leaves a usable plan)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -40,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         table = steps.table_step(prep, steps.sensitivity_step(prep, bars))
         task = bars.add(f"search ({args.explorer})", total=args.n_trials)
         result = search(table, explorer=args.explorer, budgets=prep.budgets, n_trials=args.n_trials,
-                        n_workers=args.workers, seed=recipe.seed,
+                        n_workers=args.workers, seed=recipe.seed, checkpoint=args.output,
+                        checkpoint_every=args.checkpoint_every,
                         progress=(lambda _e: bars.update(task, advance=1)) if args.workers == 1 else None, **options)
     if result.best is None:
         from mpsearch.errors import MpsearchError

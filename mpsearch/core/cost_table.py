@@ -18,7 +18,7 @@ from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 
 _RESERVED = ("layer", "w_bits", "a_bits", "omega", "w_granularity", "group_size", "w_zero_point", "a_mode",
-             "omega_source")
+             "omega_source", "method")
 #: Where an omega figure came from (``sources["omega"]``): the second-order model alone, the model
 #: checked against a measurement that agreed with it, or the measured loss increase itself.
 OMEGA_SOURCES = ("predicted", "checked", "measured")
@@ -102,7 +102,7 @@ class CostTable:
             gran = rec.get("w_granularity", "per_group" if group_size is not None else "per_channel")
             try:
                 cand = Candidate(int(rec["w_bits"]), int(rec["a_bits"]), gran, group_size,
-                                 rec.get("w_zero_point", False), rec.get("a_mode", "static"))
+                                 rec.get("w_zero_point", False), rec.get("a_mode", "static"), rec.get("method", "rtn"))
             except ConfigError as exc:
                 raise ConfigError(f"{where}: [{i}] layer {rec['layer']!r}: {exc}") from None
             omega = _finite(rec["omega"], where, f"[{i}].omega")

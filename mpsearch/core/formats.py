@@ -13,7 +13,10 @@ key                 format
 ``w16a16``          keep the layer in 16-bit float (2 bytes per weight, no scales)
 ==================  ===========================================================================
 
-Grammar: ``w<bits>a<bits>[g<group_size>][z][t]``. ``a_bits == 16`` means weight-only (no
+Grammar: ``w<bits>a<bits>[g<group_size>][z][t][+<method>]``. ``+<method>`` names the weight
+quantization method (:data:`WEIGHT_METHODS`, registered in :mod:`mpsearch.quant.methods`) when
+it is not round-to-nearest (``rtn``, the default, never written): ``w4a8+gptq``,
+``w3a16g128+kmeans``. ``a_bits == 16`` means weight-only (no
 activation quantizer: activations stay float), so a weight-only format is static by
 definition and cannot also be per-token. The key of a plain pair is unchanged (``w4a8``), so
 today's candidates, plans and LUT keys keep their names.
@@ -43,15 +46,29 @@ FLOAT_A_BITS = 16
 #: Weight bit-widths of LLM formats (16 = keep the layer in 16-bit float).
 FORMAT_W_BITS = (2, 3, 4, 8, 16)
 
-KEY_RULE = ('of the form "w<bits>a<bits>[g<group_size>][z][t]" such as "w4a8", "w4a16g128", '
-            '"w4a16g128z", "w8a8t" or "w16a16"')
+KEY_RULE = ('of the form "w<bits>a<bits>[g<group_size>][z][t][+<method>]" such as "w4a8", "w4a16g128", '
+            '"w4a16g128z", "w8a8t", "w16a16" or "w4a8+gptq"')
+
+#: The weight quantization methods a candidate may name, as registered in
+#: ``mpsearch.quant.methods.METHODS`` (core sits below quant, so the names are listed here;
+#: tests/core checks the two agree). "rtn" (round-to-nearest) is the default.
+WEIGHT_METHODS = ("rtn", "stochastic", "adaround", "bias_correction", "gptq", "kmeans", "hessian_kmeans",
+                  "binary_code", "log2")
+DEFAULT_METHOD = "rtn"
 
 _KEY_RE = re.compile(r"w(\d+)a(\d+)(?:g(\d+))?(z?)(t?)")
 
 
+def check_method(method: Any, where: str = "") -> str:
+    """``method`` when it is one of :data:`WEIGHT_METHODS`; else a ConfigError listing them."""
+    if not isinstance(method, str) or method not in WEIGHT_METHODS:
+        raise rule_error(where, "method", f"one of {', '.join(WEIGHT_METHODS)}", method)
+    return method
+
+
 def format_key(w_bits: int, a_bits: int, group_size: int | None = None, w_zero_point: bool = False,
-               a_mode: str = "static") -> str:
-    """The key of a format (see the module docstring); ``w4a8`` for a plain pair."""
+               a_mode: str = "static", method: str = DEFAULT_METHOD) -> str:
+    """The key of a format (see the module docstring); ``w4a8`` for a plain pair, ``w4a8+gptq`` with a method."""
     key = f"w{w_bits}a{a_bits}"
     if group_size is not None:
         key += f"g{group_size}"
@@ -59,19 +76,24 @@ def format_key(w_bits: int, a_bits: int, group_size: int | None = None, w_zero_p
         key += "z"
     if a_mode == "dynamic_per_token":
         key += "t"
+    if method != DEFAULT_METHOD:
+        key += f"+{method}"
     return key
 
 
 def parse_format_key(key: Any, where: str = "") -> dict[str, Any]:
-    """The fields of a key: ``{w_bits, a_bits, group_size, w_zero_point, a_mode}``.
+    """The fields of a key: ``{w_bits, a_bits, group_size, w_zero_point, a_mode, method}``.
 
     Raises:
-        ConfigError: ``key`` is not of the form ``w<bits>a<bits>[g<group_size>][z][t]``.
+        ConfigError: ``key`` is not of the form ``w<bits>a<bits>[g<group_size>][z][t][+<method>]``,
+            or names an unknown method (the message lists the valid ones).
     """
-    m = _KEY_RE.fullmatch(str(key).strip().lower()) if isinstance(key, str) else None
+    text, _, method = str(key).strip().lower().partition("+") if isinstance(key, str) else ("", "", "")
+    m = _KEY_RE.fullmatch(text) if isinstance(key, str) else None
     if not m:
         raise rule_error(where, "candidate key", KEY_RULE, key)
-    return {"w_bits": int(m.group(1)), "a_bits": int(m.group(2)),
+    method = check_method(method, where) if "+" in str(key) else DEFAULT_METHOD
+    return {"method": method, "w_bits": int(m.group(1)), "a_bits": int(m.group(2)),
             "group_size": int(m.group(3)) if m.group(3) is not None else None,
             "w_zero_point": m.group(4) == "z", "a_mode": "dynamic_per_token" if m.group(5) else "static"}
 
@@ -120,4 +142,6 @@ def format_fields(obj: Any) -> dict[str, Any]:
         out["w_zero_point"] = True
     if getattr(obj, "a_mode", "static") != "static":
         out["a_mode"] = obj.a_mode
+    if getattr(obj, "method", DEFAULT_METHOD) != DEFAULT_METHOD:
+        out["method"] = obj.method
     return out

@@ -7,7 +7,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
-from mpsearch.core.formats import FLOAT_A_BITS, check_format, format_fields, format_key, parse_format_key
+from mpsearch.core.formats import (
+    DEFAULT_METHOD,
+    FLOAT_A_BITS,
+    check_format,
+    check_method,
+    format_fields,
+    format_key,
+    parse_format_key,
+)
 from mpsearch.core.io import check_keys, dump_structured, read_structured
 from mpsearch.core.types import check_bits
 from mpsearch.errors import ConfigError, rule_error, unknown_name
@@ -22,6 +30,7 @@ class LayerBits:
     features), ``w_zero_point`` (asymmetric weights), ``a_mode`` ("static" or
     "dynamic_per_token"); ``a_bits == 16`` is weight-only. Their defaults are today's integer
     pair, and a plan file leaves them out, so a plan of plain pairs reads and writes as before.
+    ``method`` is the weight quantization method (default "rtn", left out of the file too).
     """
 
     w_bits: int
@@ -29,8 +38,10 @@ class LayerBits:
     group_size: int | None = None
     w_zero_point: bool = False
     a_mode: str = "static"
+    method: str = DEFAULT_METHOD
 
     def __post_init__(self) -> None:
+        check_method(self.method, "LayerBits")
         check_bits(self.w_bits, "LayerBits", "w_bits")
         check_bits(self.a_bits, "LayerBits", "a_bits")
         gran = "per_group" if self.group_size is not None else "per_channel"
@@ -38,7 +49,12 @@ class LayerBits:
 
     @property
     def key(self) -> str:
-        """``"w4a8"``, or a format key such as ``"w4a16g128z"`` (equal to its candidate's key)."""
+        """``"w4a8"``, or a format key such as ``"w4a16g128z"`` or ``"w4a8+gptq"`` (equal to its candidate's key)."""
+        return format_key(self.w_bits, self.a_bits, self.group_size, self.w_zero_point, self.a_mode, self.method)
+
+    @property
+    def bits_key(self) -> str:
+        """The key without the method (``"w4a8"`` for ``"w4a8+gptq"``)."""
         return format_key(self.w_bits, self.a_bits, self.group_size, self.w_zero_point, self.a_mode)
 
     @property
@@ -49,13 +65,13 @@ class LayerBits:
     @classmethod
     def from_candidate(cls, c: Any) -> "LayerBits":
         """The bits (and format) of a :class:`~mpsearch.core.types.Candidate`."""
-        return cls(c.w_bits, c.a_bits, c.group_size, c.w_zero_point, c.a_mode)
+        return cls(c.w_bits, c.a_bits, c.group_size, c.w_zero_point, c.a_mode, getattr(c, "method", DEFAULT_METHOD))
 
     @classmethod
     def parse(cls, key: str, where: str = "") -> "LayerBits":
         """``"w4a8"`` -> ``LayerBits(4, 8)``; ``"w4a16g128"`` -> its format (any candidate key)."""
         f = parse_format_key(key, where)
-        return cls(f["w_bits"], f["a_bits"], f["group_size"], f["w_zero_point"], f["a_mode"])
+        return cls(f["w_bits"], f["a_bits"], f["group_size"], f["w_zero_point"], f["a_mode"], f["method"])
 
     def to_dict(self) -> dict[str, Any]:
         """``{w_bits, a_bits}`` plus the format fields that differ from their defaults."""
@@ -63,7 +79,7 @@ class LayerBits:
 
 
 #: keys of one layer in a plan file (the format fields may be left out)
-LAYER_KEYS = ("w_bits", "a_bits", "group_size", "w_zero_point", "a_mode")
+LAYER_KEYS = ("w_bits", "a_bits", "group_size", "w_zero_point", "a_mode", "method")
 
 
 _PLAN_KEYS = ("version", "layers", "totals", "objective", "solver", "status", "optimal", "gap", "solve_time_s", "meta")
@@ -159,7 +175,7 @@ class BitPlan:
             a_bits = check_bits(rec["a_bits"], where, f"layers.{name}.a_bits")
             try:
                 layers[str(name)] = LayerBits(w_bits, a_bits, rec.get("group_size"), rec.get("w_zero_point", False),
-                                              rec.get("a_mode", "static"))
+                                              rec.get("a_mode", "static"), rec.get("method", DEFAULT_METHOD))
             except ConfigError as exc:  # name the file and the layer, then the rule
                 raise ConfigError(f"{where}: layers.{name}: {exc}") from None
         totals = data.get("totals") or {}

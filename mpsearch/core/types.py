@@ -7,7 +7,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Mapping
 
 from mpsearch.core.checks import VALID_BITS, check_bits, check_choice  # noqa: F401 (VALID_BITS: its old home)
-from mpsearch.core.formats import FLOAT_A_BITS, check_format, format_key, is_format, parse_format_key
+from mpsearch.core.formats import (
+    DEFAULT_METHOD,
+    FLOAT_A_BITS,
+    check_format,
+    check_method,
+    format_key,
+    is_format,
+    parse_format_key,
+)
 from mpsearch.errors import ConfigError, rule_error, unknown_name
 
 #: Layer kinds that mpsearch quantizes. Others stay in floating point. "embedding" is a lookup:
@@ -83,8 +91,11 @@ class Candidate:
     * ``a_mode``: "static" (one calibrated per-tensor range) or "dynamic_per_token";
       ``a_bits == 16`` is weight-only (activations stay 16-bit float).
 
+    ``method`` is the weight quantization method (``mpsearch.quant.methods``; "rtn" =
+    round-to-nearest, the default, left out of the key).
+
     ``key`` names it: ``"w4a8"`` as before, ``"w4a16g128"``, ``"w4a16g128z"``, ``"w8a8t"``,
-    ``"w16a16"``; :meth:`parse` reads every key back.
+    ``"w16a16"``, ``"w4a8+gptq"``; :meth:`parse` reads every key back.
     """
 
     w_bits: int
@@ -93,8 +104,10 @@ class Candidate:
     group_size: int | None = None
     w_zero_point: bool = False
     a_mode: str = "static"
+    method: str = DEFAULT_METHOD
 
     def __post_init__(self) -> None:
+        check_method(self.method, "Candidate")
         check_bits(self.w_bits, "Candidate", "w_bits")
         check_bits(self.a_bits, "Candidate", "a_bits")
         check_choice(self.w_granularity, "Candidate", "w_granularity", W_GRANULARITIES)
@@ -104,6 +117,11 @@ class Candidate:
     @property
     def key(self) -> str:
         """Short name such as ``"w4a8"`` (the form profiles use for LUT keys) or ``"w4a16g128z"``."""
+        return format_key(self.w_bits, self.a_bits, self.group_size, self.w_zero_point, self.a_mode, self.method)
+
+    @property
+    def bits_key(self) -> str:
+        """The key without the method (``"w4a8"`` for ``"w4a8+gptq"``): how the layer is stored and run."""
         return format_key(self.w_bits, self.a_bits, self.group_size, self.w_zero_point, self.a_mode)
 
     @property
@@ -121,7 +139,7 @@ class Candidate:
         """Parse ``"w4a8"`` into ``Candidate(4, 8)``, ``"w4a16g128z"`` into its format, and so on."""
         f = parse_format_key(key, where)
         gran = "per_group" if f["group_size"] is not None else "per_channel"
-        return cls(f["w_bits"], f["a_bits"], gran, f["group_size"], f["w_zero_point"], f["a_mode"])
+        return cls(f["w_bits"], f["a_bits"], gran, f["group_size"], f["w_zero_point"], f["a_mode"], f["method"])
 
 
 @dataclass(frozen=True)

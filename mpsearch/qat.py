@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mpsearch.core.checks import check_int, check_number
+from mpsearch.core.checks import check_choice, check_int, check_number
 from mpsearch.errors import rule_error
+from mpsearch.quant.learned import LEARNED_RANGES, commit_learned_ranges_, enable_learned_ranges_
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,11 @@ class FinetuneConfig:
             None keeps the size of the first given batch.
         rederive_weight_scales: re-derive weight scales from the weights before each epoch
             after the first (see the module docstring).
+        learned_ranges: "none" (default: scales fixed as described above), "lsq" (weight and
+            activation scales trained, LSQ), "lsq+" (LSQ and trained activation zero points) or
+            "pact" (trained upper clip of each static activation). Learned values are written
+            back into the quantizers' buffers after the last epoch (:mod:`mpsearch.quant.learned`);
+            weight scales are then not re-derived between epochs.
         n_threads: intra-op threads while training (restored after); None leaves them.
         progress: optional callback ``progress({"epoch": i, "n_epochs": n, "loss": x})``.
     """
@@ -89,6 +95,7 @@ class FinetuneConfig:
     seed: int = 0
     batch_size: int | None = None
     rederive_weight_scales: bool = True
+    learned_ranges: str = "none"
     n_threads: int | None = None
     progress: Callable[[dict[str, Any]], None] | None = field(default=None, compare=False)
 
@@ -98,6 +105,7 @@ class FinetuneConfig:
         check_number(self.lr, w, "lr", min=0, min_exclusive=True)
         check_number(self.weight_decay, w, "weight_decay", min=0)
         check_int(self.seed, w, "seed", min=0)
+        check_choice(self.learned_ranges, w, "learned_ranges", LEARNED_RANGES)
         check_int(self.batch_size, w, "batch_size", min=1, allow_none=True)
 
 
@@ -241,6 +249,9 @@ def finetune_(qmodel: nn.Module, batches: Iterable[Any] | Callable[[int], Iterab
         qmodel.eval()
         return record
     per_epoch, n_steps_per_epoch = _epoch_source(batches, config)
+    learned = enable_learned_ranges_(qmodel, config.learned_ranges)  # 0 unless an option asks
+    if learned:
+        record["n_learned_ranges"] = learned
     params = [p for p in qmodel.parameters() if p.requires_grad]
     previous_threads = torch.get_num_threads()
     if config.n_threads is not None:
@@ -253,7 +264,7 @@ def finetune_(qmodel: nn.Module, batches: Iterable[Any] | Callable[[int], Iterab
             if distill is not None:
                 distill.teacher.eval()
             for epoch in range(config.epochs):
-                if epoch > 0 and config.rederive_weight_scales:
+                if epoch > 0 and config.rederive_weight_scales and not learned:
                     rederive_weight_scales_(qmodel)
                 qmodel.train()
                 loss_sum, n_correct, n_seen, n_steps = _train_epoch(qmodel, per_epoch(epoch), opt, sched, distill)
@@ -265,5 +276,6 @@ def finetune_(qmodel: nn.Module, batches: Iterable[Any] | Callable[[int], Iterab
                                      "loss": record["train_loss"][-1]})
     finally:
         torch.set_num_threads(previous_threads)
+        commit_learned_ranges_(qmodel)
         qmodel.eval()
     return record

@@ -54,6 +54,7 @@ class ActQuant(nn.Module):
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("zero_point", torch.zeros((), dtype=torch.int32))
         self.frozen = False
+        self.learned: nn.Module | None = None  # a LearnedRange during LSQ / PACT QAT (quant/learned.py)
         self.mode = "observe"
         self.set_mode(mode)
 
@@ -97,6 +98,8 @@ class ActQuant(nn.Module):
             return x
         if self.mode == "dynamic":
             return fake_quantize_minmax(x, self.spec)
+        if getattr(self, "learned", None) is not None:  # getattr: models pickled before the option
+            return self.learned(x)  # type: ignore[misc]
         return fake_quantize(x, self.scale, self.zero_point, self.spec)
 
     def extra_repr(self) -> str:
@@ -124,12 +127,15 @@ class WeightQuant(nn.Module):
         scale, zero_point = cal.compute(spec)
         self.register_buffer("scale", scale.to(weight.device))
         self.register_buffer("zero_point", zero_point.to(weight.device))
+        self.learned: nn.Module | None = None  # a LearnedRange during LSQ QAT (quant/learned.py)
 
     @property
     def bits(self) -> int:
         return self.spec.bits
 
     def forward(self, weight: Tensor) -> Tensor:
+        if getattr(self, "learned", None) is not None:
+            return self.learned(weight)  # type: ignore[misc]
         return fake_quantize(weight, self.scale, self.zero_point, self.spec)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,182 @@
+"""Weight-quantization methods x bits on the demo CNNs and the demo LM, and the data-free pipeline.
+
+    python benchmarks/bench_methods.py [--part cnn lm datafree] [--seeds 0 1 2]
+
+Part "cnn": every registered method at 2/3/4 weight bits (per output channel, symmetric), applied
+to every conv/linear layer of the BN-folded float model, activations float (weight-only PTQ:
+the method is the only change). Models: narrow_cnn seeds 0-2 (cached), resnet_tiny and
+mobilenet_tiny (one cached model each). Data-needing methods read 256 calibration examples of
+the train split, captured once from the float model. A layer a method cannot take (k-means with
+more clusters than a depthwise row's 9 weights, GPTQ on a grouped conv) keeps round-to-nearest
+and is counted in ``fallback_layers``. Metric: test accuracy (359 digits: 1 example = 0.28 points).
+
+Part "lm": the same on gpt_tiny seeds 0-2, its 13 Linear layers (embedding stays float), at 3
+and 4 bits, metric test bits per byte (256 windows of 128 bytes), 32 calibration windows.
+
+Part "datafree": resnet_tiny and mobilenet_tiny, uniform W8A8 and W4A8 plans through
+``mps.quantize`` calibrated on 4 x 64 real train images vs 256 images distilled from the BN
+statistics (``distill_data``, 200 steps; distillation seeds 0-2, the model is the one cached
+model). Writes benchmarks/results/methods.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mpsearch import BitPlan, quantize
+from mpsearch.demo import batches, bits_per_byte, evaluate, load_demo, load_demo_lm_run, text_batches
+from mpsearch.demo.narrow import load_narrow_run
+from mpsearch.errors import ConfigError
+from mpsearch.model import fold_batchnorm
+from mpsearch.quant import quantizable_layer_names
+from mpsearch.quant.distill import DistillConfig, distill_data
+from mpsearch.quant.methods import METHODS, capture_inputs, get_method, make_method
+from mpsearch.quant.spec import QuantSpec
+
+OUT = Path(__file__).parent / "results" / "methods.json"
+FAST = {"adaround": {"n_iter": 200}}  # AdaRound's steps per layer, kept short for 2 shared cores
+
+
+def _method(name: str) -> Any:
+    return make_method(name, **FAST.get(name, {}))
+
+
+def apply_method(model: nn.Module, name: str, bits: int, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """A copy of ``model`` with every layer in ``inputs`` quantized by method ``name`` (weights only)."""
+    q = copy.deepcopy(model)
+    mods = dict(q.named_modules())
+    method, rtn = _method(name), get_method("rtn")()
+    spec = QuantSpec(bits=bits, symmetric=True, signed=True, granularity="per_channel")
+    fallback, run_s = 0, 0.0
+    for lname, x in inputs.items():
+        layer = mods[lname]
+        try:
+            res = method.quantize_weight(layer.weight, spec, calib_inputs=x, layer=layer, name=lname)
+        except ConfigError:
+            res, fallback = rtn.quantize_weight(layer.weight, spec, layer=layer, name=lname), fallback + 1
+        run_s += res.run_time_s
+        with torch.no_grad():
+            layer.weight.copy_(res.weight_dq)
+            if res.bias is not None:
+                if layer.bias is None:
+                    layer.bias = nn.Parameter(res.bias)
+                else:
+                    layer.bias.copy_(res.bias)
+    return {"model": q, "fallback_layers": fallback, "run_time_s": run_s}
+
+
+def cnn_rows(seeds: list[int]) -> list[dict[str, Any]]:
+    models = [("narrow_cnn", s, load_narrow_run(seed=s)) for s in seeds]
+    rows = []
+    for name in ("resnet_tiny", "mobilenet_tiny"):
+        m, splits = load_demo(name)
+        models.append((name, 0, type("Run", (), {"model": m, "splits": splits})))
+    for name, seed, run in models:
+        ex = run.splits.example_inputs(2)
+        model = fold_batchnorm(run.model, example_inputs=ex).eval()
+        test = list(batches(run.splits.test, 512))
+        calib = list(batches(run.splits.train, 64, shuffle=True, seed=seed))[:4]
+        layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        inputs = capture_inputs(model, layers, calib)
+        fp32 = evaluate(model, test)
+        for bits in (2, 3, 4):
+            for method in METHODS:
+                out = apply_method(model, method, bits, inputs)
+                rows.append({"model": name, "seed": seed, "bits": bits, "method": method, "fp32": fp32,
+                             "accuracy": evaluate(out["model"], test), "fallback_layers": out["fallback_layers"],
+                             "run_time_s": out["run_time_s"]})
+                print(f"{name} s{seed} w{bits} {method:16s} {100 * rows[-1]['accuracy']:6.2f} "
+                      f"(fp32 {100 * fp32:.2f}) {out['run_time_s']:.2f}s fb={out['fallback_layers']}", flush=True)
+    return rows
+
+
+def lm_rows(seeds: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for seed in seeds:
+        run = load_demo_lm_run("gpt_tiny", seed=seed)
+        model, ctx = run.model.eval(), run.model.config.context
+        test = list(text_batches(run.splits.test[: 256 * ctx + 1], ctx, 64))
+        calib = list(text_batches(run.splits.train, ctx, 8, n_batches=4, seed=1000 + seed))
+        layers = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        inputs = capture_inputs(model, layers, calib)
+        fp32 = bits_per_byte(model, test)
+        for bits in (3, 4):
+            for method in METHODS:
+                out = apply_method(model, method, bits, inputs)
+                bpb = bits_per_byte(out["model"], test)
+                rows.append({"model": "gpt_tiny", "seed": seed, "bits": bits, "method": method, "fp32": fp32,
+                             "bits_per_byte": bpb, "fallback_layers": out["fallback_layers"],
+                             "run_time_s": out["run_time_s"]})
+                print(f"gpt_tiny s{seed} w{bits} {method:16s} {bpb:.4f} (fp32 {fp32:.4f}) {out['run_time_s']:.2f}s",
+                      flush=True)
+    return rows
+
+
+def datafree_rows(seeds: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for name in ("resnet_tiny", "mobilenet_tiny"):
+        model, splits = load_demo(name)
+        model.eval()
+        test = list(batches(splits.test, 512))
+        real = list(batches(splits.train, 64, shuffle=True, seed=0))[:4]
+        names = quantizable_layer_names(model)
+        shape = tuple(splits.example_inputs(1)[0].shape[1:])
+        for seed in seeds:
+            start = time.perf_counter()
+            x = distill_data(model, 256, shape, DistillConfig(n_iter=200, batch_size=64, seed=seed))
+            distill_s = time.perf_counter() - start
+            fake = [x[i:i + 64] for i in range(0, 256, 64)]
+            noise = [torch.randn(x[i:i + 64].shape, generator=torch.Generator().manual_seed(seed))
+                     for i in range(0, 256, 64)]  # control: calibration on N(0, 1) noise
+            for w_bits, a_bits in ((8, 8), (4, 8), (4, 4)):
+                plan = BitPlan.uniform(names, w_bits, a_bits)
+                acc = {k: evaluate(quantize(model, plan, data), test)
+                       for k, data in (("real", real), ("distilled", fake), ("noise", noise))}
+                rows.append({"model": name, "seed": seed, "setting": f"W{w_bits}A{a_bits}",
+                             "fp32": evaluate(model, test), **acc, "distill_s": distill_s})
+                print(f"{name} s{seed} W{w_bits}A{a_bits} real {100 * acc['real']:.2f} distilled "
+                      f"{100 * acc['distilled']:.2f} noise {100 * acc['noise']:.2f} ({distill_s:.1f}s)", flush=True)
+    return rows
+
+
+def summary(rows: list[dict[str, Any]], key: str) -> dict[str, str]:
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['model']} w{r['bits']} {r['method']}", []).append(r[key])
+    return {k: f"{statistics.mean(v):.4f} +- {statistics.stdev(v) if len(v) > 1 else 0.0:.4f} (n={len(v)})"
+            for k, v in groups.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", nargs="+", default=["cnn", "lm", "datafree"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    result: dict[str, Any] = json.loads(OUT.read_text()) if OUT.exists() else {}
+    result["machine"] = platform.processor() or platform.machine()
+    if "cnn" in args.part:
+        result["cnn"] = cnn_rows(args.seeds)
+        result["cnn_summary"] = summary(result["cnn"], "accuracy")
+    if "lm" in args.part:
+        result["lm"] = lm_rows(args.seeds)
+        result["lm_summary"] = summary(result["lm"], "bits_per_byte")
+    if "datafree" in args.part:
+        result["datafree"] = datafree_rows(args.seeds)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=1))
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -161,9 +161,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", nargs="+", default=["cnn", "lm", "datafree"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    out = args.out
     torch.set_num_threads(1)
-    result: dict[str, Any] = json.loads(OUT.read_text()) if OUT.exists() else {}
+    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     result["machine"] = platform.processor() or platform.machine()
     if "cnn" in args.part:
         result["cnn"] = cnn_rows(args.seeds)
@@ -173,9 +175,9 @@ def main() -> None:
         result["lm_summary"] = summary(result["lm"], "bits_per_byte")
     if "datafree" in args.part:
         result["datafree"] = datafree_rows(args.seeds)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1))
-    print(f"wrote {OUT}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

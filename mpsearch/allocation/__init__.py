@@ -14,9 +14,9 @@ from mpsearch.allocation.feasible import check_feasible
 from mpsearch.allocation.kbest import allocate_k_best, pick_by_evaluation
 from mpsearch.allocation.pareto import ParetoFront, pareto
 from mpsearch.allocation.solvers import SOLVERS
-from mpsearch.allocation.target import TargetResult, allocate_for_drop, resolve_drop
+from mpsearch.allocation.target import TargetResult, allocate_for_drop, check_max_drop, resolve_drop
 from mpsearch.allocation.uniform import uniform_plan
 
 __all__ = ["Budget", "Budgets", "DEFAULT_GAP_REL", "GAP_REL_RULE", "ParetoFront", "SOLVERS", "TargetResult", "UniformBudget", "allocate", "allocate_for_drop", "allocate_k_best",
-           "check_feasible", "check_gap_rel", "check_resources", "parse_budget", "parse_budgets",
+           "check_feasible", "check_max_drop", "check_gap_rel", "check_resources", "parse_budget", "parse_budgets",
            "parse_uniform", "parse_value", "pareto", "pick_by_evaluation", "resolve_drop", "resolve_budgets", "uniform_plan"]

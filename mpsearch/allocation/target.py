@@ -26,7 +26,8 @@ from mpsearch.allocation.pareto import pareto
 from mpsearch.core.checks import check_bool, check_int, check_number
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
-from mpsearch.errors import InfeasibleBudgetError
+from mpsearch.core.profile import Rules
+from mpsearch.errors import ConfigError, InfeasibleBudgetError
 
 
 @dataclass(frozen=True)
@@ -65,19 +66,32 @@ class TargetResult:
                 f"{len(self.evaluated)} of {self.n_frontier} frontier points evaluated")
 
 
+#: What a max_drop must be, in words.
+DROP_RULE = "a drop >= 0 in metric units (0.005) or a percentage of the float metric ('0.5%')"
+
+
 def resolve_drop(max_drop: float | str, float_metric: float, where: str = "allocate_for_drop",
                  key: str = "max_drop") -> float:
     """``max_drop`` in metric units: a number as is, ``"0.5%"`` as 0.5 % of ``|float_metric|``."""
-    value, relative = parse_value(max_drop, where, key)  # the one reader of "0.5%" (allocation/budgets.py)
+    try:
+        value, relative = parse_value(max_drop, where, key)  # the one reader of "0.5%" (allocation/budgets.py)
+    except ConfigError:  # parse_value words its rule for budgets; a drop has its own
+        raise ConfigError(f"{where}: {key} must be {DROP_RULE}, but got {max_drop!r}") from None
     if relative:
         value *= abs(float(float_metric))
-    return float(check_number(value, where, key, min=0, rule="a drop >= 0 (metric units, or a percentage of float)"))
+    return float(check_number(value, where, key, min=0, rule=DROP_RULE))
+
+
+def check_max_drop(value: Any, where: str, key: str = "max_drop") -> float | str:
+    """``value`` if it reads as a drop (a number >= 0 or a percentage); a ConfigError naming ``where``/``key`` else."""
+    resolve_drop(value, 1.0, where, key)
+    return value
 
 
 def allocate_for_drop(table: CostTable, max_drop: float | str, evaluate: Callable[[BitPlan], float],
                       float_metric: float, *, minimize: str = "size_bytes", higher_is_better: bool = True,
                       n_points: int = 20, other_budgets: Mapping[str, Any] | Iterable[Any] | None = None,
-                      pins: Mapping[str, Any] | None = None, solver: str = "cbc", gap_rel: float = DEFAULT_GAP_REL,
+                      pins: Mapping[str, Any] | None = None, rules: Rules | None = None, solver: str = "cbc", gap_rel: float = DEFAULT_GAP_REL,
                       evaluate_test: Callable[[BitPlan], float] | None = None,
                       float_test_metric: float | None = None) -> TargetResult:
     """The plan with the smallest total ``minimize`` whose validation metric is within ``max_drop`` of float.
@@ -91,7 +105,7 @@ def allocate_for_drop(table: CostTable, max_drop: float | str, evaluate: Callabl
         minimize: the resource to minimize (``size_bytes``, ``latency_ms``, ``bops``...).
         higher_is_better: True for accuracy, False for a loss or perplexity.
         n_points: budgets swept to build the frontier (see :func:`pareto`).
-        other_budgets, pins, solver, gap_rel: as in :func:`pareto`.
+        other_budgets, pins, rules, solver, gap_rel: as in :func:`pareto`.
         evaluate_test, float_test_metric: when given, the chosen plan's test metric and drop
             are reported beside the validation ones (never used to choose).
 
@@ -103,7 +117,8 @@ def allocate_for_drop(table: CostTable, max_drop: float | str, evaluate: Callabl
     check_int(n_points, "allocate_for_drop", "n_points", min=2)
     float_metric = float(check_number(float_metric, "allocate_for_drop", "float_metric"))
     allowed = resolve_drop(max_drop, float_metric)
-    front = pareto(table, minimize, n_points, other_budgets, pins=pins, solver=solver, gap_rel=gap_rel)
+    front = pareto(table, minimize, n_points, other_budgets, pins=pins, rules=rules, solver=solver,
+                   gap_rel=gap_rel)
     points = front.points  # ascending in ``minimize``
     cache: dict[int, float] = {}
     order: list[int] = []

@@ -2,6 +2,7 @@
 
     mpsearch allocate --table cost_table.json --budget size_bytes=20k --budget latency_ms=2.5 -o plan.yaml
     mpsearch allocate --recipe recipes/demo.yaml --budget size_bytes=50% -o plan.yaml
+    mpsearch allocate --recipe recipes/demo.yaml --max-drop 0.5% -o plan.yaml   # accuracy-target mode
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop the solver after this long and keep the best plan found")
     parser.add_argument("-o", "--output", default="plan.yaml", help="where the plan goes (YAML, or JSON by suffix)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--max-drop", default=None, metavar="DROP",
+                        help="accuracy-target mode (needs --recipe: plans are quantized and measured on its val "
+                             "split): the smallest plan whose metric is within DROP of float, in metric units "
+                             "(0.005) or percent of float (0.5%%); the recipe key is allocation.max_drop")
+    parser.add_argument("--minimize", default=None, metavar="RESOURCE",
+                        help="what accuracy-target mode minimizes (default: allocation.minimize, size_bytes)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_path(args.output, "", "-o")  # before any work
     budgets = budgets_from_flags(args.budget)
+    if args.table and (args.max_drop is not None or args.minimize is not None):
+        raise ConfigError(f"--max-drop needs --recipe (each probed plan is quantized and measured on the recipe's "
+                          f"val split; a cost table alone cannot be evaluated), but got --table {args.table}")
+    if args.max_drop is not None:
+        from mpsearch.allocation import check_max_drop
+
+        check_max_drop(args.max_drop, "mpsearch allocate", "--max-drop")
     if args.table and budgets is None:
         raise ConfigError(NO_BUDGET.format(source="--table"))
     if args.table:
@@ -53,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         check_feasible(table, resolved, solver=args.solver, where=args.table, fix_subject="the --budget values")
     else:
         recipe = load(args.recipe)
+        if args.max_drop is not None or recipe.allocation.max_drop is not None:
+            return _target(args, recipe, budgets)
         if budgets is None and not recipe.budgets.entries:
             raise ConfigError(NO_BUDGET.format(source=f"--recipe {args.recipe} (its budgets: section is empty)"))
         with progress(args.quiet) as bars:
@@ -68,6 +84,24 @@ def run(args: argparse.Namespace) -> int:
         totals = ", ".join(f"{k}={v:.6g}" for k, v in plan.totals.items())
         gap = "" if plan.gap is None or plan.optimal else f" (proven gap {plan.gap:.1e})"
         print(f"{plan.status}{gap}: omega {plan.objective:.6g}; {totals}\n{how}\n{bits}\nwrote {args.output}")
+    return 0
+
+
+def _target(args: argparse.Namespace, recipe, budgets) -> int:
+    """Accuracy-target mode on the recipe (see :mod:`mpsearch.pipeline.target`)."""
+    from mpsearch.pipeline import steps
+    from mpsearch.pipeline.target import target_plan, target_step
+    from mpsearch.report import progress
+
+    with progress(args.quiet) as bars:
+        prep = steps.prepare(recipe, budgets)
+        table = steps.table_step(prep, steps.sensitivity_step(prep, bars))
+    result = target_step(prep, table, args.max_drop, args.minimize)
+    plan = steps.stable_plan(target_plan(result))
+    plan.save(args.output)
+    if not args.quiet:
+        bits = " ".join(f"{n}={b.key}" for n, b in plan.layers.items())
+        print(f"{result.summary()}\n{bits}\nwrote {args.output}")
     return 0
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from mpsearch.allocation import DEFAULT_GAP_REL, Budgets, check_gap_rel  # numpy only: pulp loads lazily
+from mpsearch.allocation import DEFAULT_GAP_REL, Budgets, check_gap_rel, check_max_drop  # numpy only: pulp loads lazily
 from mpsearch.core.checks import check_bool, check_choice, check_int, check_number, fail, normalize_bits
 from mpsearch.core.formats import KEY_RULE
 from mpsearch.core.types import Candidate
@@ -155,9 +155,14 @@ class AllocationSpec:
     n_trials: int = 200
     pareto: ParetoSpec | None = field(default_factory=ParetoSpec)
     guard: bool = True  # compare the plan with uniform and greedy plans on the val split (pipeline/guard.py)
+    # accuracy-target mode (pipeline/target.py): the smallest `minimize` plan within max_drop of float
+    max_drop: float | str | None = None  # metric units (0.005) or a percentage of float ("0.5%")
+    minimize: str = "size_bytes"
 
     def __post_init__(self) -> None:
         check_choice(self.method, "AllocationSpec", "method", ALLOCATION_METHODS)
+        if self.max_drop is not None:
+            check_max_drop(self.max_drop, "AllocationSpec", "max_drop")
         check_bool(self.guard, "AllocationSpec", "guard", rule="true or false")
         check_int(self.n_trials, "AllocationSpec", "n_trials", min=1)
         check_gap_rel(self.gap_rel, "AllocationSpec", "gap_rel")

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from mpsearch.core.checks import check_iterable, shown
 from mpsearch.core.formats import format_fields
 from mpsearch.core.plan import BitPlan, LayerBits
 from mpsearch.core.types import Candidate
@@ -86,12 +87,20 @@ class CostTable:
         """
         by_layer: dict[str, list[tuple[Candidate, float, dict[str, float], str]]] = {}
         resource_names: tuple[str, ...] | None = None
+        check_iterable(records, where, "records", "a list of records {layer, w_bits, a_bits, omega, <resource>}")
         for i, rec in enumerate(records):
             if not isinstance(rec, Mapping):
                 raise rule_error(where, f"[{i}]", "a mapping", rec)
+            if not all(isinstance(k, str) for k in rec):  # a file's keys; sorted() below needs one type
+                raise rule_error(where, f"[{i}]", "a mapping with string keys", shown(rec))
             for key in ("layer", "w_bits", "a_bits", "omega"):
                 if key not in rec:
                     raise ConfigError(f"{where}: [{i}] must have key {key!r}, but it has {sorted(rec)}")
+            for key in ("w_bits", "a_bits"):  # an int, or a float or text that is one ("8", 8.0)
+                try:
+                    int(rec[key])
+                except (TypeError, ValueError, OverflowError):
+                    raise rule_error(where, f"[{i}].{key}", "an integer bit-width", shown(rec[key])) from None
             res = tuple(sorted(k for k in rec if k not in _RESERVED))
             if resource_names is None:
                 resource_names = res
@@ -127,8 +136,10 @@ class CostTable:
         omega_src = np.array([r[3] for r in flat], dtype=object)
         # an all-predicted table has no omega sources, as before measured figures existed
         sources = {"omega": omega_src} if any(s != "predicted" for s in omega_src) else {}
+        ties = [list(check_iterable(g, where, f"ties[{k}]", "a list of layer names"))
+                for k, g in enumerate(check_iterable(ties or (), where, "ties", "a list of lists of layer names"))]
         return cls(layers=names, candidates=candidates, offsets=offsets, omega=omega, resources=resources,
-                   ties=tuple(tuple(str(x) for x in g) for g in (ties or ()) if len(tuple(g)) > 1), sources=sources)
+                   ties=tuple(tuple(str(x) for x in g) for g in ties if len(g) > 1), sources=sources)
 
     def to_records(self) -> list[dict[str, Any]]:
         """Plain dicts, one per layer x candidate (inverse of :meth:`from_records`)."""

@@ -64,3 +64,20 @@ def test_validate_checks_each_argument(parts):
         mps.validate(im, q, None)
     with pytest.raises(mps.ConfigError, match=r"^to_integer: example_inputs must be a tensor or a tuple of tensors"):
         mps.to_integer(q, None)
+
+
+@pytest.mark.parametrize("records, ties, message", [
+    (None, None, r"^t.json: records must be a list of records \{layer, w_bits, a_bits, omega, <resource>\}, but got None$"),
+    ([{"layer": "a", "w_bits": "x", "a_bits": 8, "omega": 0.0}], None, r"^t.json: \[0\].w_bits must be an integer "
+                                                                      r"bit-width, but got 'x'$"),
+    ([{"layer": "a", "w_bits": 8, "a_bits": None, "omega": 0.0}], None, r"^t.json: \[0\].a_bits must be an integer "
+                                                                       r"bit-width, but got None$"),
+    ([{"layer": "a", "w_bits": 8, "a_bits": 8, "omega": 0.0, 3: 1.0}], None, r"^t.json: \[0\] must be a mapping with "
+                                                                            r"string keys"),
+    ([{"layer": "a", "w_bits": 8, "a_bits": 8, "omega": 0.0}], 5, r"^t.json: ties must be a list of lists of layer "
+                                                                  r"names, but got 5$"),
+])
+def test_cost_table_records_found_by_the_fuzz_suite(records, ties, message):
+    """Cost-table files the fuzz suite found raising TypeError / ValueError (tests/fuzz)."""
+    with pytest.raises(mps.ConfigError, match=message):
+        CostTable.from_records(records, ties=ties, where="t.json")

@@ -74,8 +74,8 @@ def bench_cnn(name: str, plan_key: str, batch: int, repeats: int, tmp: Path) -> 
     imodel = to_integer(q, splits.example_inputs(2))
     fns: dict[str, Callable[[], Any]] = {"ort_fused": _ort(path, x, True), "ort_unfused": _ort(path, x, False),
                                          "executor": lambda: imodel.logits_int(x)}
-    if plan_key == "w8a8" and torch_ao_available() is None:
-        ref = torch_int8_reference(q, imodel.output.scale, 0, batches(splits.train, 256)[:2])
+    if plan_key == "w8a8" and torch_ao_available() is not None and "fbgemm" in torch.backends.quantized.supported_engines:
+        ref = torch_int8_reference(q, imodel.output.scale, 0, list(batches(splits.train, 256))[:2])
         fns["fbgemm"] = lambda: ref(x)
     with torch.no_grad():
         sec = time_interleaved(fns, repeats)
@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--models", default="small_cnn,resnet_tiny,mobilenet_tiny")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if "fbgemm" in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = "fbgemm"
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -78,7 +78,7 @@ def reshape(ctx: Context, node: fx.Node) -> str:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = list(args[0])
     if any(isinstance(a, fx.Node) and isinstance(ctx.values[a], (tuple, list, torch.Size)) for a in args):
-        args = [a for a in args]  # a whole size object: x.view(y.shape)
+        # a whole size object: x.view(y.shape)
         sizes = list(ctx.static_value(args[0]))
         sizes_b = list(ctx.values_b[args[0]])
         return _reshape_to(ctx, node, _t(ctx, node, node.args[0]), sizes, [a != b for a, b in zip(sizes, sizes_b)])

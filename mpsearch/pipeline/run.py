@@ -89,7 +89,8 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
         if recipe.sensitivity.calibrate and recipe.sensitivity.method != "empirical":  # empirical: all measured
             table = guard.calibrate_step(prep, table)
     with _timed(timings, "allocation_s"):
-        plan = steps.stable_plan(steps.choose_plan(prep, table, bars))
+        raw_plan = steps.choose_plan(prep, table, bars)
+        plan = steps.stable_plan(raw_plan)
     if recipe.allocation.guard:
         with _timed(timings, "guard_s"):
             plan = steps.stable_plan(guard.guard_step(prep, table, plan))
@@ -115,7 +116,8 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
             chosen["acc_int"] = report.bits_per_token_int if lm else report.accuracy_int
     return RunRecord(sens=sens, table=table, plan=plan, layers=prep.layers, profile=prep.profile, front=front,
                      frontier=frontier, baselines=baselines, chosen=chosen, float_accuracy=float_acc, qat=qat,
-                     integer_model=imodel, validation=report)
+                     integer_model=imodel, validation=report, solve_time_s=raw_plan.solve_time_s,
+                     pareto_n_points=None if recipe.allocation.pareto is None else recipe.allocation.pareto.n_points)
 
 
 def _point(plan: BitPlan, resource_names: tuple[str, ...]) -> dict[str, Any]:

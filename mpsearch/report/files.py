@@ -41,7 +41,7 @@ def _write_pareto(out: Path, header: RunHeader, run: RunRecord) -> None:
                            "chosen": run.chosen, "frontier": run.front.to_dict()}),  # type: ignore[union-attr]
                     out / "pareto.json")
     plot_pareto(out / "pareto.png", res, run.frontier, run.baselines, run.chosen,
-                title=f"{header.name}: {header.model} on {run.profile.name}")
+                title=f"{header.name}: {header.model} on {run.profile.name}", metric=header.metric)
 
 
 def write_summary(out: Path, summary: Mapping[str, Any]) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from mpsearch.core.io import write_text_atomic
 from mpsearch.report.guard import guard_section
 from mpsearch.report.metric import metric_view
+from mpsearch.report.truth import lsb_sentence, pareto_note, solved_by, uniform_comparison
 
 
 def _pct(v: Any) -> str:
@@ -28,8 +29,9 @@ def render_report(s: Mapping[str, Any]) -> str:
     L += [f"# mpsearch run `{s['name']}`", "",
           f"Recipe `{s['recipe']}`: model `{s['model']}` on hardware profile `{prof['name']}` "
           f"(source: {prof['source']}), sensitivity `{s['sensitivity']['method']}`, allocation "
-          f"`{s['allocation']['method']}` (solver {s['allocation']['solver']}, status {s['allocation']['status']}"
-          f"{', proven optimal' if s['allocation']['optimal'] else ''}), seed {s['seed']}.", ""]
+          f"`{s['allocation']['method']}` (status {s['allocation']['status']}"
+          f"{', proven optimal' if s['allocation']['optimal'] else ''}), seed {s['seed']}.", "",
+          f"Solved by {solved_by(s)}.", ""]
     L += ["## Budgets and totals", "", "| resource | budget given | budget (absolute) | plan total |", "|---|---|---|---|"]
     for res, given in s["budgets"]["given"].items():
         L.append(f"| {res} | `{given}` | {_num(s['budgets']['absolute'].get(res), '.6g')} | {_num(s['totals'].get(res), '.6g')} |")
@@ -66,20 +68,16 @@ def render_report(s: Mapping[str, Any]) -> str:
         L.append(f"| uniform {k.upper()}{note} | {_num(b.get('size_bytes'), '.0f')} | {_num(b.get('latency_ms'))} | "
                  f"{_num(b['omega'])} | {_pct(b.get('acc_ptq'))} | {_pct(b.get('acc_qat'))} | - |")
     L.append("")
-    for k, b in s["baselines"].items():
-        if c.get("size_bytes") is not None and b.get("size_bytes") is not None and c["size_bytes"] <= b["size_bytes"]:
-            verdict = m.verdict
-            line = (f"At {c['size_bytes'] / max(b['size_bytes'], 1):.0%} of uniform {k.upper()}'s size, the chosen plan "
-                    f"{verdict(c['acc_ptq'], b['acc_ptq'])} it after PTQ ({_pct(c['acc_ptq'])} vs {_pct(b['acc_ptq'])})")
-            if c.get("acc_qat") is not None and b.get("acc_qat") is not None:
-                line += f" and {verdict(c['acc_qat'], b['acc_qat'])} it after QAT ({_pct(c['acc_qat'])} vs {_pct(b['acc_qat'])})"
-            L += [line + ".", ""]
-            n = (s.get("validation") or {}).get("n_images")
-            if n:
-                L += [f"On {n} images one image is {100 / n:.2f} points, and a single QAT run (one seed) moves by an "
-                      "image or two from seed to seed: compare plans over several seeds or splits before calling "
-                      "a difference of a few images (docs/BENCHMARKS.md, \"End to end\").", ""]
-            break
+    def better(x: float, y: float) -> bool:
+        return x > y if m.higher_is_better else x < y
+
+    compared = uniform_comparison(c, s["baselines"], better, _pct)
+    L += compared
+    n = (s.get("validation") or {}).get("n_images")
+    if compared and n:
+        L += [f"On {n} images one image is {100 / n:.2f} points, and a single QAT run (one seed) moves by an "
+              "image or two from seed to seed: compare plans over several seeds or splits before calling "
+              "a difference of a few images (docs/BENCHMARKS.md, \"End to end\").", ""]
     L += guard_section(s)
     ft = s.get("finetune")
     if ft:
@@ -104,12 +102,11 @@ def render_report(s: Mapping[str, Any]) -> str:
     elif v:
         L += ["## Integer-only validation", "",
               f"On {v['n_images']} images: integer accuracy {_pct(v['accuracy_int'])}, fake-quant {_pct(v['accuracy_fake'])}, "
-              f"top-1 agreement {_pct(v['top1_agreement'])}, logits within 1 LSB {_pct(v['within_1_lsb'])} "
-              f"(mean |diff| {v['mean_abs_lsb']:.3f} LSB, max {v['max_abs_lsb']:.1f}). The integer program is in `integer_model/`.", ""]
+              f"top-1 agreement {_pct(v['top1_agreement'])}, {lsb_sentence(v)}. The integer program is in `integer_model/`.", ""]
     if s.get("frontier"):
         res = s["pareto_resource"]
         L += ["## Pareto frontier", "", f"{len(s['frontier'])} ILP optima sweeping `{res}` "
-              "(`pareto.csv`, `pareto.json`, `pareto.png`).", "",
+              "(`pareto.csv`, `pareto.json`, `pareto.png`)." + (" " + pareto_note(s) if pareto_note(s) else ""), "",
               f"| {res} | omega | {m.label} PTQ |", "|---|---|---|"]
         for p in s["frontier"]:
             L.append(f"| {p[res]:.6g} | {p['omega']:.4g} | {_pct(p.get('acc_ptq'))} |")

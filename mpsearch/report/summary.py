@@ -71,6 +71,8 @@ class RunRecord:
         qat: the fine-tuning record of the chosen plan (empty without fine-tuning).
         integer_model: the integer model, or None without integer validation.
         validation: its validation report, or None.
+        solve_time_s: wall time of the allocation that made the plan (None if unknown).
+        pareto_n_points: how many budgets the Pareto sweep was asked for (None without one).
     """
 
     sens: Sensitivity
@@ -86,6 +88,12 @@ class RunRecord:
     qat: dict[str, Any]
     integer_model: IntegerModel | None = None
     validation: ValidationReport | None = None
+    solve_time_s: float | None = None  # of the plan as the allocator returned it (plan.yaml drops wall times)
+    pareto_n_points: int | None = None  # the budgets the Pareto sweep was asked for
+
+
+#: Keys of a plan's meta that say what closed it (report/truth.py reads them).
+_SOLVE_META = ("closed_by", "lp", "branch_nodes", "branch_lps", "solver_status", "n_evaluations")
 
 
 def run_summary(header: RunHeader, run: RunRecord, timings_s: Mapping[str, float]) -> dict[str, Any]:
@@ -98,7 +106,8 @@ def run_summary(header: RunHeader, run: RunRecord, timings_s: Mapping[str, float
         "sensitivity": {"method": run.sens.method, "n_batches": header.n_sensitivity_batches},
         "budgets": {"given": dict(header.budgets_given), "absolute": header.budgets_absolute},
         "allocation": {"method": header.allocation_method, "solver": plan.solver, "status": plan.status,
-                       "optimal": plan.optimal},
+                       "optimal": plan.optimal, "solve_time_s": run.solve_time_s,  # plan.yaml drops wall times
+                       "meta": {k: plan.meta[k] for k in _SOLVE_META if k in plan.meta}},
         "layers": layer_rows(run), "totals": dict(plan.totals), "objective": plan.objective,
         "metric": header.metric, "float_accuracy": run.float_accuracy, "chosen": run.chosen,
         "baselines": run.baselines,
@@ -107,6 +116,7 @@ def run_summary(header: RunHeader, run: RunRecord, timings_s: Mapping[str, float
         "validation_split": header.validation_split,
         "inputs": header.inputs, "timings_s": timings_s,
         "frontier": run.frontier, "pareto_resource": None if run.front is None else run.front.resource,
+        "pareto_n_points": run.pareto_n_points, "n_layers": len(run.layers),
         "guard": plan.meta.get("guard"), "omega_sources": _omega_sources(run.table),
     })
 

@@ -68,6 +68,7 @@ class Capabilities:
     per_op: Mapping[str, OpCapabilities] = field(default_factory=dict)
     group_size: int = 128  # weights per scale along the input dim when w_granularity is per_group
     formats: FormatCapabilities | None = None  # LLM weight formats (weight-only, W8A8 per-token), if any
+    methods: tuple[str, ...] = ("rtn",)  # weight quantization methods it runs (core.formats.WEIGHT_METHODS)
 
     def allowed_pairs(self, op_kind: str | None = None) -> list[tuple[int, int]]:
         """The (w_bits, a_bits) pairs the device runs for ``op_kind``, sorted high to low."""

@@ -18,12 +18,13 @@ from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer
 from mpsearch.hardware.candidates import candidates_for_layers
 from mpsearch.hardware.costs import bias_bytes, layer_costs
+from mpsearch.hardware.methods import check_methods, method_size_bytes, with_methods
 
 
 def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Sequence[int] | None = None,
                    a_bits: Sequence[int] | None = None, *, granularity: str | None = None, batch: int | None = None,
                    ties: Sequence[Sequence[str]] | None = None, where: str = "resource_table",
-                   formats: Sequence[str] | None = None) -> CostTable:
+                   formats: Sequence[str] | None = None, methods: Sequence[str] | None = None) -> CostTable:
     """Resources of every layer x candidate the profile allows, with omega 0 (no sensitivity yet).
 
     Args:
@@ -38,6 +39,10 @@ def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Se
         where: what a malformed record's message names.
         formats: candidate keys for linear and embedding layers (LLM formats such as
             ``"w4a16g128"``; see :func:`mpsearch.hardware.candidates_for`).
+        methods: weight quantization methods to consider (None: ``["rtn"]``); each bit
+            candidate comes once per method the layer takes (:mod:`mpsearch.hardware.methods`:
+            the profile must list them; a non-uniform method costs its codes plus its codebook,
+            taken at its largest here; latency and BOPs are those of the same bits).
 
     A weight tied to an earlier layer (``Layer.shares_weight_with``: an embedding and its tied
     head) is stored once: the first layer holding it counts the weight, scales and zero points,
@@ -52,13 +57,18 @@ def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Se
     layers = list(layers)
     cands = candidates_for_layers(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch,
                                   formats=formats)
+    methods = check_methods(methods, where)
+    cands = {lay.name: with_methods(cands[lay.name], methods, lay, profile, where) for lay in layers}
     records, lat_sources = [], {}
     seen: set[str] = set()
     for lay in layers:
         stored_before = any(other in seen for other in lay.shares_weight_with)
         seen.add(lay.name)
         for cand in cands[lay.name]:
-            cost = layer_costs(lay, cand, profile, batch)
+            base = replace(cand, method="rtn")  # stored and run as its bits (a codebook: see below)
+            cost = layer_costs(lay, base, profile, batch)
+            if cand.method != "rtn":
+                cost = replace(cost, size_bytes=method_size_bytes(lay, cand, None, cost.size_bytes, profile))
             if stored_before:  # the tied weight is counted by the first layer that holds it
                 cost = replace(cost, size_bytes=bias_bytes(lay, cand, profile))
             records.append({"layer": lay.name, "w_bits": cand.w_bits, "a_bits": cand.a_bits,

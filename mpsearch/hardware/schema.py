@@ -5,8 +5,9 @@ optional: ``source.references`` (list of strings) and ``source.machine``;
 ``capabilities.group_size`` (weights per scale for per_group); ``cost.memory``
 (``weight_bytes``, ``activation_bytes``) and ``cost.energy`` (``active_mw``, ``pj_per_op``,
 ``pj_per_byte``); ``capabilities.formats`` (LLM weight formats, checked in ``hardware/formats.py``) and
-``cost.roofline.float_ops_per_s``. Numbers may be written ``2.0e12`` (PyYAML reads that as a string; it is
-accepted when it is a float literal).
+``cost.roofline.float_ops_per_s``; ``capabilities.methods`` (weight quantization methods it runs,
+default [rtn]: ``hardware/methods.py``). Numbers may be written ``2.0e12`` (PyYAML reads that as a
+string; it is accepted when it is a float literal).
 
 Cross-field rules checked here:
 
@@ -44,6 +45,7 @@ from mpsearch.core.profile import (
 from mpsearch.core.types import LAYER_KINDS
 from mpsearch.hardware._check import Reader, pair_key
 from mpsearch.hardware.formats import formats_to_dict, lut_stat_key, parse_formats
+from mpsearch.hardware.methods import parse_methods
 from mpsearch.hardware.signature import SPATIAL_DIMS, shape_keys, signature_key
 
 VERSION = 1
@@ -108,7 +110,7 @@ def _pairs(r: Reader, value: Any, key: str, wbits: tuple[int, ...], abits: tuple
 
 def _capabilities(r: Reader, data: Any) -> Capabilities:
     keys = ("weight_bits", "activation_bits", "pairs", "weight_mode", "weight_granularity",
-            "activation_mode", "scale", "integer_only", "per_op", "group_size", "formats")
+            "activation_mode", "scale", "integer_only", "per_op", "group_size", "formats", "methods")
     c = r.mapping(data, "capabilities", keys, required=("weight_bits", "activation_bits"))
     wb = r.bits_list(c["weight_bits"], "capabilities.weight_bits")
     ab = r.bits_list(c["activation_bits"], "capabilities.activation_bits")
@@ -155,6 +157,8 @@ def _capabilities(r: Reader, data: Any) -> Capabilities:
                           "pairs": [list(p) for p in (pairs or ())]})
     if "formats" in c:  # LLM weight formats (hardware/formats.py)
         caps = replace(caps, formats=parse_formats(r, c["formats"], caps))
+    if "methods" in c:
+        caps = replace(caps, methods=parse_methods(r, c["methods"]))
     return caps
 
 
@@ -304,6 +308,8 @@ def profile_to_dict(profile: HardwareProfile) -> dict[str, Any]:
         cap["group_size"] = caps.group_size
     if caps.formats is not None:
         cap["formats"] = formats_to_dict(caps.formats)
+    if caps.methods != ("rtn",):
+        cap["methods"] = list(caps.methods)
     if caps.per_op:
         cap["per_op"] = {op: {k: _plain(v) for k, v in (("weight_bits", o.weight_bits),
                                                          ("activation_bits", o.activation_bits),

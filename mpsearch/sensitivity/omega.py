@@ -33,7 +33,9 @@ from mpsearch.errors import ConfigError, rule_error
 from mpsearch.model import canonical_view
 from mpsearch.quant.quantizer import fake_quantize, fake_quantize_minmax, qparams, weight_quantization_error
 from mpsearch.quant.spec import activation_spec, format_weight_spec, weight_spec
+from mpsearch.hardware.methods import method_size_bytes
 from mpsearch.sensitivity.data import Data, run_model
+from mpsearch.sensitivity.method_omega import LayerMethods, check_method_data, layer_inputs
 
 #: which per-parameter curvature scales ||dW||^2, in order of preference for "auto"
 CURVATURES = ("trace", "fisher", "eigenvalue")
@@ -136,7 +138,8 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
                w_bits: Sequence[int] | None = (2, 4, 8), a_bits: Sequence[int] | None = (8,), *,
                calib_batches: Iterable[Any] | None = None, granularity: str | None = None,
                curvature: str = "auto", ties: Sequence[Sequence[str]] | None = None,
-               batch: int | None = None, formats: Sequence[str] | None = None) -> CostTable:
+               batch: int | None = None, formats: Sequence[str] | None = None,
+               methods: Sequence[str] | None = None) -> CostTable:
     """Omega and resources for every layer x candidate the profile allows.
 
     Args:
@@ -157,6 +160,10 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
         formats: candidate keys for linear and embedding layers, e.g. ``["w4a16g128",
             "w4a16g128z", "w8a16", "w8a8t", "w16a16"]`` (LLM formats the profile lists in
             ``capabilities.formats``, or plain pairs); None: ``w_bits`` x ``a_bits`` for every layer.
+        methods: weight quantization methods to pair with every bit candidate, e.g. ``["rtn",
+            "gptq", "kmeans"]`` (the profile must list them in ``capabilities.methods``); None:
+            round-to-nearest only. Omega and size of a method's rows come from its actual output
+            (:mod:`mpsearch.sensitivity.method_omega`); data-needing methods need ``calib_batches``.
 
     Returns:
         A :class:`CostTable` with resources ``size_bytes``, ``bops``, ``latency_ms`` (+
@@ -181,7 +188,11 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
     if missing:
         raise ConfigError(f"cost_table: sens must cover every layer, but it lacks {missing[:5]}")
     table = resource_table(layers, profile, w_bits, a_bits, granularity=granularity, batch=batch, ties=ties,
-                           where="cost_table", formats=formats)
+                           where="cost_table", formats=formats, methods=methods)
+    use_methods = any(c.method != "rtn" for cs in table.candidates for c in cs)
+    if use_methods:  # the methods and the activation term both read the batches
+        check_method_data(sorted({c.method for cs in table.candidates for c in cs}), calib_batches is not None)
+        calib_batches = None if calib_batches is None else list(calib_batches)
     model = canonical_view(model)  # layer names are the canonical model's (discover's)
     modules = dict(model.named_modules())
     all_a = sorted({c.a_bits for cs in table.candidates for c in cs if not c.weight_only and c.a_mode == "static"})
@@ -190,6 +201,11 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
     use_act = use_act and bool(all_a or token_a)  # weight-only candidates have no activation term
     act_err = activation_errors(model, layers, calib_batches, all_a, profile, token_a) if use_act else {}
     omega = np.zeros(table.n_rows)
+    inputs = layer_inputs(model, layers, calib_batches) if use_methods else {}
+    sizes = np.array(table.resources["size_bytes"], dtype=np.float64)
+    by_name = {lay.name: lay for lay in layers}
+    order = [lay.name for lay in sorted(layers, key=lambda lay: lay.index)]
+    tied_later = {n for k, n in enumerate(order) if set(by_name[n].shares_weight_with) & set(order[:k])}
     for i, name in enumerate(table.layers):  # rows follow the given layer order
         rec = sens[name]
         curv = _curvature(rec, curvature)
@@ -204,6 +220,7 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
         act_curv = (rec.activation_trace / rec.activation_numel
                     if use_act and rec.activation_trace is not None and rec.activation_numel else 0.0)
         w_err_cache: dict[Any, float] = {}
+        runner = LayerMethods(name, modules[name], inputs.get(name)) if use_methods else None
         for j, cand in enumerate(table.candidates[i]):
             if cand.is_format:  # the format's own quantized weight (groups, zero points, float scales)
                 spec = format_weight_spec(profile.capabilities, cand)
@@ -211,10 +228,19 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
                 spec = weight_spec(profile.capabilities, cand.w_bits, granularity=cand.w_granularity)
             if spec not in w_err_cache:
                 w_err_cache[spec] = weight_quantization_error(weight, spec.bits, spec)
+            w_err = w_err_cache[spec]
+            if cand.method != "rtn":  # the method's actual output (method_omega.py)
+                w_err = runner.omega_weight_error(cand.method, spec, w_err)
+                row = int(table.offsets[i]) + j
+                if name not in tied_later:  # a tied weight is stored (and costed) by its first layer
+                    extra = runner.run(cand.method, spec).extra_bits
+                    sizes[row] = method_size_bytes(by_name[name], cand, extra, sizes[row], profile)
             a_key = cand.a_bits if cand.a_mode == "static" else (cand.a_bits, cand.a_mode)
             a_err = 0.0 if cand.weight_only else act_err.get(name, {}).get(a_key, 0.0)
-            value = curv[1] * w_err_cache[spec] + act_curv * a_err
+            value = curv[1] * w_err + act_curv * a_err
             if not math.isfinite(value):
                 raise rule_error("cost_table", f"omega of layer {name!r} at {cand.key}", "a finite number", value)
             omega[int(table.offsets[i]) + j] = value
+    if use_methods:
+        table = replace(table, resources={**table.resources, "size_bytes": sizes})
     return replace(table, omega=omega)  # the resource table plus omega

@@ -100,7 +100,7 @@ def cnn_rows(seeds: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
-def lm_rows(seeds: list[int]) -> list[dict[str, Any]]:
+def lm_rows(seeds: list[int], skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         run = load_demo_lm_run("gpt_tiny", seed=seed)
@@ -111,7 +111,7 @@ def lm_rows(seeds: list[int]) -> list[dict[str, Any]]:
         inputs = capture_inputs(model, layers, calib)
         fp32 = bits_per_byte(model, test)
         for bits in (3, 4):
-            for method in METHODS:
+            for method in [m for m in METHODS if m not in skip]:
                 out = apply_method(model, method, bits, inputs)
                 bpb = bits_per_byte(out["model"], test)
                 rows.append({"model": "gpt_tiny", "seed": seed, "bits": bits, "method": method, "fp32": fp32,
@@ -162,6 +162,7 @@ def main() -> None:
     ap.add_argument("--part", nargs="+", default=["cnn", "lm", "datafree"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--skip", nargs="*", default=[], help="methods left out (e.g. adaround: slow on 2 cores)")
     args = ap.parse_args()
     out = args.out
     torch.set_num_threads(1)
@@ -171,7 +172,7 @@ def main() -> None:
         result["cnn"] = cnn_rows(args.seeds)
         result["cnn_summary"] = summary(result["cnn"], "accuracy")
     if "lm" in args.part:
-        result["lm"] = lm_rows(args.seeds)
+        result["lm"] = lm_rows(args.seeds, tuple(args.skip))
         result["lm_summary"] = summary(result["lm"], "bits_per_byte")
     if "datafree" in args.part:
         result["datafree"] = datafree_rows(args.seeds)

@@ -65,6 +65,65 @@ def _list() -> int:
     return 0
 
 
+#: Below this spread of latency over the uniform plans of a reference network, a latency budget
+#: cannot choose between bit-widths: every plan costs (nearly) the same time.
+FLAT_LATENCY_SPAN = 0.02
+#: Quantizable layers of the reference CNN in :func:`latency_span`.
+N_REFERENCE_LAYERS = 3
+
+
+def latency_span(profile) -> dict[str, float]:
+    """Latency (ms) of the uniform plan of every (w, a) pair the profile runs (activations up to 8
+    bits), on a reference CNN from its cost model: conv 3x3 16->32 and 32->32 on 16x16, global
+    average pool, linear 32->10, batch 1 (compute-heavy like most CNN layers; the demo's
+    resnet_tiny behaves the same)."""
+    import torch
+    from torch import nn
+
+    from mpsearch.hardware import resource_table
+    from mpsearch.model import discover
+
+    torch.manual_seed(0)
+    ref = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    layers = discover(ref, (torch.zeros(1, 16, 16, 16),))
+    table = resource_table(layers, profile, batch=1)
+    lat = table.resources["latency_ms"]
+    totals: dict[str, float] = {}
+    keys = {c.key for cs in table.candidates for c in cs if c.a_bits <= 8}
+    for key in sorted(keys):
+        total = 0.0
+        for name, cands in zip(table.layers, table.candidates):
+            own = {c.key for c in cands}
+            # a layer that cannot run the pair (per-op rules, tile sizes) keeps its widest candidate
+            k = key if key in own else max(cands, key=lambda c: (c.w_bits * min(c.a_bits, 8), c.key)).key
+            total += float(lat[table.row_of(name, k)])
+        totals[key] = total
+    return totals
+
+
+def _latency_lines(profile) -> list[str]:
+    try:
+        totals = latency_span(profile)
+    except MpsearchError as exc:
+        return [f"  latency:      not estimated on the reference CNN ({exc})"]
+    if len(totals) < 2:
+        return []
+    lo, hi = min(totals.values()), max(totals.values())
+    # the roofline's fixed per-layer overhead (kernel launch, DMA set-up) is paid at any bits, so the
+    # span is taken over the rest: a GPU's tiny reference layers are launch-bound, not bit-blind
+    rl = profile.cost.roofline
+    fixed = N_REFERENCE_LAYERS * rl.overhead_ms if rl is not None and not profile.cost.lut else 0.0
+    span = (hi - lo) / (hi - fixed) if hi - fixed > 0 else 0.0
+    lines = [f"  latency:      uniform plans on a reference CNN: "
+             + ", ".join(f"{k} {v:.4g} ms" for k, v in sorted(totals.items(), key=lambda kv: kv[1]))
+             + f" (span {span:.1%}" + (f" of the time after the fixed {fixed:.3g} ms of per-layer overhead)" if fixed else ")")]
+    if span < FLAT_LATENCY_SPAN:
+        lines.append(f"  WARNING:      latency budgets cannot change the plan on this profile: its bit pairs differ in "
+                     f"latency by {span:.2%} (< {FLAT_LATENCY_SPAN:.0%}) on the reference CNN; see the source notes")
+    return lines
+
+
 def _show(name: str, as_yaml: bool) -> int:
     from mpsearch.hardware import load_profile, profile_to_dict
 
@@ -88,6 +147,7 @@ def _show(name: str, as_yaml: bool) -> int:
         rates = ", ".join(f"{k}={v:.4g}" for k, v in rl.ops_per_s.items())
         lines.append(f"  roofline:     ops_per_s {rates}; bytes_per_s={rl.bytes_per_s:.4g}; overhead_ms={rl.overhead_ms:g}")
     lines.append(f"  lut:          {len(p.cost.lut)} measured signatures")
+    lines += _latency_lines(p)
     if p.cost.memory is not None:
         lines.append(f"  memory:       weight_bytes={p.cost.memory.weight_bytes} "
                      f"activation_bytes={p.cost.memory.activation_bytes}")

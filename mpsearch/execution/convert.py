@@ -38,6 +38,7 @@ from mpsearch.execution.ops import (FUNCTION_HANDLERS, METHOD_HANDLERS, MODULE_H
 from mpsearch.execution.ops._builder import INT32_MAX, INT32_MIN, is_scalar
 from mpsearch.execution.ops.islands import float_only
 from mpsearch.execution.program import IntegerModel
+from mpsearch.quant.apply_methods import check_integer_methods
 
 log = logging.getLogger("mpsearch")
 
@@ -223,6 +224,7 @@ def to_integer(qmodel: nn.Module, example_inputs: Any, config: IntegerConfig | N
                else f"it is a {type(qmodel).__name__}, not the fx.GraphModule that mpsearch.quantize returns")
         raise UnsupportedModelError(f"to_integer: qmodel must be a graph-mode fake-quant model, but {why}")
     check_supported(qmodel, config.integer_only)
+    check_integer_methods(qmodel)  # a float-codebook weight method has no integer form (quant/apply_methods.py)
     if not isinstance(example_inputs, (torch.Tensor, tuple, list)):
         raise rule_error("to_integer", "example_inputs", "a tensor or a tuple of tensors", type(example_inputs))
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)

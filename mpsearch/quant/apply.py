@@ -14,6 +14,9 @@ Structure of the result (what the integer executor reads):
   ``dynamic_per_token`` layer reads an ActQuant in ``dynamic`` mode with one scale per token
   (``per_token``: per row of the ``[.., T, D]`` input). A format on a layer that is not a
   Linear / Embedding, or one the given profile does not run, is refused naming the layer.
+* Weight methods (``LayerBits.method`` other than ``rtn``: GPTQ, AdaRound, k-means, ...) are
+  applied after the layers are built (:mod:`mpsearch.quant.apply_methods`); rtn layers take
+  exactly the path above.
 * **Graph mode** (torch.fx traces the model; the result is an ``fx.GraphModule``): every
   tensor read by a quantized layer is fake-quantized once, right after the node that
   produces it, by ``act_quant.<producer node name>``; ALL readers of that tensor (other
@@ -42,6 +45,7 @@ from mpsearch.core.plan import BitPlan, LayerBits
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.errors import ConfigError, MpsearchError, UnsupportedModelError, rule_error, unknown_name
 from mpsearch.model import canonical_view, fold_batchnorm
+from mpsearch.quant.apply_methods import apply_methods, capture_method_inputs, method_layers
 from mpsearch.quant.config import QuantizeConfig
 from mpsearch.quant.graph_mode import ACT_QUANT_DICT, check_called, insert_graph_quantizers, trace
 from mpsearch.quant.modules import INDEX_INPUT_TYPES, QUANT_LAYER_TYPES, QUANT_MODULES, ActQuant, quant_class_for
@@ -151,7 +155,12 @@ def quantize(model: nn.Module, plan: BitPlan | Mapping[str, LayerBits], calib_ba
     root, mode, why = _copy_and_trace(model, config, batches)
     if mode == "graph":
         check_called(root, layers)  # type: ignore[arg-type]
+    # weight methods other than round-to-nearest (apply_methods.py): float layers and inputs first
+    float_layers = {n: root.get_submodule(n) for n in method_layers(layers)}
+    method_inputs = capture_method_inputs(root, layers, batches) if float_layers else {}
     _swap_layers(root, layers, config, profile)
+    if float_layers:
+        apply_methods(root, float_layers, layers, method_inputs)
 
     def make_aq(bits: LayerBits, source: str) -> ActQuant:
         spec = config.activation_spec(profile, bits.a_bits)
@@ -235,7 +244,7 @@ def _swap_layers(root: nn.Module, layers: Mapping[str, LayerBits], config: Quant
             log.warning("quantize: %s is a %s with its own forward; its quantized replacement runs the plain "
                         "%s op", name, type(float_layer).__qualname__, base.__name__)
         try:
-            if bits.key != f"w{bits.w_bits}a{bits.a_bits}":  # an LLM format: its own group-wise spec
+            if bits.bits_key != f"w{bits.w_bits}a{bits.a_bits}":  # an LLM format: its own group-wise spec
                 _check_format(name, float_layer, bits, profile)
                 w_spec = format_weight_spec(profile.capabilities if profile is not None else None, bits,
                                             config.weight_restricted_range)

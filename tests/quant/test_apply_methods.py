@@ -1,0 +1,99 @@
+"""quantize() applies each layer's weight method; to_integer runs uniform / integer-codebook ones, refuses float codebooks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mpsearch.core.plan import BitPlan, LayerBits
+from mpsearch.errors import ConfigError, UnsupportedModelError
+from mpsearch.execution import to_integer
+from mpsearch.quant import QuantizeConfig, quantize
+from mpsearch.quant.methods import capture_inputs, make_method
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(12, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model = Net().eval()
+    batches = [(torch.randn(32, 12), torch.zeros(32)) for _ in range(2)]
+    return model, batches
+
+
+def _plan(m1, m2, b=4):
+    return BitPlan(layers={"fc1": LayerBits(b, 8, method=m1), "fc2": LayerBits(8, 8, method=m2)})
+
+
+def test_rtn_plan_is_the_exact_existing_path(setup):
+    model, batches = setup
+    a = quantize(model, BitPlan.uniform(["fc1", "fc2"], 4, 8), batches)
+    b = quantize(model, _plan("rtn", "rtn", 4).layers | {"fc2": LayerBits(4, 8)}, batches)
+    x = batches[0][0]
+    assert torch.equal(a(x), b(x))
+    assert not hasattr(a.fc1, "weight_method")
+
+
+@pytest.mark.parametrize("method", ["gptq", "bias_correction", "adaround"])
+def test_uniform_method_installs_its_weight_bias_and_codes(setup, method):
+    model, batches = setup
+    q = quantize(model, _plan(method, "rtn"), batches)
+    x_in = capture_inputs(model, ["fc1"], [b[0] for b in batches])["fc1"]
+    spec = q.fc1.weight_quant.spec
+    res = make_method(method).quantize_weight(model.fc1.weight, spec, calib_inputs=x_in, layer=model.fc1, name="fc1")
+    if method != "adaround":  # AdaRound's optimisation is seeded; GPTQ / bias correction are deterministic
+        assert torch.equal(q.fc1.quantized_weight(), res.weight_dq)
+        if res.bias is not None:
+            assert torch.equal(q.fc1.bias, res.bias)
+    assert torch.allclose(q.fc1.quantized_weight(), q.fc1.weight)  # on the method's own grid
+    assert q.fc1.weight_method == method and q.fc1.w_bits == 4
+    codes = torch.round(q.fc1.weight / q.fc1.weight_quant.scale.reshape(-1, 1))
+    assert codes.abs().max() <= 8
+
+
+def test_gptq_lowers_the_model_output_error_against_rtn(setup):
+    model, batches = setup
+    x = torch.cat([b[0] for b in batches])
+    ref = model(x).detach()
+    e_rtn = float(((quantize(model, _plan("rtn", "rtn", 2), batches)(x) - ref) ** 2).mean())
+    e_gptq = float(((quantize(model, _plan("gptq", "rtn", 2), batches)(x) - ref) ** 2).mean())
+    assert e_gptq < e_rtn
+
+
+def test_float_codebook_simulates_and_integer_path_refuses(setup):
+    model, batches = setup
+    q = quantize(model, _plan("kmeans", "rtn", 3), batches)
+    res = make_method("kmeans").quantize_weight(model.fc1.weight, q.fc1.weight_quant.spec, name="fc1")
+    assert torch.equal(q.fc1.quantized_weight(), res.weight_dq)
+    assert q.fc1.weight_codebook == "float"
+    with pytest.raises(UnsupportedModelError, match=r"layer 'fc1': method 'kmeans' stores a float codebook"):
+        to_integer(q, batches[0][0])
+
+
+def test_integer_codebook_runs_through_a_lookup_in_the_integer_path(setup):
+    model, batches = setup
+    q = quantize(model, _plan("log2", "rtn", 3), batches, config=QuantizeConfig())
+    spec3 = QuantizeConfig().weight_spec(None, 3)  # the spec quantize built the layer with
+    res = make_method("log2").quantize_weight(model.fc1.weight, spec3, name="fc1")
+    assert res.integer_codebook
+    assert torch.allclose(q.fc1.quantized_weight(), res.weight_dq, atol=0, rtol=1e-6)
+    assert q.fc1.weight_codebook == "integer"
+    im = to_integer(q, batches[0][0])
+    x = batches[0][0]
+    assert torch.allclose(im(x).float(), q(x), atol=0.05 * float(q(x).abs().max()))
+
+
+def test_data_method_without_batches_names_layer_and_method(setup):
+    model, _ = setup
+    with pytest.raises(ConfigError, match=r"layer 'fc1': method 'gptq' needs calibration data"):
+        quantize(model, _plan("gptq", "rtn"), [], config=QuantizeConfig(activation_range="dynamic"))

@@ -72,7 +72,8 @@ def validate_onnx(model: str | os.PathLike[str] | bytes | OnnxRunner, qmodel: nn
             :class:`OnnxRunner`); default off: the QDQ graph as written.
     """
     runner = model if isinstance(model, OnnxRunner) else OnnxRunner(model, threads=threads, qdq_fusion=qdq_fusion)
-    qmodel = qmodel.cpu().eval()
+    qmodel = qmodel.eval()
+    device = next((p.device for p in qmodel.parameters()), torch.device("cpu"))  # the model is not moved
     n = n_pos = agree = agree_int = correct_onnx = correct_fake = 0
     max_diff = max_int = sum_diff = 0.0
     n_elem = 0
@@ -82,7 +83,7 @@ def validate_onnx(model: str | os.PathLike[str] | bytes | OnnxRunner, qmodel: nn
             x, y = _split(batch)
             x = x.cpu()
             out = runner(x).double()
-            fake = qmodel(x).double()
+            fake = qmodel(x.to(device)).cpu().double()
             pred = out.argmax(-1)
             agree += int((pred == fake.argmax(-1)).sum())
             d = (out - fake).abs()

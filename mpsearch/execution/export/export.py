@@ -133,11 +133,12 @@ def build_onnx(qmodel: nn.Module, example_inputs: Any, config: ExportConfig | No
     was_training = qmodel.training
     qmodel.eval()
     runs = []
+    device = next((p.device for p in qmodel.parameters()), torch.device("cpu"))  # the model is not moved
     with torch.no_grad():
-        for batch in (tuple(t.cpu() for t in inputs), _batched(tuple(t.cpu() for t in inputs))):
-            rec = Recorder(qmodel.cpu())
-            rec.run(*batch)
-            runs.append(rec.values)
+        for batch in (inputs, _batched(inputs)):
+            rec = Recorder(qmodel)
+            rec.run(*(t.to(device) for t in batch))
+            runs.append({n: v.cpu() if isinstance(v, torch.Tensor) else v for n, v in rec.values.items()})
     qmodel.train(was_training)
     ctx = Context(qmodel, GraphBuilder(), config.opset, config.low_bits, config.bias, runs[0], runs[1],
                   static_nodes(qmodel))

@@ -10,6 +10,8 @@ together.
 * A method that cannot handle the layer's kind (GPTQ, AdaRound, bias correction and Hessian
   k-means replay a linear / conv layer on its inputs; they skip embeddings) is left out for that
   layer: the layer keeps its other methods (always round-to-nearest when listed).
+* A codebook method whose ``2^bits`` clusters exceed the weights of one row (a 3x3 conv with one
+  input channel, per channel, at 4 bits) is left out for that layer and width.
 * 16-bit (float) weights have no method: they stay round-to-nearest's "keep in 16-bit".
 
 Storage (:func:`method_size_bytes`): a uniform method (rtn, stochastic, adaround,
@@ -92,12 +94,20 @@ def with_methods(cands: Sequence[Candidate], methods: Sequence[str], layer: Laye
             out.append(c)
             continue
         for m in methods:
-            if method_runs_on(m, layer):
-                out.append(replace(c, method=m))
+            mc = replace(c, method=m)
+            if method_runs_on(m, layer) and _codebook_fits(layer, mc, profile.capabilities.group_size):
+                out.append(mc)
     if not out:
         raise ConfigError(f"{where}: layer {layer.name!r} ({layer.kind}): methods must include one that handles "
                           f"a {layer.kind} layer, but got {list(methods)} (add 'rtn')")
     return out
+
+
+def _codebook_fits(layer: Layer, cand: Candidate, group_size: int) -> bool:
+    """A codebook method needs ``2^bits`` clusters <= weights per row (else that pair is left out)."""
+    if cand.method not in NON_UNIFORM_METHODS or cand.method == "binary_code":
+        return True
+    return 2 ** cand.w_bits <= layer.n_weights // n_rows(layer, cand, group_size)
 
 
 def n_rows(layer: Layer, cand: Candidate, group_size: int) -> int:

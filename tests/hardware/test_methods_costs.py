@@ -146,3 +146,11 @@ def test_data_free_method_without_data_uses_weight_error_and_data_method_refuses
     assert t.omega[t.row_of("fc", "w2a8+log2")] == pytest.approx(want, rel=1e-9)
     with pytest.raises(ConfigError, match=r"method 'gptq' needs calibration data .*calib_batches must be given"):
         cost_table(model, layers, sens, PROFILE, [2], [8], methods=["rtn", "gptq"])
+
+
+def test_codebook_larger_than_a_row_is_left_out(setup):
+    _, _, layers, _ = setup
+    # conv rows hold 2*3*3 = 18 weights: 4-bit k-means (16 clusters) fits, 8-bit (256) does not; fc rows hold 64
+    t = resource_table(layers, PROFILE, [4, 8], [8], methods=["rtn", "kmeans"], ties=[])
+    assert [c.key for c in t.candidates[t.index_of("conv")]] == ["w8a8", "w4a8", "w4a8+kmeans"]
+    assert [c.key for c in t.candidates[t.index_of("fc")]] == ["w8a8", "w4a8", "w4a8+kmeans"]

@@ -116,3 +116,17 @@ def test_bad_path_and_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="opset must be"):
         export_onnx(q, x[:2], tmp_path / "a.onnx", opset=11)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_per_token_activations_are_refused_by_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """w8a8t: a range taken from each token at run time has no static QDQ form."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    plan = BitPlan(layers={"0": LayerBits(8, 8, a_mode="dynamic_per_token")})
+    x = torch.randn(2, 5, 4)
+    q = quantize(model, plan, [x])
+    out = tmp_path / "t.onnx"
+    with pytest.raises(UnsupportedModelError, match=r"activation quantizer 'act_quant\.\w+' .*per_token.*ONNX cannot "
+                                                    r"express a range taken from each batch or token"):
+        export_onnx(q, x, out)
+    assert not out.exists()

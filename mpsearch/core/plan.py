@@ -16,6 +16,7 @@ from mpsearch.core.formats import (
     format_key,
     parse_format_key,
 )
+from mpsearch.core.checks import check_number
 from mpsearch.core.io import check_keys, dump_structured, read_structured
 from mpsearch.core.types import check_bits
 from mpsearch.errors import ConfigError, rule_error, unknown_name
@@ -181,16 +182,23 @@ class BitPlan:
         totals = data.get("totals") or {}
         if not isinstance(totals, Mapping):
             raise rule_error(where, "totals", "a mapping of resource -> number", totals)
+        meta = data.get("meta") or {}
+        if not isinstance(meta, Mapping):
+            raise rule_error(where, "meta", "a mapping", meta)
+
+        def number(value: Any, key: str) -> float | None:  # a file's number: NaN and inf are allowed as written
+            return check_number(value, where, key, finite=False, allow_none=True)
+
         return cls(
             layers=layers,
-            totals={str(k): float(v) for k, v in totals.items()},
-            objective=None if data.get("objective") is None else float(data["objective"]),
+            totals={str(k): float(number(v, f"totals.{k}") if v is not None else math.nan) for k, v in totals.items()},
+            objective=number(data.get("objective"), "objective"),
             solver=str(data.get("solver", "given")),
             status=str(data.get("status", "given")),
             optimal=bool(data.get("optimal", False)),
-            gap=None if data.get("gap") is None else float(data["gap"]),
-            solve_time_s=None if data.get("solve_time_s") is None else float(data["solve_time_s"]),
-            meta=dict(data.get("meta") or {}),
+            gap=number(data.get("gap"), "gap"),
+            solve_time_s=number(data.get("solve_time_s"), "solve_time_s"),
+            meta=dict(meta),
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -161,6 +161,8 @@ class AllocationSpec:
 
     def __post_init__(self) -> None:
         check_choice(self.method, "AllocationSpec", "method", ALLOCATION_METHODS)
+        if not isinstance(self.solver, str) or not self.solver:  # which solvers exist: check_recipe's lookup
+            raise fail("AllocationSpec", "solver", "a solver name such as 'cbc' or 'highs'", self.solver)
         if self.max_drop is not None:
             check_max_drop(self.max_drop, "AllocationSpec", "max_drop")
         check_bool(self.guard, "AllocationSpec", "guard", rule="true or false")

@@ -107,3 +107,10 @@ def test_dot_dot_is_refused_as_a_folder_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"r.yaml: name must be a single safe folder name \(not starting with '.' "
                                           r"or '-'\), but got '..'$"):
         load_recipe(_recipe(tmp_path, name=".."), check=False)
+
+
+def test_a_solver_that_is_no_name_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzz suite: ``allocation.solver: []`` raised TypeError (unhashable) in the checks."""
+    with pytest.raises(ConfigError, match=r"r.yaml: allocation.solver must be a solver name such as 'cbc' or 'highs', "
+                                          r"but got \[\]$"):
+        load_recipe(_recipe(tmp_path, allocation__solver=[]))

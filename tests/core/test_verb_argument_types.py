@@ -81,3 +81,20 @@ def test_cost_table_records_found_by_the_fuzz_suite(records, ties, message):
     """Cost-table files the fuzz suite found raising TypeError / ValueError (tests/fuzz)."""
     with pytest.raises(mps.ConfigError, match=message):
         CostTable.from_records(records, ties=ties, where="t.json")
+
+
+def test_plan_files_found_by_the_fuzz_suite(tmp_path):
+    """Plan files the fuzz suite found raising TypeError (tests/fuzz); a NaN total saved as null reads back."""
+    import yaml
+
+    from mpsearch.core.plan import BitPlan
+
+    base = {"version": 1, "layers": {"a": {"w_bits": 8, "a_bits": 8}}}
+    for extra, message in [({"totals": {"size_bytes": "x"}}, r"totals.size_bytes must be a number or None, but got 'x'"),
+                           ({"objective": [1]}, r"objective must be a number or None, but got \[1\]"),
+                           ({"meta": [1]}, r"meta must be a mapping, but got \[1\]")]:
+        (tmp_path / "p.yaml").write_text(yaml.safe_dump({**base, **extra}))
+        with pytest.raises(mps.ConfigError, match=rf"^{tmp_path / 'p.yaml'}: {message}$"):
+            BitPlan.load(tmp_path / "p.yaml")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({**base, "totals": {"size_bytes": None}}))
+    assert BitPlan.load(tmp_path / "p.yaml").totals["size_bytes"] != BitPlan.load(tmp_path / "p.yaml").totals["size_bytes"]

@@ -166,7 +166,9 @@ def one_seed(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
                            "brute_force_s": brute_s, "n_plans": len(space), "budgets": {}}
 
     def score(bits: dict[str, int]) -> float:
-        q = mps.quantize(model, to_layers(bits), t["calib"], profile=profile)
+        # No profile: x86-2core-int lists no weight-only conv pair, and quantize checks pairs against it.
+        # Defaults: symmetric per-channel min-max weights, the same as the brute force (asserted below).
+        q = mps.quantize(model, to_layers(bits), t["calib"])
         value = float(t["metric"](q, t["test"]))
         fast = scorer(bits)
         assert abs(value - fast) < 1e-6 * max(1.0, abs(value)), (bits, value, fast)  # brute force == mps.quantize
@@ -198,7 +200,7 @@ def one_seed(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
                                        "rank": statistics.median(rank(v) for v, _ in draws)}
         if args.qat_epochs:
             for m in ("mpsearch", "uniform"):
-                q = mps.quantize(model, to_layers(plans[m]), t["calib"], profile=profile)
+                q = mps.quantize(model, to_layers(plans[m]), t["calib"])
                 cell["methods"][m]["qat"] = qat_metric(q, t, task, args.qat_epochs)
         row["budgets"][label] = cell
         print(f"  {task} seed {seed} {label}: " + "  ".join(
@@ -206,7 +208,7 @@ def one_seed(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             flush=True)
     if args.qat_epochs:
         row["float_qat_ref"] = {f"uniform W{w}": {"ptq": score(dict.fromkeys(names, w)), "qat": qat_metric(
-            mps.quantize(model, to_layers(dict.fromkeys(names, w)), t["calib"], profile=profile), t, task, args.qat_epochs)}
+            mps.quantize(model, to_layers(dict.fromkeys(names, w)), t["calib"]), t, task, args.qat_epochs)}
             for w in (4, 3)}
     return row
 

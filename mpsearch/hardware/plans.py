@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from mpsearch.core.formats import is_format
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.profile import FORMAT_OPS, HardwareProfile
 from mpsearch.core.types import Layer
@@ -37,7 +38,7 @@ def check_plan_runs(plan: BitPlan, layers: Sequence[Layer], profile: HardwarePro
         layer = by_name.get(name)
         if layer is None:
             continue
-        if bits.key != f"w{bits.w_bits}a{bits.a_bits}":  # an LLM format
+        if is_format(bits.a_bits, bits.group_size, bits.w_zero_point, bits.a_mode):  # an LLM format, w16a16
             runs = fmts is not None and layer.kind in FORMAT_OPS and fmts.runs(bits.key, layer.kind)
             allowed = ", ".join(fmts.keys) if fmts is not None and layer.kind in FORMAT_OPS else "no formats"
         else:

@@ -41,10 +41,12 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import fx, nn
 
+from mpsearch.core.formats import is_format
 from mpsearch.core.plan import BitPlan, LayerBits
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.errors import ConfigError, MpsearchError, UnsupportedModelError, rule_error, unknown_name
 from mpsearch.model import canonical_view, fold_batchnorm
+from mpsearch.model.kinds import layer_spec
 from mpsearch.quant.apply_methods import apply_methods, capture_method_inputs, method_layers
 from mpsearch.quant.config import QuantizeConfig
 from mpsearch.quant.graph_mode import ACT_QUANT_DICT, check_called, insert_graph_quantizers, trace
@@ -249,6 +251,7 @@ def _swap_layers(root: nn.Module, layers: Mapping[str, LayerBits], config: Quant
                 w_spec = format_weight_spec(profile.capabilities if profile is not None else None, bits,
                                             config.weight_restricted_range)
             else:
+                _check_pair(name, float_layer, bits, profile)
                 w_spec = config.weight_spec(profile, bits.w_bits)
             qlayer = quant_class_for(float_layer).from_float(  # type: ignore[union-attr]
                 float_layer, bits.w_bits, bits.a_bits, w_spec, config.weight_calibrator,
@@ -270,6 +273,22 @@ def _check_format(name: str, layer: nn.Module, bits: LayerBits, profile: Hardwar
         runs = f"{', '.join(fmts.keys)} for {', '.join(fmts.ops)}" if fmts is not None else "it lists none"
         raise ConfigError(f"quantize: layer {name!r} ({kind}) must take a format the profile {profile.name!r} runs "
                           f"({runs}), but got {bits.key!r}")
+
+
+def _check_pair(name: str, layer: nn.Module, bits: LayerBits, profile: HardwareProfile | None) -> None:
+    """With a profile, a plain pair must be one the device runs for the layer's op (the per-op
+    pairs of ``capabilities``; the placement rules need the layer order: hardware.plans), and
+    ``w16a16`` (keep in 16 bits) a format it lists."""
+    if profile is None:
+        return
+    if is_format(bits.a_bits, bits.group_size, bits.w_zero_point, bits.a_mode):
+        _check_format(name, layer, bits, profile)
+        return
+    kind = layer_spec(layer).kind
+    pairs = profile.capabilities.allowed_pairs(kind)
+    if (bits.w_bits, bits.a_bits) not in pairs:
+        raise ConfigError(f"the bits must be a pair the profile {profile.name!r} runs for {kind} "
+                          f"({', '.join(f'w{w}a{a}' for w, a in pairs)}), but got {bits.key!r}")
 
 
 def _insert_layer_quantizers(root: nn.Module, layers: Mapping[str, LayerBits],

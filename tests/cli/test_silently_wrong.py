@@ -114,3 +114,23 @@ def test_a_solver_that_is_no_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"r.yaml: allocation.solver must be a solver name such as 'cbc' or 'highs', "
                                           r"but got \[\]$"):
         load_recipe(_recipe(tmp_path, allocation__solver=[]))
+
+
+def test_quantize_with_a_profile_refuses_a_pair_it_cannot_run() -> None:
+    """quantize(profile=...) is where validate's and run's plans become models: it checks the pairs too."""
+    import torch
+
+    import mpsearch as mps
+    from mpsearch.core.plan import BitPlan, LayerBits
+    from torch import nn
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    x = torch.randn(4, 1, 8, 8)
+    plan = BitPlan(layers={"0": LayerBits(8, 8), "3": LayerBits(3, 8)})
+    with pytest.raises(ConfigError, match=r"^quantize: layer '3': the bits must be a pair the profile 'gap8-pulp-nn' "
+                                          r"runs for linear \(w8a8, .*\), but got 'w3a8'$"):
+        mps.quantize(m, plan, [x], profile=mps.load_profile("gap8-pulp-nn"))
+    with pytest.raises(ConfigError, match=r"'cortex-m7-cmsis-nn' runs for conv2d \(w8a8\), but got 'w4a8'$"):
+        mps.quantize(m, BitPlan(layers={"0": LayerBits(4, 8)}), [x], profile=mps.load_profile("cortex-m7-cmsis-nn"))
+    assert mps.quantize(m, BitPlan(layers={"0": LayerBits(3, 8)}), [x]) is not None  # no profile: any bits

@@ -8,7 +8,8 @@ together.
 
 * A method the profile does not list is an error naming the layer, the method and the rule.
 * A method that cannot handle the layer's kind (GPTQ, AdaRound, bias correction and Hessian
-  k-means replay a linear / conv layer on its inputs; they skip embeddings) is left out for that
+  k-means replay a linear / conv layer on its inputs; they skip embeddings, and GPTQ / Hessian
+  k-means skip grouped convolutions: one Hessian over the whole fan-in) is left out for that
   layer: the layer keeps its other methods (always round-to-nearest when listed).
 * A codebook method whose ``2^bits`` clusters exceed the weights of one row (a 3x3 conv with one
   input channel, per channel, at 4 bits) is left out for that layer and width.
@@ -42,6 +43,8 @@ NON_UNIFORM_METHODS = ("kmeans", "hessian_kmeans", "binary_code", "log2")
 #: methods that replay the layer on calibration inputs: linear and conv layers only
 _DATA_KINDS = ("linear", "conv1d", "conv2d", "depthwise_conv1d", "depthwise_conv2d")
 _NEEDS_LAYER = ("adaround", "bias_correction", "gptq", "hessian_kmeans")
+#: methods with one Hessian over the whole fan-in: grouped (depthwise) convolutions are left out
+_NEEDS_GROUPS_1 = ("gptq", "hessian_kmeans")
 #: one float side value (scale, codebook entry): fp16, as the methods count it
 FLOAT_BITS = 16
 
@@ -71,7 +74,10 @@ def check_methods(methods: Sequence[str] | None, where: str = "cost_table") -> t
 
 
 def method_runs_on(method: str, layer: Layer) -> bool:
-    """True when ``method`` can quantize ``layer``'s weight (data methods: linear / conv layers)."""
+    """True when ``method`` can quantize ``layer``'s weight (data methods: linear / conv layers;
+    GPTQ and Hessian k-means: not grouped convolutions)."""
+    if method in _NEEDS_GROUPS_1 and int(getattr(layer, "groups", 1)) != 1:
+        return False
     return method not in _NEEDS_LAYER or layer.kind in _DATA_KINDS
 
 

@@ -55,8 +55,11 @@ def setup():
 def test_method_lists_agree_with_the_registry():
     assert set(NON_UNIFORM_METHODS) == {n for n, c in METHODS.items() if not c.is_uniform}
     for name, cls in METHODS.items():
-        lay = type("L", (), {"kind": "embedding"})()
+        lay = type("L", (), {"kind": "embedding", "groups": 1})()
         assert method_runs_on(name, lay) == ("embedding" in cls.layer_kinds), name
+        dw = type("L", (), {"kind": "depthwise_conv2d", "groups": 16})()
+        conv = nn.Conv2d(16, 16, 3, groups=16)
+        assert method_runs_on(name, dw) == (cls().unsupported_reason(conv) is None), name
 
 
 def test_profile_methods_parse_round_trip_and_refuse_bad_names():

@@ -92,6 +92,8 @@ class SensitivitySpec:
     calibrate_max_evaluations: int = 64
 
     def __post_init__(self) -> None:
+        if not isinstance(self.method, str) or not self.method:  # which methods exist: sensitivity_config's lookup
+            raise fail("SensitivitySpec", "method", "a sensitivity method name such as 'hessian'", self.method)
         check_int(self.n_batches, "SensitivitySpec", "n_batches", min=1)
         check_bool(self.calibrate, "SensitivitySpec", "calibrate", rule="true or false")
         check_number(self.calibrate_factor, "SensitivitySpec", "calibrate_factor", min=1)

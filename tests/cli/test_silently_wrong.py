@@ -134,3 +134,10 @@ def test_quantize_with_a_profile_refuses_a_pair_it_cannot_run() -> None:
     with pytest.raises(ConfigError, match=r"'cortex-m7-cmsis-nn' runs for conv2d \(w8a8\), but got 'w4a8'$"):
         mps.quantize(m, BitPlan(layers={"0": LayerBits(4, 8)}), [x], profile=mps.load_profile("cortex-m7-cmsis-nn"))
     assert mps.quantize(m, BitPlan(layers={"0": LayerBits(3, 8)}), [x]) is not None  # no profile: any bits
+
+
+def test_a_sensitivity_method_that_is_no_name_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzz suite: ``sensitivity.method: []`` raised TypeError (unhashable) in the checks."""
+    with pytest.raises(ConfigError, match=r"r.yaml: sensitivity.method must be a sensitivity method name such as "
+                                          r"'hessian', but got \[\]$"):
+        load_recipe(_recipe(tmp_path, sensitivity__method=[]))

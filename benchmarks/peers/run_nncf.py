@@ -49,7 +49,8 @@ def hawq_bits(run, loss: nn.Module, target_bits: float, shape: list[int]) -> dic
                                         "batchnorm_adaptation": {"num_bn_adaptation_samples": 0},
                                         "precision": {"type": "hawq", "bits": [2, 3, 4, 8], "num_data_points": 256,
                                                       "iter_number": 50, "tolerance": 1e-4,
-                                                      "compression_ratio": 8.0 / target_bits}}}})
+                                                      "compression_ratio": 8.0 / target_bits,
+                                                      "bitwidth_assignment_mode": "liberal"}}}})
     loader = DataLoader(run.splits.train, batch_size=64, shuffle=False)
     config = register_default_init_args(config, loader, criterion=loss)
     _, qmodel = create_compressed_model(copy.deepcopy(run.model), config)

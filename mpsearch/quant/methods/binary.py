@@ -57,7 +57,7 @@ class BinaryCode(WeightMethod):
                   name: str) -> MethodResult:
         cfg: BinaryCodeConfig = self.config  # type: ignore[assignment]
         w = to_rows(weight, spec).double().cpu()
-        check_codebook_bits(self.name, name, spec, w.shape[1])
+        check_codebook_bits(self.name, name, spec, 1 << 16)  # only bits <= 8: b scales fit any row size
         b = spec.bits
         pats = _patterns(b)  # (K, b)
         r = w.clone()

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from mpsearch.core.io import umask_mode
+
 _MARKERS = {"w8a8": "s", "w4a8": "^", "w4a4": "v", "w2a8": "D", "w2a2": "x"}
 
 
@@ -141,6 +143,7 @@ def plot_pareto(path: str | os.PathLike[str], resource: str, frontier: Sequence[
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, umask_mode())  # a plain file's permissions, not mkstemp's 0600
         os.replace(tmp, path)
     finally:
         plt.close(fig)

@@ -98,3 +98,15 @@ def test_result_files_follow_the_umask(here: Path, umask: int, mode: int) -> Non
         os.umask(old)
     assert stat.S_IMODE((here / "r.bin").stat().st_mode) == mode
     assert stat.S_IMODE((here / "r.yaml").stat().st_mode) == mode
+
+
+def test_the_pareto_plot_follows_the_umask(here: Path) -> None:
+    from mpsearch.report.plots import plot_pareto
+
+    old = os.umask(0o022)
+    try:
+        path = plot_pareto(here / "p.png", "size_bytes", [{"size_bytes": 10.0, "omega": 1.0},
+                                                          {"size_bytes": 20.0, "omega": 0.5}], {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

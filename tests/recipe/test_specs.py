@@ -141,7 +141,7 @@ def test_a_bad_format_key_is_named_by_its_index():
 
     with pytest.raises(ConfigError) as info:
         HardwareSpec(profile="x86-2core-int", formats=["w4a16g128", "w4a16g7x"])
-    assert str(info.value).startswith("HardwareSpec: formats[1] must be of the form \"w<bits>a<bits>[g<group_size>][z][t]\"")
+    assert str(info.value).startswith("HardwareSpec: formats[1] must be of the form \"w<bits>a<bits>[g<group_size>][z][t][+<method>]\"")
     assert str(info.value).endswith("but got 'w4a16g7x'")
 
 

@@ -68,6 +68,9 @@ def hawq_bits(run, loss: nn.Module, target_bits: float, shape: list[int]) -> dic
 def main() -> None:
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
+    # NNCF writes original_graph.dot (and other dumps) into the working directory: keep them out of the tree
+    import tempfile
+    os.chdir(tempfile.mkdtemp(prefix="nncf-peer-"))
     for task in ("narrow_cnn", "denoise"):
         for seed in (0, 1, 2):
             run = load_narrow_run(seed=seed) if task == "narrow_cnn" else load_denoise_run(seed=seed)

@@ -38,12 +38,18 @@ def check_plan_runs(plan: BitPlan, layers: Sequence[Layer], profile: HardwarePro
         layer = by_name.get(name)
         if layer is None:
             continue
+        # the bits and the method are checked apart: a method (gptq, kmeans, ...) changes how the
+        # weight is rounded, not which kernel runs it
         if is_format(bits.a_bits, bits.group_size, bits.w_zero_point, bits.a_mode):  # an LLM format, w16a16
-            runs = fmts is not None and layer.kind in FORMAT_OPS and fmts.runs(bits.key, layer.kind)
+            runs = fmts is not None and layer.kind in FORMAT_OPS and fmts.runs(bits.bits_key, layer.kind)
             allowed = ", ".join(fmts.keys) if fmts is not None and layer.kind in FORMAT_OPS else "no formats"
         else:
-            keys = [c.key for c in device[name]]
-            runs, allowed = bits.key in keys, ", ".join(dict.fromkeys(keys))
+            keys = [c.bits_key for c in device[name]]
+            runs, allowed = bits.bits_key in keys, ", ".join(dict.fromkeys(keys))
         if not runs:
             raise ConfigError(f"{where}: layers.{name} must be bits that profile {profile.name!r} runs for this "
-                              f"{layer.kind} layer ({allowed}), but got {bits.key!r}")
+                              f"{layer.kind} layer ({allowed}), but got {bits.bits_key!r}")
+        if bits.method not in profile.capabilities.methods:
+            raise ConfigError(f"{where}: layers.{name} method must be one that profile {profile.name!r} runs "
+                              f"(capabilities.methods: {', '.join(profile.capabilities.methods)}), "
+                              f"but got {bits.method!r}")

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from mpsearch.core.checks import check_callable, check_iterable
 from mpsearch.core.types import Layer, Sensitivity
 from mpsearch.errors import ConfigError, unknown_name
 from mpsearch.model import canonical_view
@@ -67,6 +68,8 @@ def analyze(model: torch.nn.Module, loss_fn: LossFn, batches: Iterable[Any], met
         config = replace(config, distributed=bool(distributed))
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"analyze: model must be a torch.nn.Module, but got {type(model).__name__}")
+    check_callable(loss_fn, "analyze", "loss_fn", "a callable loss_fn(outputs, targets) -> scalar tensor")
+    check_iterable(batches, "analyze", "batches", "an iterable of batches")
     if cache_dir is not None:
         from mpsearch.sensitivity import cache
 

@@ -98,3 +98,12 @@ def test_plan_files_found_by_the_fuzz_suite(tmp_path):
             BitPlan.load(tmp_path / "p.yaml")
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({**base, "totals": {"size_bytes": None}}))
     assert BitPlan.load(tmp_path / "p.yaml").totals["size_bytes"] != BitPlan.load(tmp_path / "p.yaml").totals["size_bytes"]
+
+
+def test_analyze_checks_its_loss_and_batches(parts):
+    m, _x, batches, _layers, _sens = parts
+    with pytest.raises(mps.ConfigError, match=r"^analyze: loss_fn must be a callable loss_fn\(outputs, targets\) -> "
+                                              r"scalar tensor, but got None$"):
+        mps.analyze(m, None, batches, method="fisher")
+    with pytest.raises(mps.ConfigError, match=r"^analyze: batches must be an iterable of batches, but got 3$"):
+        mps.analyze(m, nn.CrossEntropyLoss(), 3, method="fisher")

@@ -157,3 +157,28 @@ def test_codebook_larger_than_a_row_is_left_out(setup):
     t = resource_table(layers, PROFILE, [4, 8], [8], methods=["rtn", "kmeans"], ties=[])
     assert [c.key for c in t.candidates[t.index_of("conv")]] == ["w8a8", "w4a8", "w4a8+kmeans"]
     assert [c.key for c in t.candidates[t.index_of("fc")]] == ["w8a8", "w4a8", "w4a8+kmeans"]
+
+
+def test_check_plan_runs_checks_bits_and_method_apart():
+    """A plan with ``w4a8+gptq`` runs where the device runs w4a8 and lists gptq; elsewhere it names the method."""
+    import dataclasses
+
+    import torch
+
+    from mpsearch.core.plan import BitPlan, LayerBits
+    from mpsearch.demo import get_model
+    from mpsearch.hardware import load_profile
+    from mpsearch.hardware.plans import check_plan_runs
+    from mpsearch.model import discover
+
+    layers = discover(get_model("small_cnn"), torch.zeros(1, 1, 8, 8))
+    prof = load_profile("x86-2core-int")
+    plan = BitPlan(layers={lay.name: LayerBits(8, 8) for lay in layers})
+    first = layers[1].name
+    plan.layers[first] = LayerBits(4, 8, method="gptq")
+    with pytest.raises(ConfigError) as info:
+        check_plan_runs(plan, layers, prof)
+    assert str(info.value) == (f"plan: layers.{first} method must be one that profile 'x86-2core-int' runs "
+                               "(capabilities.methods: rtn), but got 'gptq'")
+    caps = dataclasses.replace(prof.capabilities, methods=("rtn", "gptq"))
+    check_plan_runs(plan, layers, dataclasses.replace(prof, capabilities=caps))  # w4a8 runs, gptq listed

@@ -224,6 +224,10 @@ def test_a_failed_write_leaves_no_file_behind(tmp_path, monkeypatch):
         raise OSError("disk pulled out")
 
     monkeypatch.setattr(core_io.os, "replace", crash)
-    with pytest.raises(OSError, match="disk pulled out"):
+    from mpsearch.errors import ConfigError
+
+    # a failed write is a ConfigError naming the file and the OS's reason (#18), never a raw OSError
+    with pytest.raises(ConfigError, match=r"small_cnn-.*\.pt: must be a file path in a writable folder, "
+                                          r"but writing failed: disk pulled out"):
         load_demo("small_cnn", cache_dir=tmp_path)
     assert list((tmp_path / "demo").iterdir()) == []  # neither the checkpoint nor a temp file

@@ -66,7 +66,31 @@ def time_allocate(table: CostTable, solver: str, gap_rel: float, time_limit_s: f
             "closed_by": m["closed_by"],
             "status": plan.status, "gap": plan.gap, "objective": plan.objective, "lp_gap_rel": m["lp_gap_rel"],
             "n_vars": m["n_vars"], "n_candidates": m["n_candidates"], "n_vars_after_fixing": m["n_vars_after_fixing"],
-            "n_groups_after_fixing": m["n_groups_after_fixing"], "loadavg": loadavg()}
+            "n_groups_after_fixing": m["n_groups_after_fixing"], "loadavg": loadavg(), "limits": dict(m["budgets"])}
+
+
+def plain_pulp_cbc(table: CostTable, limits: dict[str, float], gap_rel: float, time_limit_s: float = 60.0) -> dict:
+    """The baseline of #17: the textbook PuLP model (one binary per layer x candidate, one-hot rows,
+    one row per budget) built and solved by PULP_CBC_CMD at the same gap_rel, nothing else."""
+    import warnings
+
+    import pulp
+
+    t0 = time.perf_counter()
+    lp = pulp.LpProblem("baseline", pulp.LpMinimize)
+    off = table.offsets
+    x = [lp.add_variable(f"x{j}", 0, 1, pulp.LpBinary) for j in range(int(off[-1]))]
+    lp.setObjective(pulp.lpSum(float(table.omega[j]) * x[j] for j in range(len(x))))
+    for i in range(table.n_layers):
+        lp.addConstraint(pulp.lpSum(x[int(off[i]):int(off[i + 1])]) == 1)
+    for name, limit in limits.items():
+        arr = table.resources[name]
+        lp.addConstraint(pulp.lpSum(float(arr[j]) * x[j] for j in range(len(x))) <= limit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        lp.solve(pulp.PULP_CBC_CMD(msg=False, gapRel=gap_rel, timeLimit=time_limit_s))
+    return {"total_s": time.perf_counter() - t0, "objective": pulp.value(lp.objective),
+            "status": pulp.LpStatus[lp.status]}
 
 
 def loadavg() -> str:
@@ -81,9 +105,14 @@ def summarize(rows: list[dict]) -> dict:
     """Per (layers, solver, gap_rel): median and worst end-to-end time over the tables."""
     out: dict = {}
     for key in sorted({(r["n_layers"], r["solver"], r["gap_rel"]) for r in rows}):
-        totals = sorted(r["total_s"] for r in rows if (r["n_layers"], r["solver"], r["gap_rel"]) == key)
+        sel = [r for r in rows if (r["n_layers"], r["solver"], r["gap_rel"]) == key]
+        totals = sorted(r["total_s"] for r in sel)
+        base = [r["baseline_s"] for r in sel if "baseline_s" in r]
         out[f"{key[0]} layers, {key[1]}, gap_rel {key[2]:g}"] = {
-            "median_s": float(np.median(totals)), "max_s": totals[-1], "n_tables": len(totals)}
+            "median_s": float(np.median(totals)), "max_s": totals[-1], "n_tables": len(totals),
+            "baseline_median_s": float(np.median(base)) if base else None,
+            "speedup_vs_pulp_cbc": float(np.median(base) / np.median(totals)) if base else None,
+            "worst_gap": max((r["gap"] or 0.0) for r in sel)}
     return out
 
 
@@ -104,9 +133,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--time-limit-s", type=float, default=60.0)
     ap.add_argument("--pareto-points", type=int, default=50)
+    ap.add_argument("--baseline", type=int, default=1, help="1: also time plain PuLP+CBC on each table (ratios)")
+    ap.add_argument("--baseline-max-layers", type=int, default=1000)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "allocation.json"))
     args = ap.parse_args()
     rows = []
+    baselines: dict = {}
     print(f"{'layers':>7} {'seed':>4} {'solver':>6} {'gap_rel':>8} {'total_s':>8} {'build_s':>8} {'lp_s':>7} {'fix_s':>7} "
           f"{'branch_s':>8} {'mip_s':>7} {'closed_by':>9} {'status':>11} {'gap':>9} vars (after fixing/after pruning/all)  load")
     for n in args.sizes:
@@ -124,9 +156,20 @@ def main() -> None:
                           f"{r['lp_s']:>7.3f} {r['fix_s']:>7.3f} {r['branch_s']:>8.3f} {r['mip_s']:>7.3f} "
                           f"{r['closed_by']:>9} {r['status']:>11} {gap:>9} "
                           f"{r['n_vars_after_fixing']}/{r['n_vars']}/{r['n_candidates']}  {r['loadavg']}", flush=True)
+    for r in rows:  # the plain PuLP+CBC baseline on the same table and limits, in the same run
+        if r["gap_rel"] == args.gap_rel and args.baseline and r["n_layers"] <= args.baseline_max_layers:
+            table = make_table(r["n_layers"], seed=r["seed"])
+            key = (r["n_layers"], r["seed"])
+            if key not in baselines:
+                baselines[key] = median_run(lambda: plain_pulp_cbc(table, r["limits"], args.gap_rel), args.repeats)
+            r["baseline_s"] = baselines[key]["total_s"]
+            r["baseline_objective"] = baselines[key]["objective"]
     summary = summarize(rows)
     for key, v in summary.items():
-        print(f"summary {key}: median {v['median_s']:.3f} s, worst {v['max_s']:.3f} s over {v['n_tables']} tables")
+        base = "" if v["baseline_median_s"] is None else (f"; plain PuLP+CBC median {v['baseline_median_s']:.3f} s, "
+                                                          f"speed-up {v['speedup_vs_pulp_cbc']:.1f}x")
+        print(f"summary {key}: median {v['median_s']:.3f} s, worst {v['max_s']:.3f} s over {v['n_tables']} tables, "
+              f"worst proven gap {v['worst_gap']:.1e}{base}")
     sweeps = []
     table = make_table(54, seed=1)  # ResNet-50 has 54 quantizable conv/linear layers
     for solver in args.solvers:
@@ -140,10 +183,24 @@ def main() -> None:
 
             r = {"n_layers": 54, "n_points": args.pareto_points, "solver": solver, "other_budgets": others,
                  **median_run(sweep, args.repeats)}
+            if args.baseline:  # the baseline sweep: one plain PuLP+CBC model per point, same limits
+                front = pareto(table, "size_bytes", args.pareto_points, other_budgets=others, solver=solver)
+                grid = np.linspace(front.points[0].meta["budgets"]["size_bytes"],
+                                   front.points[-1].totals["size_bytes"], args.pareto_points)
+
+                def base_sweep() -> dict:
+                    t0 = time.perf_counter()
+                    for v in grid:
+                        plain_pulp_cbc(table, {"size_bytes": float(v), **front.budgets}, args.gap_rel)
+                    return {"total_s": time.perf_counter() - t0}
+
+                r["baseline_s"] = median_run(base_sweep, 1)["total_s"]
             sweeps.append(r)
             print(f"pareto 54 layers x 6, {args.pareto_points} points, {solver}, other budgets {others or 'none'}: "
                   f"{r['total_s']:.3f} s, {r['n_distinct']} distinct points "
-                  f"({r['closed_without_mip']} closed without a MIP), load {r['loadavg']}", flush=True)
+                  f"({r['closed_without_mip']} closed without a MIP), load {r['loadavg']}"
+                  + (f"; plain PuLP+CBC {r['baseline_s']:.3f} s ({r['baseline_s'] / r['total_s']:.1f}x)"
+                     if "baseline_s" in r else ""), flush=True)
     out = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU", "python": platform.python_version(),
            "allocate": rows, "summary": summary, "pareto": sweeps}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,12 @@ alone quantized as the candidate quantizes it (the machinery of ``method="empiri
 * ``sources["omega"]`` of the returned table says, per row, "predicted" (not measured),
   "checked" (measured, agreed) or "measured" (the measured value is used).
 
+A (bits, method) row (``Candidate.method`` not ``rtn``, issue #16) is measured with the METHOD's
+weights: the layer's weight (and bias, for bias correction) become what the method produces on
+the float weight (:func:`mpsearch.quant.methods.make_method`, as ``quantize`` installs it), with
+the layer's float inputs on the calibration batches when the method needs data. A method that
+looks better layer by layer but costs more in the real loss thus gets its measured figure.
+
 Layers that share one weight tensor (a tied embedding and head) are measured once, with the
 shared tensor quantized, and the figure is split between them in proportion to their predictions.
 """
@@ -30,6 +36,7 @@ from mpsearch.core.checks import check_int, check_number
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.profile import HardwareProfile
 from mpsearch.model import canonical_view
+from mpsearch.quant.methods import capture_inputs, get_method, make_method
 from mpsearch.quant.quantizer import fake_quantize_minmax, fake_quantize_weight
 from mpsearch.quant.spec import activation_spec, format_weight_spec, weight_spec
 from mpsearch.sensitivity.config import EmpiricalConfig
@@ -82,8 +89,32 @@ def _weight_groups(table: CostTable, modules: dict[str, torch.nn.Module]) -> lis
     return list(by_weight.values())
 
 
+def _method_inputs(model: torch.nn.Module, table: CostTable, plan: list[tuple[int, int]], groups: list[list[int]],
+                   calib_batches: list[Any]) -> dict[str, torch.Tensor]:
+    """Float inputs of the layers whose planned rows use a data-needing method (none: {})."""
+    need = sorted({table.layers[groups[g][0]] for g, j in plan
+                   if get_method(table.candidates[groups[g][0]][j].method).needs_data})
+    return capture_inputs(model, need, calib_batches, max_examples=MAX_EXAMPLES) if need else {}
+
+
+def _quantized_weight(cand: Any, spec: Any, saved: torch.Tensor, mod: torch.nn.Module, name: str,
+                      inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weight (and new bias, or None) the candidate's method puts in the layer."""
+    if cand.method == "rtn":
+        return fake_quantize_weight(saved, spec.bits, spec), None
+    res = make_method(cand.method, where=f"calibrate_omega: layer {name!r}").quantize_weight(
+        saved, spec, calib_inputs=inputs.get(name), layer=mod, name=name)
+    bias = res.bias if res.bias is not None and getattr(mod, "bias", None) is not None else None
+    return res.weight_dq.to(saved.dtype).reshape(saved.shape), bias
+
+
+#: calibration examples kept per layer for a data-needing method (as ``quantize`` keeps)
+MAX_EXAMPLES = 512
+
+
 def calibrate_omega(model: torch.nn.Module, table: CostTable, loss_fn: LossFn, batches: Iterable[Any],
-                    profile: HardwareProfile, config: CalibrationConfig | None = None) -> CostTable:
+                    profile: HardwareProfile, config: CalibrationConfig | None = None, *,
+                    calib_batches: Iterable[Any] | None = None) -> CostTable:
     """``table`` with omega measured where the second-order prediction is off by more than ``config.factor``.
 
     Args:
@@ -93,11 +124,15 @@ def calibrate_omega(model: torch.nn.Module, table: CostTable, loss_fn: LossFn, b
         batches: ``(inputs, targets)`` pairs the loss is measured on.
         profile: the profile whose quantizers the table's candidates use.
         config: limits and thresholds (:class:`CalibrationConfig`).
+        calib_batches: ``(inputs, targets)`` pairs whose float layer inputs the data-needing
+            methods (GPTQ, ...) of method rows run on; None: ``batches``. Give the batches the
+            cost table and ``quantize`` calibrate on, so the measured weights are the ones used.
 
     Returns:
         A new table: omega replaced where measured values disagree, and ``sources["omega"]``.
     """
     config = config or CalibrationConfig()
+    batches = list(batches)
     model = canonical_view(model)
     device = next(model.parameters()).device
     modules = dict(model.named_modules())
@@ -108,28 +143,36 @@ def calibrate_omega(model: torch.nn.Module, table: CostTable, loss_fn: LossFn, b
     sources = np.array(table.sources.get("omega", ["predicted"] * table.n_rows), dtype=object)
     groups = _weight_groups(table, modules)
     caps = profile.capabilities
+    plan = _plan_order(table, config, groups)
+    inputs = _method_inputs(model, table, plan, groups, batches if calib_batches is None else list(calib_batches))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             base = EmpiricalMethod._measure(ctx, emp, None)[0]
-            for g, j in _plan_order(table, config, groups):
+            for g, j in plan:
                 members = groups[g]
                 cand = table.candidates[members[0]][j]
                 mod = modules[table.layers[members[0]]]
                 spec = (format_weight_spec(caps, cand) if cand.is_format
                         else weight_spec(caps, cand.w_bits, granularity=cand.w_granularity))
                 saved = mod.weight.detach().clone()
+                saved_bias = mod.bias.detach().clone() if getattr(mod, "bias", None) is not None else None
+                new_w, new_bias = _quantized_weight(cand, spec, saved, mod, table.layers[members[0]], inputs)
                 hooks = []
                 if not cand.weight_only and cand.a_mode == "static":  # the layer's input too, as empirical does
                     a_spec = activation_spec(caps, cand.a_bits)
                     hooks = [modules[table.layers[i]].register_forward_pre_hook(
                         lambda _m, a, s=a_spec: (fake_quantize_minmax(a[0], s), *a[1:])) for i in members]
                 try:
-                    mod.weight.copy_(fake_quantize_weight(saved, spec.bits, spec))
+                    mod.weight.copy_(new_w)
+                    if new_bias is not None:  # bias correction's new bias counts too
+                        mod.bias.copy_(new_bias.to(mod.bias.dtype))
                     measured = max(EmpiricalMethod._measure(ctx, emp, None)[0] - base, 0.0)
                 finally:
                     mod.weight.copy_(saved)
+                    if saved_bias is not None:
+                        mod.bias.copy_(saved_bias)
                     for h in hooks:
                         h.remove()
                 rows = [int(table.offsets[i]) + _position(table, i, cand.key) for i in members]

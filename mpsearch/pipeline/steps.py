@@ -111,7 +111,7 @@ def table_step(prep: Prepared, sens: Sensitivity) -> CostTable:
     r = prep.recipe
     return cost_table(prep.inputs.model, prep.layers, sens, prep.profile, w_bits=r.hardware.w_bits,
                       a_bits=r.hardware.a_bits, calib_batches=prep.inputs.train[: r.data.calib_batches],
-                      batch=r.hardware.batch, formats=r.hardware.formats)
+                      batch=r.hardware.batch, formats=r.hardware.formats, methods=r.hardware.methods)
 
 
 def choose_plan(prep: Prepared, table: CostTable, bars: Progress, *, method: str | None = None,

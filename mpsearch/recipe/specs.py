@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from mpsearch.allocation import DEFAULT_GAP_REL, Budgets, check_gap_rel, check_max_drop  # numpy only: pulp loads lazily
 from mpsearch.core.checks import check_bool, check_choice, check_int, check_number, fail, normalize_bits
-from mpsearch.core.formats import KEY_RULE
+from mpsearch.core.formats import KEY_RULE, WEIGHT_METHODS
 from mpsearch.core.types import Candidate
 from mpsearch.errors import ConfigError
 
@@ -115,6 +115,7 @@ class HardwareSpec:
     a_bits: tuple[int, ...] | None = None
     batch: int = 1
     formats: tuple[str, ...] | None = None  # LLM weight formats ("w4a16g128", "w16a16") of linear/embedding layers
+    methods: tuple[str, ...] | None = None  # weight quantization methods paired with every bit candidate (#16)
 
     def __post_init__(self) -> None:
         for key in ("w_bits", "a_bits"):
@@ -131,6 +132,14 @@ class HardwareSpec:
                 except ConfigError:
                     raise fail("HardwareSpec", f"formats[{i}]", KEY_RULE, k) from None
             object.__setattr__(self, "formats", tuple(dict.fromkeys(keys)))
+        if self.methods is not None:
+            if isinstance(self.methods, str) or not isinstance(self.methods, (list, tuple)) or not self.methods:
+                raise fail("HardwareSpec", "methods", "a non-empty list of weight quantization methods such as "
+                           "[rtn, gptq]", self.methods)
+            for i, m in enumerate(self.methods):
+                if not isinstance(m, str) or m not in WEIGHT_METHODS:
+                    raise fail("HardwareSpec", f"methods[{i}]", f"one of {', '.join(WEIGHT_METHODS)}", m)
+            object.__setattr__(self, "methods", tuple(dict.fromkeys(self.methods)))
         check_int(self.batch, "HardwareSpec", "batch", min=1, rule="an integer >= 1 (the deployment batch size)")
         if not isinstance(self.profile, str) or not self.profile:
             raise fail("HardwareSpec", "profile", "a profile name or a path to a profile YAML", self.profile)

@@ -9,6 +9,14 @@ candidates w in {2, 3, 4, 8}, a 8 on x86-2core-int): the test top-1 of
 * ``joint``: the same sensitivity, candidates = bits x methods {rtn, gptq, kmeans} (the profile
   is given ``capabilities.methods`` for these), omega of each pair from the method's actual
   output (:mod:`mpsearch.sensitivity.method_omega`), sizes with k-means' codebooks -> ILP,
+* ``joint_cal``: ``joint`` with every row up to 4 bits measured (:func:`calibrate_omega`: the
+  real loss increase on the 4 calibration batches with that one layer quantized by the row's
+  method, GPTQ / k-means on that layer's float inputs), the measured figure used,
+* ``bits_cal``: ``bits`` calibrated the same way (so the gain of ``joint_cal`` over ``bits`` is
+  split into what measuring gives and what the methods give),
+* ``joint_chk``: ``joint_cal``, checked as a whole: the joint_cal and the bits plan are both
+  quantized and the one with the lower cross-entropy on the 4 calibration batches (train data,
+  not test) is kept (the per-layer figures add up badly where the model collapses),
 * ``uniform``: every layer at that width, round-to-nearest.
 
 The seed draws the Hessian probes and which 4 train batches of 64 calibrate (methods, activation
@@ -33,9 +41,12 @@ from torch import nn
 import mpsearch as mps
 from mpsearch.allocation import uniform_plan
 from mpsearch.sensitivity import HessianConfig
+from mpsearch.sensitivity.calibrate import CalibrationConfig, calibrate_omega
 
 METHODS = ["rtn", "gptq", "kmeans"]
-PLANS = ("bits", "joint", "uniform")
+PLANS = ("bits", "joint", "joint_cal", "joint_chk", "bits_cal", "uniform")
+#: measure every row up to 4 bits and use the measured figure (factor 1, no noise floor)
+CAL = CalibrationConfig(factor=1.0, min_diff=0.0, max_w_bits=4, max_evaluations=100_000)
 
 
 def cnn_seed(name: str, seed: int) -> dict[str, Any]:
@@ -58,17 +69,31 @@ def cnn_seed(name: str, seed: int) -> dict[str, Any]:
     joint = mps.cost_table(model, layers, sens, profile, w_bits=[2, 3, 4, 8], a_bits=[8], calib_batches=calib,
                            methods=METHODS)
     t2 = time.perf_counter()
+    ce = nn.CrossEntropyLoss()
+    joint_cal = calibrate_omega(model, joint, ce, calib, profile, CAL, calib_batches=calib)
+    t3 = time.perf_counter()
+    bits_cal = calibrate_omega(model, bits, ce, calib, profile, CAL, calib_batches=calib)
 
     def score(p):
         torch.manual_seed(seed)
         return evaluate(mps.quantize(model, p, calib, profile=profile), test)
 
-    out: dict[str, Any] = {"table_s": {"bits": t1 - t0, "joint": t2 - t1}}
+    def calib_loss(p):
+        torch.manual_seed(seed)
+        q = mps.quantize(model, p, calib, profile=profile).eval()
+        with torch.no_grad():
+            return sum(float(ce(q(x), y)) for x, y in calib) / len(calib)
+
+    out: dict[str, Any] = {"table_s": {"bits": t1 - t0, "joint": t2 - t1, "calibrate_joint": t3 - t2}}
     for w in (2, 3, 4):
         budget = {"size_bytes": uniform_plan(bits, w, 8)[0].totals["size_bytes"]}
         plans = {"bits": mps.allocate(bits, budget), "joint": mps.allocate(joint, budget),
+                 "joint_cal": mps.allocate(joint_cal, budget), "bits_cal": mps.allocate(bits_cal, budget),
                  "uniform": uniform_plan(bits, w, 8)[0]}
+        pick = min(("joint_cal", "bits"), key=lambda k: calib_loss(plans[k]))
+        plans["joint_chk"] = plans[pick]
         row: dict[str, Any] = {k: score(p) for k, p in plans.items()}
+        row["joint_chk_pick"] = pick
         row["size_bytes"] = {k: p.totals["size_bytes"] for k, p in plans.items()}
         row["budget"] = budget["size_bytes"]
         row["omega"] = {k: p.objective for k, p in plans.items() if k != "uniform"}
@@ -97,9 +122,11 @@ def main() -> None:
                 vals = [r[w][k] for r in rows]
                 sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                 cells.append(f"{k} {statistics.mean(vals):.4f} ± {sd:.4f}")
-            wins = sum(r[w]["joint"] > r[w]["bits"] for r in rows)
-            losses = sum(r[w]["joint"] < r[w]["bits"] for r in rows)
-            print(f"{name} {w}: " + " | ".join(cells) + f" | joint>bits {wins}, joint<bits {losses} of {len(rows)}")
+            for a, b in (("joint", "bits"), ("joint_cal", "bits"), ("joint_chk", "bits"), ("joint_cal", "bits_cal")):
+                d = [r[w][a] - r[w][b] for r in rows]
+                sd = statistics.stdev(d) if len(d) > 1 else 0.0
+                cells.append(f"{a}-{b} {100 * statistics.mean(d):+.2f} ± {100 * sd:.2f} pts")
+            print(f"{name} {w}: " + " | ".join(cells))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "torch": torch.__version__,

@@ -132,3 +132,41 @@ def test_greedy_meets_the_budget_and_steps_down_the_roundest_layers(setup):
     # brute force over the 27 assignments: greedy is feasible and no worse than all-4-bit in MSE
     assert err.totals(err.rows_for_plan(plan))["omega"] <= err.totals(err.rows_for_plan(u4))["omega"] + 1e-12
     assert greedy_plan(err, {"size_bytes": 1.0}) is None
+
+
+def test_a_tie_on_the_metric_is_broken_by_the_validation_loss(setup):
+    """A metric too coarse to tell the plans apart (every plan scores 1.0, as accuracy does when all
+    plans get the same validation images right): the loss decides, and the metadata says so."""
+    model, _, _, _, table, bad, _, score = setup
+    u4 = uniform_plan(bad, 4, 8)[0]
+    budgets = {"size_bytes": u4.totals["size_bytes"]}
+    plan = mps.allocate(bad, budgets)
+    coarse = lambda p: 1.0  # noqa: E731
+    kept = guard_plan(plan, bad, budgets, coarse, higher_is_better=True)
+    assert kept.meta["guard"]["changed"] is False and kept.meta["guard"]["decided_by"] == "metric"
+    assert kept.layers == plan.layers  # without a tie-break a tie keeps the plan (the old behaviour)
+    out = guard_plan(plan, bad, budgets, coarse, higher_is_better=True, tiebreak=score)
+    g = out.meta["guard"]
+    assert g["decided_by"] == "loss (tie on the metric)" and g["changed"] is True
+    assert g["losses"]["mixed"] == score(plan)
+    assert g["losses"]["uniform w4a8"] == score(u4) < score(plan)  # the 2-bit layer costs loss, not accuracy
+    # by hand: the returned plan's loss is the smallest of the baselines and the re-allocated plan
+    baselines = {k: v for k, v in g["losses"].items() if k != "mixed"}
+    assert g["losses"][g["chosen"]] == min(baselines.values())  # here the re-allocated plan is all-4-bit
+    assert g["losses"]["uniform w2a8"] > g["losses"]["uniform w4a8"]  # the baselines' own tie, on loss
+    assert score(out) == pytest.approx(min(baselines.values()), rel=1e-12)
+    assert "lower val loss" in g["reason"] and out.layers["2"].w_bits >= 4
+
+
+def test_a_strict_metric_difference_is_not_overruled_by_the_loss(setup):
+    model, _, _, _, table, bad, _, score = setup
+    u4 = uniform_plan(bad, 4, 8)[0]
+    budgets = {"size_bytes": u4.totals["size_bytes"]}
+    plan = mps.allocate(bad, budgets)
+    # the mixed plan is better on the metric, worse on the loss: the metric decides, no loss computed
+    metric = lambda p: 0.9 if p.layers == plan.layers else 0.8  # noqa: E731
+    out = guard_plan(plan, bad, budgets, metric, higher_is_better=True, tiebreak=score)
+    g = out.meta["guard"]
+    assert g["changed"] is False and g["decided_by"] == "metric" and out.layers == plan.layers
+    # the baselines all score 0.8: their tie is broken on loss, but the mixed plan wins on the metric
+    assert "mixed" not in g.get("losses", {})

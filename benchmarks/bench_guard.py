@@ -18,7 +18,9 @@ windows; metric: bits per byte on the first 256 test windows (32 768 next-byte p
 CNNs: small_cnn, resnet_tiny, mobilenet_tiny (one trained model each) with w in {2, 3, 4, 8}, a 8
 on x86-2core-int; the seed draws the Hessian probes and which 4 train batches of 64 calibrate;
 guard on the 359 validation images; metric: top-1 accuracy on the 359 test images (one image =
-0.28 points). Writes benchmarks/results/guard.json.
+0.28 points). The guard breaks a tie on the validation metric with the validation loss
+(cross-entropy; the LM's next-byte loss). Writes benchmarks/results/guard.json, keeping the
+results of models not run (``runs`` says when and how each model was last run).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from torch import nn
 import mpsearch as mps
 from mpsearch.allocation import uniform_plan
 from mpsearch.allocation.greedy import greedy_plan
-from mpsearch.pipeline.guard import guard_plan
+from mpsearch.pipeline.guard import guard_plan, mean_loss
 from mpsearch.sensitivity import HessianConfig
 from mpsearch.sensitivity.calibrate import calibrate_omega, weight_error_table
 
@@ -45,7 +47,8 @@ LM_FORMATS = ["w2a16g128", "w3a16g128", "w4a16g128", "w8a16"]
 PLANS = ("plain", "calibrated", "default", "uniform", "greedy")
 
 
-def _sizes(model, table, profile, budgets_for: Callable[[int], float], score_val, score_test, calib, loss_fn) -> dict[str, Any]:
+def _sizes(model, table, profile, budgets_for: Callable[[int], float], score_val, score_test, calib, loss_fn,
+           loss_val=None, tie_margin: float = 0.0) -> dict[str, Any]:
     cal = calibrate_omega(model, table, loss_fn, calib, profile)
     out: dict[str, Any] = {"n_measured": int(sum(1 for s in cal.sources["omega"] if s == "measured"))}
     err = weight_error_table(model, table, profile)
@@ -55,15 +58,16 @@ def _sizes(model, table, profile, budgets_for: Callable[[int], float], score_val
                  "uniform": uniform_plan(table, *table_pair(table, w))[0],
                  "greedy": greedy_plan(err, budgets, profile.rules)}
         plans["default"] = guard_plan(plans["calibrated"], cal, budgets, score_val, higher_is_better=HIGHER[0],
-                                      greedy=plans["greedy"], rules=profile.rules)
+                                      greedy=plans["greedy"], rules=profile.rules, tiebreak=loss_val, tie_margin=tie_margin)
         row = {k: score_test(p) for k, p in plans.items()}
-        row["guard"] = {k: v for k, v in plans["default"].meta["guard"].items() if k in ("changed", "chosen", "reason")}
+        row["guard"] = {k: v for k, v in plans["default"].meta["guard"].items() if k in ("changed", "chosen", "reason", "decided_by", "values", "losses")}
         row["bits"] = {k: " ".join(b.key for b in p.layers.values()) for k, p in plans.items()}
         out[f"W{w}"] = row
     return out
 
 
 HIGHER = [True]
+TIE_IMAGES = [0]  # CNNs: validation accuracies this many images apart count as a tie (--tie-images)
 
 
 def table_pair(table, w: int) -> tuple[int, int]:
@@ -88,7 +92,8 @@ def lm_seed(seed: int) -> dict[str, Any]:
     q = lambda p: mps.quantize(model, p, train[1:], profile=profile)  # noqa: E731
     HIGHER[0] = False
     return _sizes(model, table, profile, lambda w: uniform_plan(table, w, 16)[0].totals["size_bytes"],
-                  lambda p: bits_per_byte(q(p), val), lambda p: bits_per_byte(q(p), test), train[1:], lm_loss)
+                  lambda p: bits_per_byte(q(p), val), lambda p: bits_per_byte(q(p), test), train[1:], lm_loss,
+                  lambda p: mean_loss(q(p), lm_loss, val))
 
 
 def cnn_seed(name: str, seed: int) -> dict[str, Any]:
@@ -107,7 +112,8 @@ def cnn_seed(name: str, seed: int) -> dict[str, Any]:
     q = lambda p: mps.quantize(model, p, train[2:6], profile=profile)  # noqa: E731
     HIGHER[0] = True
     return _sizes(model, table, profile, lambda w: uniform_plan(table, w, 8)[0].totals["size_bytes"],
-                  lambda p: evaluate(q(p), val), lambda p: evaluate(q(p), test), train[2:6], loss)
+                  lambda p: evaluate(q(p), val), lambda p: evaluate(q(p), test), train[2:6], loss,
+                  lambda p: mean_loss(q(p), loss, val), TIE_IMAGES[0] / len(splits.val))
 
 
 def _print(label: str, rows: list[dict[str, Any]], fmt: str) -> None:
@@ -125,13 +131,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+", default=["cnn", "lm"], choices=["cnn", "lm"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--tie-images", type=int, default=0,
+                    help="CNNs: accuracies this many validation images apart tie; the val loss decides")
+    ap.add_argument("--models", nargs="+", default=["small_cnn", "resnet_tiny", "mobilenet_tiny"],
+                    help="which demo CNNs (with --tasks cnn); results of models not run are kept from --out")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "guard.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    TIE_IMAGES[0] = args.tie_images
     results: dict[str, Any] = {}
     t0 = time.perf_counter()
     if "cnn" in args.tasks:
-        for name in ("small_cnn", "resnet_tiny", "mobilenet_tiny"):
+        for name in args.models:
             results[name] = [cnn_seed(name, s) for s in args.seeds]
             _print(name, results[name], ".4f")
     if "lm" in args.tasks:
@@ -139,8 +150,12 @@ def main() -> None:
         _print("gpt_tiny", results["gpt_tiny"], ".4f")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(out.read_text()) if out.exists() else {}
+    runs = {**old.get("runs", {}), **{k: {"seconds": time.perf_counter() - t0, "seeds": args.seeds,
+                                          "tiebreak": "val loss", "tie_images": args.tie_images} for k in results}}
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-                               "seeds": args.seeds, "seconds": time.perf_counter() - t0, "results": results}, indent=1))
+                               "seeds": args.seeds, "seconds": time.perf_counter() - t0, "runs": runs,
+                               "results": {**old.get("results", {}), **results}}, indent=1))
     print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
 
 

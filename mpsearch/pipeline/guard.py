@@ -83,7 +83,7 @@ def _key(table: CostTable, rec: dict[str, Any]) -> str:
 def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable[[BitPlan], float], *,
                higher_is_better: bool, greedy: BitPlan | None = None, rules: Rules | None = None,
                solver: str = "cbc", gap_rel: float | None = None, split: str = "val",
-               tiebreak: Callable[[BitPlan], float] | None = None) -> BitPlan:
+               tiebreak: Callable[[BitPlan], float] | None = None, tie_margin: float = 0.0) -> BitPlan:
     """``plan``, or a better plan when a baseline beats it on ``evaluate`` (see the module docstring).
 
     Args:
@@ -98,6 +98,8 @@ def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable
         split: the data split ``evaluate`` reads (named in the metadata).
         tiebreak: plan -> a finer signal on the same split, lower is better (the task's loss);
             decides between plans whose metrics are equal (None: a tie keeps the plan).
+        tie_margin: metrics at most this far apart count as a tie (with ``tiebreak``): for a
+            count such as accuracy on n images, 1/n makes a one-image difference a tie.
 
     Returns:
         The plan to use, with ``meta["guard"]``: ``changed``, ``reason``, ``chosen`` (a label),
@@ -125,10 +127,13 @@ def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable
     def better(a: str, b: str) -> bool:
         """Plan ``a`` strictly better than ``b``: on the metric, or on the loss when the metrics tie."""
         va, vb = values[a], values[b]
-        if va != vb or tiebreak is None:
+        if abs(va - vb) > tie_margin * (1 + 1e-9) or tiebreak is None:
             return va > vb if higher_is_better else va < vb
         ties.append(f"{a} / {b}")
         return loss(a) < loss(b)
+
+    def tie(a: str, b: str) -> bool:
+        return abs(values[a] - values[b]) <= tie_margin * (1 + 1e-9)
 
     best = None
     for label in bases:  # the best baseline; full ties go to the first (uniform before greedy)
@@ -139,16 +144,16 @@ def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable
     def done(out: BitPlan, on_loss: bool) -> BitPlan:
         info["decided_by"] = "loss (tie on the metric)" if on_loss else "metric"
         extra = {"losses": dict(losses), "ties": list(ties)} if losses else {}
-        return replace(out, meta={**out.meta, "guard": {**info, "values": values, **extra}})
+        return replace(out, meta={**out.meta, "guard": {**info, "tie_margin": tie_margin, "values": values, **extra}})
 
     if best is None or not better(best, "mixed"):
-        tied = best is not None and values[best] == values["mixed"] and tiebreak is not None
+        tied = best is not None and tiebreak is not None and tie(best, "mixed")
         how = (f"; on the tie its {split} loss ({loss('mixed'):.6g}) is at most {best}'s ({loss(best):.6g})"
                if tied else "")
         info["reason"] = (f"the mixed plan ({values['mixed']:.6g}) is at least as good as every baseline "
                           f"that meets the budgets ({', '.join(bases) or 'none'}){how}")
         return done(plan, tied)
-    tied = values[best] == values["mixed"]
+    tied = tiebreak is not None and tie(best, "mixed")
     sub, removed = _without(table, plan, bases[best])
     kwargs = {} if gap_rel is None else {"gap_rel": gap_rel}
     again = allocate(sub, resolved, rules=rules, solver=solver, **kwargs)
@@ -158,14 +163,14 @@ def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable
         chosen, out = best, bases[best]
     else:
         chosen, out = "mixed, re-allocated", again
-    why = (f"tied with the mixed plan's {values['mixed']:.6g} on the metric and had the lower {split} loss "
+    why = (f"tied with the mixed plan's {values['mixed']:.6g} on the metric (margin {tie_margin:.3g}) and had the lower {split} loss "
            f"({loss(best):.6g} against {loss('mixed'):.6g})" if tied
            else f"against the mixed plan's {values['mixed']:.6g}")
     info.update(changed=True, chosen=chosen, removed=removed,
                 reason=(f"{best} scored {values[best]:.6g} {why} on the "
                         f"{split} split; re-allocating without {len(removed)} candidates the plan took below it "
                         f"scored {values['mixed, re-allocated']:.6g}; kept: {chosen}"))
-    return done(out, tied or (tiebreak is not None and values[best] == values["mixed, re-allocated"]))
+    return done(out, tied or (tiebreak is not None and tie(best, "mixed, re-allocated")))
 
 
 def guard_step(prep: Any, table: CostTable, plan: BitPlan) -> BitPlan:

@@ -19,8 +19,12 @@ def guard_section(s: Mapping[str, Any]) -> list[str]:
         better = "higher" if g.get("higher_is_better") else "lower"
         L += [f"The guard scored the plan against every uniform plan within the budgets and the greedy "
               f"weight-MSE plan on the `{g.get('split')}` split ({better} is better). "
-              + ("**It changed the plan**: " if g.get("changed") else "It kept the plan: ") + f"{g.get('reason')}.", "",
-              "| plan | score |", "|---|---|"]
-        L += [f"| {label}{' (returned)' if label == g.get('chosen') else ''} | {v:.6g} |" for label, v in g.get("values", {}).items()]
+              + ("**It changed the plan**: " if g.get("changed") else "It kept the plan: ") + f"{g.get('reason')}. "
+              + f"Decided by: {g.get('decided_by', 'metric')}"
+              + (" (plans whose metrics tie are compared on the validation loss, lower is better)." if g.get("losses") else "."),
+              "", "| plan | score | loss (tie-break) |", "|---|---|---|"]
+        losses = g.get("losses", {})
+        L += [f"| {label}{' (returned)' if label == g.get('chosen') else ''} | {v:.6g} | "
+              f"{format(losses[label], '.6g') if label in losses else '-'} |" for label, v in g.get("values", {}).items()]
         L.append("")
     return L

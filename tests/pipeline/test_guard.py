@@ -170,3 +170,20 @@ def test_a_strict_metric_difference_is_not_overruled_by_the_loss(setup):
     assert g["changed"] is False and g["decided_by"] == "metric" and out.layers == plan.layers
     # the baselines all score 0.8: their tie is broken on loss, but the mixed plan wins on the metric
     assert "mixed" not in g.get("losses", {})
+
+
+def test_a_tie_margin_makes_a_one_example_difference_a_tie(setup):
+    """Accuracy on 100 images: the mixed plan is one image ahead (0.91 vs 0.90). With a margin of one
+    image (0.01) that is a tie and the loss decides; with no margin the metric keeps the plan."""
+    model, _, _, _, table, bad, _, score = setup
+    u4 = uniform_plan(bad, 4, 8)[0]
+    budgets = {"size_bytes": u4.totals["size_bytes"]}
+    plan = mps.allocate(bad, budgets)
+    metric = lambda p: 0.91 if p.layers == plan.layers else 0.90  # noqa: E731
+    strict = guard_plan(plan, bad, budgets, metric, higher_is_better=True, tiebreak=score)
+    assert strict.meta["guard"]["changed"] is False and strict.meta["guard"]["decided_by"] == "metric"
+    out = guard_plan(plan, bad, budgets, metric, higher_is_better=True, tiebreak=score, tie_margin=0.01)
+    g = out.meta["guard"]
+    assert g["changed"] is True and g["decided_by"] == "loss (tie on the metric)" and g["tie_margin"] == 0.01
+    assert g["losses"]["uniform w4a8"] == score(u4) < g["losses"]["mixed"] == score(plan)
+    assert out.layers["2"].w_bits >= 4 and "margin 0.01" in g["reason"]

@@ -11,12 +11,12 @@ candidates w in {2, 3, 4, 8}, a 8 on x86-2core-int): the test top-1 of
   output (:mod:`mpsearch.sensitivity.method_omega`), sizes with k-means' codebooks -> ILP,
 * ``joint_cal``: ``joint`` with every row up to 4 bits measured (:func:`calibrate_omega`: the
   real loss increase on the 4 calibration batches with that one layer quantized by the row's
-  method, GPTQ / k-means on that layer's float inputs), the measured figure used,
+  method, GPTQ / k-means on that layer's float calibration inputs), the measured figure used,
 * ``bits_cal``: ``bits`` calibrated the same way (so the gain of ``joint_cal`` over ``bits`` is
   split into what measuring gives and what the methods give),
 * ``joint_chk``: ``joint_cal``, checked as a whole: the joint_cal and the bits plan are both
-  quantized and the one with the lower cross-entropy on the 4 calibration batches (train data,
-  not test) is kept (the per-layer figures add up badly where the model collapses),
+  quantized and joint_cal is kept only if its top-1 on 4 other train batches of 64 (not test,
+  not the calibration batches) is higher (a tie keeps bits) (the per-layer figures add up badly where the model collapses),
 * ``uniform``: every layer at that width, round-to-nearest.
 
 The seed draws the Hessian probes and which 4 train batches of 64 calibrate (methods, activation
@@ -63,6 +63,7 @@ def cnn_seed(name: str, seed: int) -> dict[str, Any]:
     layers = mps.discover(model, splits.example_inputs(2))
     sens = mps.analyze(model, nn.CrossEntropyLoss(), train[:2], config=HessianConfig(max_probes=24, seed=seed))
     calib = train[2:6]
+    held = train[6:10]  # the whole-model check's batches (not test, not those the methods fit)
     t0 = time.perf_counter()
     bits = mps.cost_table(model, layers, sens, profile, w_bits=[2, 3, 4, 8], a_bits=[8], calib_batches=calib)
     t1 = time.perf_counter()
@@ -78,11 +79,9 @@ def cnn_seed(name: str, seed: int) -> dict[str, Any]:
         torch.manual_seed(seed)
         return evaluate(mps.quantize(model, p, calib, profile=profile), test)
 
-    def calib_loss(p):
+    def held_top1(p):
         torch.manual_seed(seed)
-        q = mps.quantize(model, p, calib, profile=profile).eval()
-        with torch.no_grad():
-            return sum(float(ce(q(x), y)) for x, y in calib) / len(calib)
+        return evaluate(mps.quantize(model, p, calib, profile=profile), held)
 
     out: dict[str, Any] = {"table_s": {"bits": t1 - t0, "joint": t2 - t1, "calibrate_joint": t3 - t2}}
     for w in (2, 3, 4):
@@ -90,7 +89,7 @@ def cnn_seed(name: str, seed: int) -> dict[str, Any]:
         plans = {"bits": mps.allocate(bits, budget), "joint": mps.allocate(joint, budget),
                  "joint_cal": mps.allocate(joint_cal, budget), "bits_cal": mps.allocate(bits_cal, budget),
                  "uniform": uniform_plan(bits, w, 8)[0]}
-        pick = min(("joint_cal", "bits"), key=lambda k: calib_loss(plans[k]))
+        pick = "joint_cal" if held_top1(plans["joint_cal"]) > held_top1(plans["bits"]) else "bits"  # tie: bits
         plans["joint_chk"] = plans[pick]
         row: dict[str, Any] = {k: score(p) for k, p in plans.items()}
         row["joint_chk_pick"] = pick

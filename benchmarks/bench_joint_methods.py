@@ -16,7 +16,8 @@ candidates w in {2, 3, 4, 8}, a 8 on x86-2core-int): the test top-1 of
   split into what measuring gives and what the methods give),
 * ``joint_chk``: ``joint_cal``, checked as a whole: the joint_cal and the bits plan are both
   quantized and joint_cal is kept only if its top-1 on 4 other train batches of 64 (not test,
-  not the calibration batches) is higher (a tie keeps bits) (the per-layer figures add up badly where the model collapses),
+  not the calibration batches) is higher, a tie keeps bits (one-layer figures add up badly
+  where the model collapses),
 * ``uniform``: every layer at that width, round-to-nearest.
 
 The seed draws the Hessian probes and which 4 train batches of 64 calibrate (methods, activation

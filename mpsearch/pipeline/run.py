@@ -2,7 +2,8 @@
 
 Order (cheap checks first, so a bad recipe fails before heavy work): load and check the
 recipe -> profile, model, data -> discover -> budgets against the resources (infeasible stops
-here) -> sensitivity -> cost table -> plan (ILP / explorer) -> Pareto sweep and uniform
+here) -> sensitivity -> cost table -> plan (ILP / explorer, or with ``allocation.max_drop`` the
+smallest frontier plan within that drop on validation: pipeline/target.py) -> Pareto sweep and uniform
 baselines with PTQ accuracy -> QAT of the plan -> integer conversion and validation -> files.
 
 This module orders the steps; ``report/`` writes the files (``report/files.py`` lists them)
@@ -88,10 +89,16 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
         table = steps.table_step(prep, sens)
         if recipe.sensitivity.calibrate and recipe.sensitivity.method != "empirical":  # empirical: all measured
             table = guard.calibrate_step(prep, table)
+    target = recipe.allocation.max_drop is not None  # accuracy-target mode: the plan is measured, not guarded
     with _timed(timings, "allocation_s"):
-        raw_plan = steps.choose_plan(prep, table, bars)
+        if target:
+            from mpsearch.pipeline.target import target_plan, target_step
+
+            raw_plan = target_plan(target_step(prep, table))
+        else:
+            raw_plan = steps.choose_plan(prep, table, bars)
         plan = steps.stable_plan(raw_plan)
-    if recipe.allocation.guard:
+    if recipe.allocation.guard and not target:
         with _timed(timings, "guard_s"):
             plan = steps.stable_plan(guard.guard_step(prep, table, plan))
     with _timed(timings, "frontier_s"):  # frontier and baselines: PTQ accuracy of each, on the validation split

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from mpsearch.core.io import write_text_atomic
 from mpsearch.report.guard import guard_section
+from mpsearch.report.target import target_section
 from mpsearch.report.metric import metric_view
 from mpsearch.report.truth import lsb_sentence, pareto_note, solved_by, uniform_comparison
 
@@ -78,6 +79,7 @@ def render_report(s: Mapping[str, Any]) -> str:
         L += [f"On {n} images one image is {100 / n:.2f} points, and a single QAT run (one seed) moves by an "
               "image or two from seed to seed: compare plans over several seeds or splits before calling "
               "a difference of a few images (docs/BENCHMARKS.md, \"End to end\").", ""]
+    L += target_section(s)
     L += guard_section(s)
     ft = s.get("finetune")
     if ft:

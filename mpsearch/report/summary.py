@@ -118,7 +118,13 @@ def run_summary(header: RunHeader, run: RunRecord, timings_s: Mapping[str, float
         "frontier": run.frontier, "pareto_resource": None if run.front is None else run.front.resource,
         "pareto_n_points": run.pareto_n_points, "n_layers": len(run.layers),
         "guard": plan.meta.get("guard"), "omega_sources": _omega_sources(run.table),
+        "target": {k: plan.meta[k] for k in _TARGET_META if k in plan.meta} or None,
     })
+
+
+#: Keys of a plan's meta that accuracy-target mode writes (pipeline/target.py; report/target.py reads them).
+_TARGET_META = ("max_drop", "val_metric", "val_drop", "float_val_metric", "test_metric", "test_drop",
+                "target_evaluations", "target_frontier_points", "minimize")
 
 
 def _omega_sources(table: CostTable) -> dict[str, int] | None:

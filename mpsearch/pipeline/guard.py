@@ -29,6 +29,7 @@ from mpsearch.allocation.pins import resolve_pins
 from mpsearch.core.cost_table import CostTable
 from mpsearch.core.plan import BitPlan
 from mpsearch.core.profile import Rules
+from mpsearch.errors import InfeasibleBudgetError
 
 
 def _meets(table: CostTable, plan: BitPlan, limits: dict[str, float], pins: dict[int, str]) -> bool:
@@ -77,13 +78,15 @@ def _key(table: CostTable, rec: dict[str, Any]) -> str:
     i = table.index_of(rec["layer"])
     return next(c.key for c in table.candidates[i] if c.w_bits == rec["w_bits"] and c.a_bits == rec["a_bits"]
                 and c.w_granularity == rec.get("w_granularity", c.w_granularity) and c.group_size == rec.get("group_size")
-                and c.w_zero_point == rec.get("w_zero_point", False) and c.a_mode == rec.get("a_mode", "static"))
+                and c.w_zero_point == rec.get("w_zero_point", False) and c.a_mode == rec.get("a_mode", "static")
+                and c.method == rec.get("method", "rtn"))
 
 
 def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable[[BitPlan], float], *,
                higher_is_better: bool, greedy: BitPlan | None = None, rules: Rules | None = None,
                solver: str = "cbc", gap_rel: float | None = None, split: str = "val",
-               tiebreak: Callable[[BitPlan], float] | None = None, tie_margin: float = 0.0) -> BitPlan:
+               tiebreak: Callable[[BitPlan], float] | None = None, tie_margin: float = 0.0,
+               extra: dict[str, BitPlan] | None = None) -> BitPlan:
     """``plan``, or a better plan when a baseline beats it on ``evaluate`` (see the module docstring).
 
     Args:
@@ -100,6 +103,8 @@ def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable
             decides between plans whose metrics are equal (None: a tie keeps the plan).
         tie_margin: metrics at most this far apart count as a tie (with ``tiebreak``): for a
             count such as accuracy on n images, 1/n makes a one-image difference a tie.
+        extra: label -> more baselines (e.g. the bits-only plan of a table with methods), each
+            compared when it meets the budgets and rules.
 
     Returns:
         The plan to use, with ``meta["guard"]``: ``changed``, ``reason``, ``chosen`` (a label),
@@ -114,6 +119,7 @@ def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable
     plans: dict[str, BitPlan] = {"mixed": plan}
     values = {"mixed": evaluate(plan)}
     bases = _baselines(table, limits, pins, greedy)
+    bases.update({k: p for k, p in (extra or {}).items() if _meets(table, p, limits, pins)})
     plans.update(bases)
     values.update({label: evaluate(p) for label, p in bases.items()})
     losses: dict[str, float] = {}
@@ -184,7 +190,24 @@ def guard_step(prep: Any, table: CostTable, plan: BitPlan) -> BitPlan:
     return guard_plan(plan, table, prep.budgets, lambda p: steps.metric(prep, steps.quantize_plan(prep, p), val),
                       higher_is_better=prep.inputs.task.higher_is_better, greedy=greedy, rules=prep.profile.rules,
                       solver=prep.recipe.allocation.solver, gap_rel=prep.recipe.allocation.gap_rel,
-                      tiebreak=lambda p: mean_loss(steps.quantize_plan(prep, p), loss_fn, val))
+                      tiebreak=lambda p: mean_loss(steps.quantize_plan(prep, p), loss_fn, val),
+                      extra=bits_only(table, prep.budgets, prep.profile.rules, prep.recipe.allocation.solver))
+
+
+def bits_only(table: CostTable, budgets: Any, rules: Rules | None = None, solver: str = "cbc") -> dict[str, BitPlan]:
+    """``{"bits-only (rtn)": plan}``: the table's round-to-nearest rows allocated alone, when it has other methods (#16).
+
+    A joint (bits, method) plan is priced by one-layer figures; the guard keeps it only where it
+    is not worse on validation than the plan the allocator would give without methods.
+    """
+    if all(c.method == "rtn" for cs in table.candidates for c in cs):
+        return {}
+    recs = [r for r in table.to_records() if r.get("method", "rtn") == "rtn"]
+    sub = CostTable.from_records(recs, ties=table.ties, where="guard (bits-only)")
+    try:
+        return {"bits-only (rtn)": allocate(sub, budgets, rules=rules, solver=solver)}
+    except InfeasibleBudgetError:  # the methods' rows made the budget reachable: nothing to compare
+        return {}
 
 
 def mean_loss(model: Any, loss_fn: Callable[[Any, Any], Any], batches: list[Any]) -> float:

@@ -109,6 +109,23 @@ def with_methods(cands: Sequence[Candidate], methods: Sequence[str], layer: Laye
     return out
 
 
+def common_to_ties(cands: dict[str, list[Candidate]], ties: Sequence[Sequence[str]]) -> dict[str, list[Candidate]]:
+    """Each tie group's candidates cut to those every member takes (tied layers take one candidate).
+
+    A method one member cannot run (GPTQ on an embedding tied to the LM head) is left out for the
+    whole group; names not in ``cands`` are ignored.
+    """
+    out = dict(cands)
+    for group in ties:
+        names = [n for n in group if n in out]
+        if len(names) < 2:
+            continue
+        common = set.intersection(*({c.key for c in out[n]} for n in names))
+        for n in names:
+            out[n] = [c for c in out[n] if c.key in common]
+    return out
+
+
 def _codebook_fits(layer: Layer, cand: Candidate, group_size: int) -> bool:
     """A codebook method needs ``2^bits`` clusters <= weights per row (else that pair is left out)."""
     if cand.method not in NON_UNIFORM_METHODS or cand.method == "binary_code":

@@ -18,7 +18,7 @@ from mpsearch.core.profile import HardwareProfile
 from mpsearch.core.types import Layer
 from mpsearch.hardware.candidates import candidates_for_layers
 from mpsearch.hardware.costs import bias_bytes, layer_costs
-from mpsearch.hardware.methods import check_methods, method_size_bytes, with_methods
+from mpsearch.hardware.methods import check_methods, common_to_ties, method_size_bytes, with_methods
 
 
 def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Sequence[int] | None = None,
@@ -59,6 +59,9 @@ def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Se
                                   formats=formats)
     methods = check_methods(methods, where)
     cands = {lay.name: with_methods(cands[lay.name], methods, lay, profile, where) for lay in layers}
+    if ties is None:
+        ties = [tuple(g) for g in input_ties(layers)]
+    cands = common_to_ties(cands, ties)  # a tied embedding takes no GPTQ: its head then takes none either
     records, lat_sources = [], {}
     seen: set[str] = set()
     for lay in layers:
@@ -75,8 +78,6 @@ def resource_table(layers: Sequence[Layer], profile: HardwareProfile, w_bits: Se
                             "w_granularity": cand.w_granularity, **format_fields(cand), "omega": 0.0,
                             **cost.resources()})
             lat_sources[(lay.name, cand.key)] = cost.latency_source
-    if ties is None:
-        ties = [tuple(g) for g in input_ties(layers)]
     table = CostTable.from_records(records, ties=ties, where=where)
     src = np.array([lat_sources[(name, c.key)] for i, name in enumerate(table.layers)
                     for c in table.candidates[i]], dtype=object)

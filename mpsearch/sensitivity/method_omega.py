@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import torch
 from torch.func import functional_call
 
+from mpsearch.core.cost_table import CostTable
 from mpsearch.core.types import Layer
 from mpsearch.errors import ConfigError
 from mpsearch.quant.methods import capture_inputs, get_method, make_method
@@ -32,15 +33,17 @@ from mpsearch.quant.methods import capture_inputs, get_method, make_method
 MAX_EXAMPLES = 256
 
 
-def check_method_data(methods: Sequence[str], has_data: bool) -> None:
-    """A data-needing method without calibration batches: ConfigError naming the method and the rule."""
+def check_method_data(table: CostTable, has_data: bool) -> None:
+    """A data-needing method without calibration batches: ConfigError naming the layer, the method and the rule."""
     if has_data:
         return
-    for m in methods:
-        if get_method(m).needs_data:
-            raise ConfigError(f"cost_table: method {m!r} needs calibration data (it replays each layer on its "
-                              f"inputs), so calib_batches must be given, but got None; give calibration batches "
-                              f"(or distilled data) or leave {m!r} out of methods")
+    for name, cands in zip(table.layers, table.candidates):
+        for c in cands:
+            if get_method(c.method).needs_data:
+                raise ConfigError(f"cost_table: layer {name!r} ({c.key}): method {c.method!r} needs calibration data "
+                                  f"(it replays the layer on its inputs), so calib_batches must be given, but got "
+                                  f"None; give calibration batches (or distilled data) or leave {c.method!r} out "
+                                  f"of methods")
 
 
 def layer_inputs(model: torch.nn.Module, layers: Sequence[Layer], calib_batches: Sequence[Any] | None

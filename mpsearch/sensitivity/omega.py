@@ -191,7 +191,7 @@ def cost_table(model: torch.nn.Module, layers: Sequence[Layer], sens: Sensitivit
                            where="cost_table", formats=formats, methods=methods)
     use_methods = any(c.method != "rtn" for cs in table.candidates for c in cs)
     if use_methods:  # the methods and the activation term both read the batches
-        check_method_data(sorted({c.method for cs in table.candidates for c in cs}), calib_batches is not None)
+        check_method_data(table, calib_batches is not None)
         calib_batches = None if calib_batches is None else list(calib_batches)
     model = canonical_view(model)  # layer names are the canonical model's (discover's)
     modules = dict(model.named_modules())

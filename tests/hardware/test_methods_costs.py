@@ -147,7 +147,8 @@ def test_data_free_method_without_data_uses_weight_error_and_data_method_refuses
     res = make_method("log2").quantize_weight(m.weight, spec)
     want = 5.0 / 320 * float(((res.weight_dq.double() - m.weight.double()) ** 2).sum())
     assert t.omega[t.row_of("fc", "w2a8+log2")] == pytest.approx(want, rel=1e-9)
-    with pytest.raises(ConfigError, match=r"method 'gptq' needs calibration data .*calib_batches must be given"):
+    with pytest.raises(ConfigError, match=r"layer 'conv' \(w2a8\+gptq\): method 'gptq' needs calibration data "
+                                          r".*calib_batches must be given"):
         cost_table(model, layers, sens, PROFILE, [2], [8], methods=["rtn", "gptq"])
 
 

@@ -89,8 +89,11 @@ def plain_pulp_cbc(table: CostTable, limits: dict[str, float], gap_rel: float, t
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         lp.solve(pulp.PULP_CBC_CMD(msg=False, gapRel=gap_rel, timeLimit=time_limit_s))
-    return {"total_s": time.perf_counter() - t0, "objective": pulp.value(lp.objective),
-            "status": pulp.LpStatus[lp.status]}
+    total = time.perf_counter() - t0
+    # CBC stopped by its time limit still reports "Optimal" for a feasible plan: the clock tells
+    capped = total >= time_limit_s
+    return {"total_s": total, "objective": pulp.value(lp.objective), "status": pulp.LpStatus[lp.status],
+            "capped": capped}
 
 
 def loadavg() -> str:
@@ -108,10 +111,12 @@ def summarize(rows: list[dict]) -> dict:
         sel = [r for r in rows if (r["n_layers"], r["solver"], r["gap_rel"]) == key]
         totals = sorted(r["total_s"] for r in sel)
         base = [r["baseline_s"] for r in sel if "baseline_s" in r]
+        capped = sum(bool(r.get("baseline_capped")) for r in sel)
         out[f"{key[0]} layers, {key[1]}, gap_rel {key[2]:g}"] = {
             "median_s": float(np.median(totals)), "max_s": totals[-1], "n_tables": len(totals),
             "baseline_median_s": float(np.median(base)) if base else None,
             "speedup_vs_pulp_cbc": float(np.median(base) / np.median(totals)) if base else None,
+            "baseline_capped": capped,
             "worst_gap": max((r["gap"] or 0.0) for r in sel)}
     return out
 
@@ -135,6 +140,11 @@ def main() -> None:
     ap.add_argument("--pareto-points", type=int, default=50)
     ap.add_argument("--baseline", type=int, default=1, help="1: also time plain PuLP+CBC on each table (ratios)")
     ap.add_argument("--baseline-max-layers", type=int, default=1000)
+    ap.add_argument("--baseline-cap-s", type=float, default=10.0,
+                    help="time limit of one plain PuLP+CBC solve; a solve that reaches it is reported as '> cap'")
+    ap.add_argument("--baseline-sweep-cap-s", type=float, default=60.0,
+                    help="the baseline sweep stops once its points took this long ('> cap')")
+    ap.add_argument("--baseline-repeats", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "allocation.json"))
     args = ap.parse_args()
     rows = []
@@ -161,13 +171,19 @@ def main() -> None:
             table = make_table(r["n_layers"], seed=r["seed"])
             key = (r["n_layers"], r["seed"])
             if key not in baselines:
-                baselines[key] = median_run(lambda: plain_pulp_cbc(table, r["limits"], args.gap_rel), args.repeats)
+                baselines[key] = median_run(lambda: plain_pulp_cbc(table, r["limits"], args.gap_rel,
+                                                                   args.baseline_cap_s), args.baseline_repeats)
             r["baseline_s"] = baselines[key]["total_s"]
+            r["baseline_capped"] = baselines[key]["capped"]
             r["baseline_objective"] = baselines[key]["objective"]
+            print(f"baseline {r['n_layers']} layers seed {r['seed']} ({r['solver']}): plain PuLP+CBC "
+                  f"{'> ' if r['baseline_capped'] else ''}{r['baseline_s']:.3f} s, objective {r['baseline_objective']:.6g} "
+                  f"vs mpsearch {r['total_s']:.3f} s, {r['objective']:.6g}  load {loadavg()}", flush=True)
     summary = summarize(rows)
     for key, v in summary.items():
         base = "" if v["baseline_median_s"] is None else (f"; plain PuLP+CBC median {v['baseline_median_s']:.3f} s, "
-                                                          f"speed-up {v['speedup_vs_pulp_cbc']:.1f}x")
+                                                          f"speed-up {v['speedup_vs_pulp_cbc']:.1f}x, "
+                                                          f"{v['baseline_capped']} baseline solves hit the cap")
         print(f"summary {key}: median {v['median_s']:.3f} s, worst {v['max_s']:.3f} s over {v['n_tables']} tables, "
               f"worst proven gap {v['worst_gap']:.1e}{base}")
     sweeps = []
@@ -190,17 +206,26 @@ def main() -> None:
 
                 def base_sweep() -> dict:
                     t0 = time.perf_counter()
+                    done, capped = 0, False
                     for v in grid:
-                        plain_pulp_cbc(table, {"size_bytes": float(v), **front.budgets}, args.gap_rel)
-                    return {"total_s": time.perf_counter() - t0}
+                        out = plain_pulp_cbc(table, {"size_bytes": float(v), **front.budgets}, args.gap_rel,
+                                             args.baseline_cap_s)
+                        done, capped = done + 1, capped or out["capped"]
+                        if time.perf_counter() - t0 >= args.baseline_sweep_cap_s:
+                            capped = True
+                            break
+                    return {"total_s": time.perf_counter() - t0, "capped": capped, "points_done": done}
 
-                r["baseline_s"] = median_run(base_sweep, 1)["total_s"]
+                base = median_run(base_sweep, 1)
+                r.update(baseline_s=base["total_s"], baseline_capped=base["capped"],
+                         baseline_points_done=base["points_done"])
             sweeps.append(r)
             print(f"pareto 54 layers x 6, {args.pareto_points} points, {solver}, other budgets {others or 'none'}: "
                   f"{r['total_s']:.3f} s, {r['n_distinct']} distinct points "
                   f"({r['closed_without_mip']} closed without a MIP), load {r['loadavg']}"
-                  + (f"; plain PuLP+CBC {r['baseline_s']:.3f} s ({r['baseline_s'] / r['total_s']:.1f}x)"
-                     if "baseline_s" in r else ""), flush=True)
+                  + (f"; plain PuLP+CBC {'> ' if r['baseline_capped'] else ''}{r['baseline_s']:.3f} s "
+                     f"({r['baseline_points_done']} points; {'> ' if r['baseline_capped'] else ''}"
+                     f"{r['baseline_s'] / r['total_s']:.1f}x)" if "baseline_s" in r else ""), flush=True)
     out = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU", "python": platform.python_version(),
            "allocate": rows, "summary": summary, "pareto": sweeps}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -149,6 +149,63 @@ def datafree_rows(seeds: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def _gptq_plan(model: nn.Module, example: tuple[Any, ...], w_bits: int, a_bits: int, group_size: int | None = None,
+               ) -> BitPlan:
+    """Every layer at ``w_bits`` with GPTQ where it runs (else round-to-nearest)."""
+    from mpsearch import discover
+    from mpsearch.core.plan import LayerBits
+    from mpsearch.hardware.methods import method_runs_on
+
+    layers = discover(model, example)
+    tied = {n for lay in layers for n in lay.shares_weight_with} | {lay.name for lay in layers if lay.shares_weight_with}
+    return BitPlan(layers={lay.name: LayerBits(w_bits, a_bits, group_size, method="gptq" if method_runs_on("gptq", lay)
+                                               and lay.name not in tied else "rtn") for lay in layers},
+                   solver="uniform", status="given")
+
+
+def sequential_rows(seeds: list[int]) -> list[dict[str, Any]]:
+    """GPTQ on every layer: float inputs (each layer on the float model's inputs) against sequential
+    (each layer on the inputs of the model whose earlier layers are already quantized)."""
+    from mpsearch.quant import QuantizeConfig
+
+    rows = []
+    modes = {m: QuantizeConfig(method_inputs=m) for m in ("float", "quantized")}
+    for seed in seeds:
+        cnns = [("narrow_cnn", load_narrow_run(seed=seed).model, load_narrow_run(seed=seed).splits)]
+        cnns += [(n, *load_demo(n)) for n in ("resnet_tiny", "mobilenet_tiny")]
+        for name, model, splits in cnns:
+            model.eval()
+            test = list(batches(splits.test, 512))
+            calib = list(batches(splits.train, 64, shuffle=True, seed=seed))[:4]
+            for w in (2, 3):
+                plan = _gptq_plan(model, splits.example_inputs(2), w, 8)
+                acc = {}
+                for m, cfg in modes.items():
+                    t0 = time.perf_counter()
+                    q = quantize(model, plan, calib, config=cfg)
+                    acc[m + "_s"] = time.perf_counter() - t0
+                    acc[m] = evaluate(q, test)
+                rows.append({"model": name, "seed": seed, "setting": f"W{w}A8 gptq", **acc})
+                print(f"{name} s{seed} W{w}A8 gptq float {100 * acc['float']:.2f} sequential "
+                      f"{100 * acc['quantized']:.2f} ({acc['float_s']:.1f}s / {acc['quantized_s']:.1f}s)", flush=True)
+        run = load_demo_lm_run("gpt_tiny", seed=seed)
+        model, ctx = run.model.eval(), run.model.config.context
+        test = list(text_batches(run.splits.test[: 256 * ctx + 1], ctx, 64))
+        calib = list(text_batches(run.splits.train, ctx, 8, n_batches=4, seed=1000 + seed))
+        for w in (3, 4):
+            plan = _gptq_plan(model, run.splits.example_inputs(2, ctx), w, 16, 128)
+            acc = {}
+            for m, cfg in modes.items():
+                t0 = time.perf_counter()
+                q = quantize(model, plan, calib, config=cfg)
+                acc[m + "_s"] = time.perf_counter() - t0
+                acc[m] = bits_per_byte(q, test)
+            rows.append({"model": "gpt_tiny", "seed": seed, "setting": f"W{w}A16g128 gptq", **acc})
+            print(f"gpt_tiny s{seed} W{w} gptq float {acc['float']:.4f} sequential {acc['quantized']:.4f} bits/byte "
+                  f"({acc['float_s']:.1f}s / {acc['quantized_s']:.1f}s)", flush=True)
+    return rows
+
+
 def summary(rows: list[dict[str, Any]], key: str) -> dict[str, str]:
     groups: dict[str, list[float]] = {}
     for r in rows:
@@ -171,6 +228,8 @@ def main() -> None:
     if "cnn" in args.part:
         result["cnn"] = cnn_rows(args.seeds)
         result["cnn_summary"] = summary(result["cnn"], "accuracy")
+    if "sequential" in args.part:
+        result["sequential"] = sequential_rows(args.seeds)
     if "lm" in args.part:
         result["lm"] = lm_rows(args.seeds, tuple(args.skip))
         result["lm_summary"] = summary(result["lm"], "bits_per_byte")

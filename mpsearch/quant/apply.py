@@ -159,10 +159,11 @@ def quantize(model: nn.Module, plan: BitPlan | Mapping[str, LayerBits], calib_ba
         check_called(root, layers)  # type: ignore[arg-type]
     # weight methods other than round-to-nearest (apply_methods.py): float layers and inputs first
     float_layers = {n: root.get_submodule(n) for n in method_layers(layers)}
-    method_inputs = capture_method_inputs(root, layers, batches) if float_layers else {}
+    sequential = config.method_inputs == "quantized"
+    method_inputs = capture_method_inputs(root, layers, batches, not sequential) if float_layers else {}
     _swap_layers(root, layers, config, profile)
     if float_layers:
-        apply_methods(root, float_layers, layers, method_inputs)
+        apply_methods(root, float_layers, layers, None if sequential else method_inputs, batches)
 
     def make_aq(bits: LayerBits, source: str) -> ActQuant:
         spec = config.activation_spec(profile, bits.a_bits)

@@ -51,42 +51,59 @@ def method_layers(layers: Mapping[str, LayerBits]) -> dict[str, str]:
     return {n: b.method for n, b in layers.items() if b.method != "rtn"}
 
 
-def capture_method_inputs(root: nn.Module, layers: Mapping[str, LayerBits], batches: list[Any]) -> dict[str, Any]:
-    """Float inputs of the layers whose method needs data (before any layer is quantized)."""
+def capture_method_inputs(root: nn.Module, layers: Mapping[str, LayerBits], batches: list[Any],
+                          capture: bool = True) -> dict[str, Any]:
+    """Float inputs of the layers whose method needs data (before any layer is quantized).
+
+    ``capture=False``: only check that there are batches when a method needs them (sequential mode).
+    """
     need = [n for n, m in method_layers(layers).items() if get_method(m).needs_data]
     if not need:
         return {}
     if not batches:
         raise ConfigError(f"quantize: layer {need[0]!r}: method {layers[need[0]].method!r} needs calibration "
                           f"data, so calib_batches must hold at least one batch, but it is empty")
-    return capture_inputs(root, need, batches, max_examples=MAX_EXAMPLES)
+    return capture_inputs(root, need, batches, max_examples=MAX_EXAMPLES) if capture else {}
 
 
 def apply_methods(root: nn.Module, float_layers: Mapping[str, nn.Module], layers: Mapping[str, LayerBits],
-                  inputs: Mapping[str, torch.Tensor]) -> None:
-    """Install each non-rtn layer's method result in ``root`` (see the module docstring)."""
+                  inputs: Mapping[str, torch.Tensor] | None, batches: list[Any] | None = None) -> None:
+    """Install each non-rtn layer's method result in ``root`` (see the module docstring).
+
+    ``inputs``: each layer's float inputs (:func:`capture_method_inputs`); None: sequential, each
+    data-needing layer's inputs are captured from ``root`` on ``batches`` just before it is
+    quantized, so they carry the quantization of every layer before it (GPTQ's sequential mode).
+    """
     for name, method in method_layers(layers).items():
-        q = root.get_submodule(name)
-        f = float_layers[name]
-        wq = q.weight_quant
-        res = make_method(method, where=f"quantize: layer {name!r}").quantize_weight(
-            f.weight, wq.spec, calib_inputs=inputs.get(name), layer=f, name=name)
-        with torch.no_grad():
-            q.weight.data = res.weight_dq.to(q.weight.dtype).reshape(q.weight.shape).clone()
-            if res.bias is not None and q.bias is not None:
-                q.bias.data = res.bias.to(q.bias.dtype).clone()
-            if res.is_uniform:
-                wq.scale = res.scale.to(wq.scale.dtype).reshape(wq.scale.shape).clone()
-                wq.zero_point = res.zero_point.to(wq.zero_point.dtype).reshape(wq.zero_point.shape).clone()
-            elif res.integer_codebook and wq.spec.granularity in ("per_channel", "per_tensor"):
-                wq.spec = replace(wq.spec, bits=8, symmetric=True)
-                wq.scale = res.scale.float().reshape(wq.scale.shape).clone()
-                wq.zero_point = torch.zeros_like(wq.zero_point)
-                q.weight_codebook = "integer"
-            else:
-                wq.learned = _AsIs()
-                q.weight_codebook = "float"
-        q.weight_method = method
+        if inputs is None:
+            x = capture_inputs(root, [name], batches or [], max_examples=MAX_EXAMPLES)[name] \
+                if get_method(method).needs_data else None
+        else:
+            x = inputs.get(name)
+        _install(root.get_submodule(name), float_layers[name], name, method, x)
+
+
+def _install(q: nn.Module, f: nn.Module, name: str, method: str, x: torch.Tensor | None) -> None:
+    """Run ``method`` on float layer ``f`` (inputs ``x``) and put its result in quantized layer ``q``."""
+    wq = q.weight_quant
+    res = make_method(method, where=f"quantize: layer {name!r}").quantize_weight(
+        f.weight, wq.spec, calib_inputs=x, layer=f, name=name)
+    with torch.no_grad():
+        q.weight.data = res.weight_dq.to(q.weight.dtype).reshape(q.weight.shape).clone()
+        if res.bias is not None and q.bias is not None:
+            q.bias.data = res.bias.to(q.bias.dtype).clone()
+        if res.is_uniform:
+            wq.scale = res.scale.to(wq.scale.dtype).reshape(wq.scale.shape).clone()
+            wq.zero_point = res.zero_point.to(wq.zero_point.dtype).reshape(wq.zero_point.shape).clone()
+        elif res.integer_codebook and wq.spec.granularity in ("per_channel", "per_tensor"):
+            wq.spec = replace(wq.spec, bits=8, symmetric=True)
+            wq.scale = res.scale.float().reshape(wq.scale.shape).clone()
+            wq.zero_point = torch.zeros_like(wq.zero_point)
+            q.weight_codebook = "integer"
+        else:
+            wq.learned = _AsIs()
+            q.weight_codebook = "float"
+    q.weight_method = method
 
 
 def check_integer_methods(qmodel: nn.Module) -> None:

@@ -37,6 +37,10 @@ class QuantizeConfig:
         activation_range: "static" (calibrated, frozen) or "dynamic" (min-max per batch).
         fold_bn: fold BatchNorm into the layer before it (eval statistics) before quantizing.
         n_calib_batches: use at most this many calibration batches.
+        method_inputs: the inputs a data-needing weight method (GPTQ, AdaRound, ...) fits on:
+            "float" (every layer's inputs from the float model, captured once) or "quantized"
+            (sequential: each layer's inputs from the model whose earlier layers are already
+            quantized, weights only; one calibration pass per such layer).
     """
 
     weight_calibrator: str = "minmax"
@@ -53,6 +57,7 @@ class QuantizeConfig:
     activation_range: str = "static"
     fold_bn: bool = True
     n_calib_batches: int = 32
+    method_inputs: str = "float"
 
     def __post_init__(self) -> None:
         where = "QuantizeConfig"
@@ -80,6 +85,7 @@ class QuantizeConfig:
         check_bool(self.fold_bn, where, "fold_bn")
         check_bool(self.weight_restricted_range, where, "weight_restricted_range")
         check_int(self.n_calib_batches, where, "n_calib_batches", min=1)
+        check_choice(self.method_inputs, where, "method_inputs", ("float", "quantized"))
         # Build one spec of each kind now so a bad combination fails here, not mid-model.
         self.weight_spec(None, 8)
         self.activation_spec(None, 8)

@@ -97,3 +97,33 @@ def test_data_method_without_batches_names_layer_and_method(setup):
     model, _ = setup
     with pytest.raises(ConfigError, match=r"layer 'fc1': method 'gptq' needs calibration data"):
         quantize(model, _plan("gptq", "rtn"), [], config=QuantizeConfig(activation_range="dynamic"))
+
+
+def test_sequential_gptq_fits_each_layer_on_the_quantized_prefix(setup):
+    """method_inputs="quantized": fc2's GPTQ sees relu(fc1 with fc1's GPTQ weights), not the float fc1's output."""
+    model, batches = setup
+    plan = BitPlan(layers={"fc1": LayerBits(2, 8, method="gptq"), "fc2": LayerBits(2, 8, method="gptq")})
+    seq = quantize(model, plan, batches, config=QuantizeConfig(activation_range="dynamic", method_inputs="quantized"))
+    flt = quantize(model, plan, batches, config=QuantizeConfig(activation_range="dynamic"))
+    x = torch.cat([b[0] for b in batches])
+    gptq = make_method("gptq")
+    spec = flt.fc2.weight_quant.spec
+    # by hand: fc1 is the first layer, so both modes fit it on the float input x
+    assert torch.equal(seq.fc1.weight, flt.fc1.weight)
+    with torch.no_grad():
+        h_q = torch.relu(nn.functional.linear(x, seq.fc1.weight, model.fc1.bias))  # the quantized prefix's output
+        h_f = torch.relu(model.fc1(x))
+    want_seq = gptq.quantize_weight(model.fc2.weight, spec, calib_inputs=h_q, layer=model.fc2, name="fc2").weight_dq
+    want_flt = gptq.quantize_weight(model.fc2.weight, spec, calib_inputs=h_f, layer=model.fc2, name="fc2").weight_dq
+    assert torch.allclose(seq.fc2.weight, want_seq, atol=1e-6) and torch.allclose(flt.fc2.weight, want_flt, atol=1e-6)
+    assert not torch.allclose(want_seq, want_flt)  # the two modes differ here
+    # and the sequential fc2 fits its real (quantized-prefix) input better at the fc2 output
+    err = {k: float(((nn.functional.linear(h_q, w, model.fc2.bias) - model.fc2(h_q)) ** 2).mean())
+           for k, w in (("seq", seq.fc2.weight), ("flt", flt.fc2.weight))}
+    assert err["seq"] < err["flt"]
+
+
+def test_method_inputs_must_be_float_or_quantized():
+    with pytest.raises(ConfigError, match=r"QuantizeConfig: method_inputs must be one of float, quantized, but got "
+                                          r"'sequential'"):
+        QuantizeConfig(method_inputs="sequential")

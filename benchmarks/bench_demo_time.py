@@ -123,7 +123,8 @@ def main() -> None:
     print(f"\n{'stage':<14} {'wall s (median)':>16} {'CPU s (median)':>15} {'share of CPU':>13}")
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     total_cpu = med([r["cpu_s"] for r in runs])
-    for stage in STAGES:
+    seen = [k for r in runs for k in r["stages_wall_s"] if k != "total_s"]
+    for stage in [*STAGES, *dict.fromkeys(k for k in seen if k not in STAGES)]:  # and any stage added later
         w = med([r["stages_wall_s"].get(stage, 0.0) for r in runs])
         c = [r["stages_cpu_s"].get(stage) for r in runs]
         c = med(c) if None not in c else None

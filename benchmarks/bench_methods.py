@@ -206,6 +206,51 @@ def sequential_rows(seeds: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def adaround_rows(seeds: list[int]) -> list[dict[str, Any]]:
+    """AdaRound per layer (3 bits, per channel): run time and output MSE of the paper's minibatch
+    objective (500 steps) against the exact Gram objective at 500 / 200 / 100 steps, and RTN.
+    Layers: resnet_tiny's convs and gpt_tiny's linears, inputs captured from the float model."""
+    rows = []
+    spec = QuantSpec(bits=3, symmetric=True, signed=True, granularity="per_channel")
+    variants = {"minibatch500": {"objective": "minibatch", "n_iter": 500}, "gram500": {"n_iter": 500},
+                "gram200": {"n_iter": 200}, "gram100": {"n_iter": 100}}
+    for seed in seeds:
+        model, splits = load_demo("resnet_tiny")
+        model = fold_batchnorm(model.eval())
+        calib = list(batches(splits.train, 64, shuffle=True, seed=seed))[:4]
+        run = load_demo_lm_run("gpt_tiny", seed=seed)
+        lm, ctx = run.model.eval(), run.model.config.context
+        lm_calib = list(text_batches(run.splits.train, ctx, 8, n_batches=4, seed=1000 + seed))
+        for mname, m, data in (("resnet_tiny", model, calib), ("gpt_tiny", lm, lm_calib)):
+            names = [n for n, mod in m.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear))
+                     and getattr(mod, "groups", 1) == 1]
+            inputs = capture_inputs(m, names, data, max_examples=256)
+            mods = dict(m.named_modules())
+            for n in names:
+                layer, x = mods[n], inputs[n]
+                with torch.no_grad():
+                    ref = _layer_out(layer, x, layer.weight)
+                    rtn = get_method("rtn")().quantize_weight(layer.weight, spec)
+                    row = {"model": mname, "seed": seed, "layer": n,
+                           "rtn_mse": float((_layer_out(layer, x, rtn.weight_dq) - ref).pow(2).mean())}
+                for k, opts in variants.items():
+                    res = make_method("adaround", seed=seed, **opts).quantize_weight(layer.weight, spec, calib_inputs=x,
+                                                                                   layer=layer, name=n)
+                    with torch.no_grad():
+                        row[k + "_mse"] = float((_layer_out(layer, x, res.weight_dq) - ref).pow(2).mean())
+                    row[k + "_s"] = res.run_time_s
+                rows.append(row)
+                print(f"{mname} s{seed} {n}: rtn {row['rtn_mse']:.3e} " + " ".join(
+                    f"{k} {row[k + '_mse']:.3e}/{row[k + '_s']:.2f}s" for k in variants), flush=True)
+    return rows
+
+
+def _layer_out(layer: nn.Module, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if isinstance(layer, nn.Linear):
+        return nn.functional.linear(x, w)
+    return nn.functional.conv2d(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
 def summary(rows: list[dict[str, Any]], key: str) -> dict[str, str]:
     groups: dict[str, list[float]] = {}
     for r in rows:
@@ -228,6 +273,8 @@ def main() -> None:
     if "cnn" in args.part:
         result["cnn"] = cnn_rows(args.seeds)
         result["cnn_summary"] = summary(result["cnn"], "accuracy")
+    if "adaround" in args.part:
+        result["adaround"] = adaround_rows(args.seeds)
     if "sequential" in args.part:
         result["sequential"] = sequential_rows(args.seeds)
     if "lm" in args.part:

@@ -9,6 +9,14 @@ annealed regulariser ``lambda * sum(1 - |2 h(V) - 1|^beta)`` that pushes the sof
 the float weight); ``beta`` anneals from ``beta_start`` to ``beta_end`` after a warm-up without
 the regulariser; the result rounds ``h(V) >= 0.5`` up. Adam, minibatches of rows of the inputs
 drawn with ``seed``. Needs data; Linear, Conv1d and Conv2d (any groups).
+
+Speed: for a Linear or an ungrouped conv the output error is an exact quadratic in the weight
+error, ``mean ||dW x||^2 = sum_r dW_r H dW_r^T / (n_rows out)`` with ``H = X^T X`` over ALL the
+calibration rows (``X``: one row per output position, im2col for convs), so each step costs one
+``(out, fan_in) x (fan_in, fan_in)`` product instead of a forward and backward pass of the layer
+on a minibatch, and the objective is the whole calibration set's, not a minibatch's
+(``objective="gram"``, the default; ``"minibatch"`` is the paper's stochastic form, and what
+grouped convs use).
 """
 
 from __future__ import annotations
@@ -19,9 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mpsearch.core.checks import check_int, check_number
+from mpsearch.core.checks import check_choice, check_int, check_number
 from mpsearch.quant.methods._base import MethodConfig, MethodResult, WeightMethod
-from mpsearch.quant.methods._common import check_inputs, layer_forward, minmax_qparams, uniform_result
+from mpsearch.quant.methods._common import check_inputs, input_rows, layer_forward, minmax_qparams, uniform_result
 from mpsearch.quant.quantizer import from_rows, to_rows
 from mpsearch.quant.spec import QuantSpec
 
@@ -40,6 +48,8 @@ class AdaRoundConfig(MethodConfig):
         warmup: fraction of the steps without the regulariser, in [0, 1).
         batch_size: calibration examples (dim 0 of the inputs) per step.
         seed: draws the minibatches.
+        objective: "gram" (exact full-data output error through ``H = X^T X``, where the layer
+            allows it) or "minibatch" (the layer's forward on ``batch_size`` examples a step).
     """
 
     n_iter: int = 500
@@ -50,6 +60,7 @@ class AdaRoundConfig(MethodConfig):
     warmup: float = 0.2
     batch_size: int = 64
     seed: int = 0
+    objective: str = "gram"
 
     def __post_init__(self) -> None:
         w = "AdaRoundConfig"
@@ -61,6 +72,7 @@ class AdaRoundConfig(MethodConfig):
         check_number(self.warmup, w, "warmup", min=0, max=1, max_exclusive=True)
         check_int(self.batch_size, w, "batch_size", min=1)
         check_int(self.seed, w, "seed", min=0)
+        check_choice(self.objective, w, "objective", ("gram", "minibatch"))
 
 
 def _h(v: Tensor) -> Tensor:
@@ -91,16 +103,26 @@ class AdaRound(WeightMethod):
         opt = torch.optim.Adam([v], lr=cfg.lr)
         gen = torch.Generator().manual_seed(cfg.seed)
         n = x.shape[0]  # type: ignore[union-attr]
+        gram = cfg.objective == "gram" and getattr(layer, "groups", 1) == 1
         with torch.no_grad():
-            target_all = layer_forward(layer, x, weight)  # type: ignore[arg-type]
+            if gram:  # mean over outputs of (dW x)^2 = sum(dW H * dW) / (rows * out)
+                xr = input_rows(layer, x, name).double()  # type: ignore[arg-type]
+                h = (xr.T @ xr / (xr.shape[0] * weight.shape[0])).float()
+                w2 = weight.reshape(weight.shape[0], -1)
+            else:
+                target_all = layer_forward(layer, x, weight)  # type: ignore[arg-type]
         warm = int(cfg.warmup * cfg.n_iter)
         loss_rec = 0.0
         for it in range(cfg.n_iter):
-            idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
-            xb, tb = x[idx], target_all[idx]  # type: ignore[index]
             code = torch.clamp(base + _h(v) + z, spec.qmin, spec.qmax)
             w_soft = from_rows((code - z) * s, weight.shape, spec)
-            rec = (layer_forward(layer, xb, w_soft) - tb).pow(2).mean()
+            if gram:
+                dw = w_soft.reshape(w2.shape) - w2
+                rec = ((dw @ h) * dw).sum()
+            else:
+                idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
+                xb, tb = x[idx], target_all[idx]  # type: ignore[index]
+                rec = (layer_forward(layer, xb, w_soft) - tb).pow(2).mean()
             loss = rec
             if it >= warm:
                 t = (it - warm) / max(1, cfg.n_iter - warm)
@@ -115,5 +137,5 @@ class AdaRound(WeightMethod):
             codes = torch.clamp(base + up + z, spec.qmin, spec.qmax)
             flipped = float((up != torch.round(rows / s - base)).float().mean())
         return uniform_result(self.name, from_rows(codes, weight.shape, spec), scale, zero_point, spec,
-                              info={"n_iter": cfg.n_iter, "last_reconstruction_mse": loss_rec,
+                              info={"n_iter": cfg.n_iter, "last_reconstruction_mse": loss_rec, "objective": "gram" if gram else "minibatch",
                                     "fraction_rounded_against_nearest": flipped})

@@ -55,6 +55,21 @@ def test_adaround_lowers_a_conv_layers_output_mse_against_rtn():
     assert _out_mse(layer, x, ada.weight_dq) < 0.97 * _out_mse(layer, x, rtn.weight_dq)
 
 
+def test_adaround_gram_objective_is_the_full_data_output_error():
+    """The Gram form (exact output error over all calibration rows) rounds at least as well as minibatches."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(4, 8, 3, padding=1)
+    x = torch.randn(8, 4, 6, 6) * torch.tensor([0.2, 1.0, 2.0, 3.0]).reshape(1, 4, 1, 1)
+    rtn = get_method("rtn")().quantize_weight(layer.weight, _spec(3))
+    gram = make_method("adaround", n_iter=300).quantize_weight(layer.weight, _spec(3), calib_inputs=x, layer=layer)
+    mini = make_method("adaround", n_iter=300, objective="minibatch").quantize_weight(
+        layer.weight, _spec(3), calib_inputs=x, layer=layer)
+    assert gram.info["objective"] == "gram" and mini.info["objective"] == "minibatch"
+    b = torch.zeros(8)
+    assert _out_mse(layer, x, gram.weight_dq, b) <= 1.02 * _out_mse(layer, x, mini.weight_dq, b)
+    assert _out_mse(layer, x, gram.weight_dq, b) < 0.97 * _out_mse(layer, x, rtn.weight_dq, b)
+
+
 @pytest.mark.parametrize("spec", [_spec(3), _spec(4, "per_group", 8), _spec(4, "per_tensor")])
 def test_gptq_lowers_the_output_error_on_calibration_data_against_rtn(spec):
     layer, x = _linear(2), _correlated_inputs(512, 32, 3)

@@ -256,8 +256,14 @@ def _read_checkpoint(path: Path, model: nn.Module) -> dict[str, Any] | None:
         return None
 
 
-def load_demo_run(name: str, cache_dir: str | os.PathLike[str] | None = None, retrain: bool = False) -> DemoRun:
-    """Like :func:`load_demo`, but also return the training record and the cache path."""
+def load_demo_run(name: str, cache_dir: str | os.PathLike[str] | None = None, retrain: bool = False,
+                  seed: int | None = None) -> DemoRun:
+    """Like :func:`load_demo`, but also return the training record and the cache path.
+
+    ``seed`` trains (and caches) the same recipe from another seed, with both the weight seed
+    and the train/val/test split drawn from it (``TrainConfig.seed = split_seed = seed``), for
+    figures over several trained models and splits; None is the recipe (the default demo).
+    """
     if name not in DEMO_MODELS:
         from mpsearch.demo.lm_train import DEMO_LM_MODELS  # lazy: lm_train imports this module
 
@@ -266,6 +272,8 @@ def load_demo_run(name: str, cache_dir: str | os.PathLike[str] | None = None, re
                                    f"load_demo_lm({name!r}). Valid: {', '.join(sorted(DEMO_MODELS))}")
         raise unknown_name("demo model", name, DEMO_MODELS)
     config = DEMO_TRAIN_CONFIGS[name]
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed, split_seed=seed)
     splits = load_digits_splits(seed=config.split_seed, image_size=config.image_size)
     path = checkpoint_path(name, config, cache_dir)
     with torch.random.fork_rng(devices=[]):

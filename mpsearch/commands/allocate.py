@@ -3,6 +3,9 @@
     mpsearch allocate --table cost_table.json --budget size_bytes=20k --budget latency_ms=2.5 -o plan.yaml
     mpsearch allocate --recipe recipes/demo.yaml --budget size_bytes=50% -o plan.yaml
     mpsearch allocate --recipe recipes/demo.yaml --max-drop 0.5% -o plan.yaml   # accuracy-target mode
+
+With --recipe the table is calibrated (``sensitivity.calibrate``) and the plan guarded on the val split
+(``allocation.guard``), as in ``mpsearch run``; a ``guard:`` line says whether the guard changed the plan.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from mpsearch.allocation import allocate, check_feasible, resolve_budgets
     from mpsearch.core.io import check_output_path, read_structured
     from mpsearch.pipeline import steps
+    from mpsearch.pipeline.guard import calibrate_as_recipe
     from mpsearch.report import progress
 
     check_output_path(args.output, "", "-o")  # before any work
@@ -73,17 +77,25 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(NO_BUDGET.format(source=f"--recipe {args.recipe} (its budgets: section is empty)"))
         with progress(args.quiet) as bars:
             prep = steps.prepare(recipe, budgets)  # resolves and checks the budgets
-            table = steps.table_step(prep, steps.sensitivity_step(prep, bars))
+            table = calibrate_as_recipe(prep, steps.table_step(prep, steps.sensitivity_step(prep, bars)))
         resolved = prep.budgets
     plan = allocate(table, resolved, solver=args.solver, time_limit_s=args.time_limit, gap_rel=args.gap_rel)
     how = how_solved(plan)  # before stable_plan, which drops the run's timings
+    if args.recipe and recipe.allocation.guard:  # the recipe has data: the plan is checked on its val split
+        from mpsearch.pipeline.guard import guard_step
+
+        plan = guard_step(prep, table, plan)
     plan = steps.stable_plan(plan)
     plan.save(args.output)
     if not args.quiet:
+        from mpsearch.report.guard import guard_line
+
         bits = " ".join(f"{n}={b.key}" for n, b in plan.layers.items())
         totals = ", ".join(f"{k}={v:.6g}" for k, v in plan.totals.items())
         gap = "" if plan.gap is None or plan.optimal else f" (proven gap {plan.gap:.1e})"
-        print(f"{plan.status}{gap}: omega {plan.objective:.6g}; {totals}\n{how}\n{bits}\nwrote {args.output}")
+        guard = guard_line(plan)
+        print(f"{plan.status}{gap}: omega {plan.objective:.6g}; {totals}\n{how}\n{bits}\n"
+              + (f"{guard}\n" if guard else "") + f"wrote {args.output}")
     return 0
 
 

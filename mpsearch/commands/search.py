@@ -2,6 +2,9 @@
 
     mpsearch search --recipe recipes/demo.yaml --explorer optuna --n-trials 200 -o plan.yaml
     mpsearch search --recipe recipes/demo.yaml --explorer optuna --workers 2 --storage sqlite:///study.db
+
+As in ``mpsearch run``, the table is calibrated (``sensitivity.calibrate``) and the best plan guarded on the
+val split (``allocation.guard``); a ``guard:`` line says whether the guard changed the plan and why.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from mpsearch.core.io import check_output_path
     from mpsearch.explorers import search
     from mpsearch.pipeline import steps
+    from mpsearch.pipeline.guard import calibrate_as_recipe
     from mpsearch.report import progress
 
     check_output_path(args.output, "", "-o")  # before any work
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     options = {"storage": args.storage} if args.storage else {}
     with progress(args.quiet) as bars:
         prep = steps.prepare(recipe, budgets)
-        table = steps.table_step(prep, steps.sensitivity_step(prep, bars))
+        table = calibrate_as_recipe(prep, steps.table_step(prep, steps.sensitivity_step(prep, bars)))
         task = bars.add(f"search ({args.explorer})", total=args.n_trials)
         result = search(table, explorer=args.explorer, budgets=prep.budgets, n_trials=args.n_trials,
                         n_workers=args.workers, seed=recipe.seed, checkpoint=args.output,
@@ -51,9 +55,18 @@ def run(args: argparse.Namespace) -> int:
         from mpsearch.errors import MpsearchError
 
         raise MpsearchError(f"search: every one of {result.n_evaluations} trials failed; no plan to write")
-    plan = steps.stable_plan(result.best)
+    plan = result.best
+    if recipe.allocation.guard:  # as in mpsearch run: the best plan is checked against uniform and greedy on val
+        from mpsearch.pipeline.guard import guard_step
+
+        plan = guard_step(prep, table, plan)
+    plan = steps.stable_plan(plan)
     plan.save(args.output)
     if not args.quiet:
+        from mpsearch.report.guard import guard_line
+
+        guard = guard_line(plan)
         print(f"best of {result.n_evaluations} trials: {dict(result.best_metrics)}; totals "
-              f"{ {k: round(v, 6) for k, v in plan.totals.items()} }\nwrote {args.output}")
+              f"{ {k: round(v, 6) for k, v in plan.totals.items()} }\n" + (f"{guard}\n" if guard else "")
+              + f"wrote {args.output}")
     return 0

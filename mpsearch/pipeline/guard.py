@@ -231,3 +231,10 @@ def calibrate_step(prep: Any, table: CostTable) -> CostTable:
     config = CalibrationConfig(factor=spec.calibrate_factor, max_evaluations=spec.calibrate_max_evaluations)
     batches = prep.inputs.train[: prep.recipe.data.calib_batches]
     return calibrate_omega(prep.inputs.model, table, prep.inputs.task.loss_fn, batches, prep.profile, config)
+
+
+def calibrate_as_recipe(prep: Any, table: CostTable) -> CostTable:
+    """The table ``mpsearch run`` allocates on: :func:`calibrate_step` when the recipe's
+    ``sensitivity.calibrate`` is on (empirical omega is already measured), else ``table`` itself."""
+    spec = prep.recipe.sensitivity
+    return calibrate_step(prep, table) if spec.calibrate and spec.method != "empirical" else table

@@ -28,3 +28,15 @@ def guard_section(s: Mapping[str, Any]) -> list[str]:
               f"{format(losses[label], '.6g') if label in losses else '-'} |" for label, v in g.get("values", {}).items()]
         L.append("")
     return L
+
+
+def guard_line(plan: Any) -> str:
+    """One printed line: did the guard (``plan.meta["guard"]``) change the plan, to what, and why.
+
+    Empty when the plan was not guarded (``allocation.guard: false``, or a cost table without data).
+    """
+    g = plan.meta.get("guard") if hasattr(plan, "meta") else None
+    if not g:
+        return ""
+    head = f"guard: changed the plan to {g.get('chosen')}" if g.get("changed") else "guard: kept the plan"
+    return f"{head} (decided by {g.get('decided_by', 'metric')}): {g.get('reason')}"

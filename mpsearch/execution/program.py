@@ -25,6 +25,7 @@ from mpsearch.execution import ir
 from mpsearch.execution.dyadic import is_pure_shift
 from mpsearch.execution._steps import Step, last_reads, plan_steps
 from mpsearch.execution.kernels import GEMMS
+from mpsearch.execution.kernels.boundary import quantize_input
 
 FORMAT = "mpsearch-integer-program"
 _INLINE_MAX = 4096  # tensors up to this many elements are also written inline in graph.json
@@ -93,7 +94,7 @@ class IntegerModel:
         """Float inputs -> int8 codes (the float boundary)."""
         if len(xs) != len(self.inputs):
             raise rule_error("IntegerModel", "inputs", f"{len(self.inputs)} tensor(s)", len(xs))
-        return tuple(q(x.to(self.device)) for q, x in zip(self.inputs, xs))
+        return tuple(_quantize_one(q, x.to(self.device)) for q, x in zip(self.inputs, xs))
 
     def run(self, *codes: Tensor, keep: Iterable[str] | None = None) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """The integer path: int8 input codes -> integer logits (int32 or int8).
@@ -228,6 +229,15 @@ class IntegerModel:
         out = data["output"]
         output = ir.OutputSpec(**(out | {"sample_shape": tuple(out["sample_shape"])}))
         return cls(inputs, tuple(ops), output, data.get("taps", {}), data.get("meta", {})).to(device)
+
+
+def _quantize_one(inp: ir.InputQuant, x: Tensor) -> Tensor:
+    """``inp(x)``; on CPU float32 with numba, the same integers in one pass (:mod:`.kernels.boundary`)."""
+    if inp.kind == "quant" and inp.bits <= 8:
+        codes = quantize_input(x, inp.scale, inp.zero_point, inp.qmin, inp.qmax)
+        if codes is not None:
+            return codes
+    return inp(x)
 
 
 def op_to_dict(op: ir.Op) -> dict[str, Any]:

@@ -25,14 +25,18 @@ def test_every_op_kind_has_a_generic_kernel() -> None:
 
 
 def test_backends_by_name_and_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert GEMMS == ("auto", "int_mm", "int32", "numba")
+    assert GEMMS == ("auto", "int_mm", "int32", "numba", "int_mm_fused")
     assert resolve_gemm("auto", torch.device("cuda")) == "int_mm"
     assert resolve_gemm("numba", torch.device("cuda")) == "int32"  # numba runs on CPU only
     assert resolve_gemm("int_mm", CPU) == "int_mm"
     assert resolve_gemm("auto", torch.device("meta")) == "int32"
+    monkeypatch.setattr(kernels.intmm_cpu, "cpu_has_int8_dot", lambda: True)
+    assert resolve_gemm("auto", CPU) == "int_mm_fused"  # a CPU with VNNI / AMX
+    monkeypatch.setattr(kernels.intmm_cpu, "cpu_has_int8_dot", lambda: False)
+    assert resolve_gemm("auto", CPU) == "numba" and resolve_gemm("int_mm_fused", CPU) == "int32"
     monkeypatch.setattr(kernels._numba_jit, "available", lambda: False)
     assert resolve_gemm("auto", CPU) == resolve_gemm("numba", CPU) == "int32"
-    with pytest.raises(ConfigError, match="gemm must be one of auto, int_mm, int32, numba, but got 'int4'"):
+    with pytest.raises(ConfigError, match="gemm must be one of auto, int_mm, int32, numba, int_mm_fused, but got"):
         resolve_gemm("int4", CPU)
 
 

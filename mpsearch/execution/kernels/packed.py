@@ -1,0 +1,158 @@
+"""Packed low-bit kernels: layers of 4 bits or fewer keep their weights packed at their width and
+run on kernels that read the packed bytes (:mod:`._numba_packed`), so fewer bits move fewer bytes.
+
+* ``linear`` with ``w_bits`` 2 (four codes a byte) or 3-4 (two codes a byte; 3-bit codes fit an
+  int4 nibble): int8 activations times the packed codes with AVX-512 VNNI ``vpdpbusd``, int32
+  sums, optionally with the ``requant`` that reads the accumulator fused in (the same integers
+  as every other backend: tested bit for bit against the int64 reference);
+* storage (:func:`stored_arrays`, :func:`restored_tensor`): ``weights.npz`` keeps the weight codes
+  of every layer under 8 bits packed densely at their width (:func:`.weight_only.pack_bits`,
+  offset-binary ``code + 2^(bits-1)``), so the file shrinks with the bits.
+
+The kernels run where :func:`usable`: CPU, numba installed, AVX-512 VNNI. Elsewhere (and for
+8-bit layers, grouped convs, reductions of 2^16 or more) the backend's own kernels run.
+:data:`ENABLED` turns the packed kernels off (benchmarks use it to time the unpacked form).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mpsearch.execution import ir
+from mpsearch.execution.kernels import _numba_jit
+from mpsearch.execution.kernels._base import DTYPES, Kernel
+from mpsearch.execution.kernels.requant import channel_consts
+from mpsearch.execution.kernels.weight_only import pack_bits, unpack_bits
+
+#: The backends whose low-bit linears run packed ("int32" and "int_mm" stay the plain torch forms).
+BACKENDS = frozenset({"numba", "int_mm_fused"})
+#: ``ENABLED[0]``: whether :func:`packed_kernel` may return a kernel (a switch for benchmarks).
+ENABLED = [True]
+#: Longest reduction the packed kernels take: ``255 * 128`` times ``K`` stays inside int32.
+MAX_K = 1 << 16
+_USABLE: list[bool] = []
+
+
+def usable(device: torch.device) -> bool:
+    """Whether the packed kernels run on ``device``: a CPU with AVX-512 VNNI, numba installed."""
+    if device.type != "cpu" or not _numba_jit.available():
+        return False
+    if not _USABLE:
+        from mpsearch.execution.kernels._numba_packed import vnni_available
+
+        _USABLE.append(vnni_available())
+    return _USABLE[0]
+
+
+def kernel_bits(w_bits: int) -> int | None:
+    """The width a ``w_bits`` layer is packed at in memory for the kernels (2 or 4), or None (8 bits)."""
+    if w_bits <= 2:
+        return 2
+    return 4 if w_bits <= 4 else None
+
+
+def _fits(codes: Tensor, bits: int) -> bool:
+    lo = -(1 << (bits - 1))
+    return bool(int(codes.min()) >= lo and int(codes.max()) <= -lo - 1)
+
+
+def prep_packed_linear(op: ir.Linear, corr: Tensor, requant: ir.Requant | None = None) -> Kernel | None:
+    """The packed kernel of a low-bit ``linear`` (int8 codes in; the int32 accumulator out, or the
+    fused requant's codes), or None where it does not apply (the caller runs another kernel).
+
+    Args:
+        op: the linear layer; its ``w_bits`` picks the packing (:func:`kernel_bits`).
+        corr: int32 ``(Cout,)``: bias with the zero-point correction folded in (:func:`.layers.layer_corr`).
+        requant: the requant that alone reads ``op``'s accumulator, fused into the epilogue.
+    """
+    from mpsearch.execution.kernels import _numba_packed as nk
+
+    bits = kernel_bits(int(op.w_bits))
+    w = op.weight
+    if bits is None or w.dim() != 2 or w.shape[1] >= MAX_K or not _fits(w, bits):
+        return None
+    cout, k = w.shape
+    rq: list[np.ndarray] | None = None
+    out_dtype = torch.int32
+    if requant is not None:
+        rq = channel_consts(requant, cout, 1)
+        if rq is None:
+            return None
+        out_dtype = DTYPES[requant.out_dtype]
+    consts = np.zeros((6, cout), np.int64)
+    consts[0] = corr.to(torch.int64).numpy()
+    if rq is not None:
+        consts[1:] = np.stack([np.broadcast_to(np.asarray(t, np.int64), (cout,)) for t in rq])
+    wpk = nk.pack_rows(w.to(torch.int8).numpy(), bits)  # the only copy of the weight kept
+    k_pad = wpk.shape[1] * 8 // bits
+    shift, has_rq = int(op.bias_shift), requant is not None
+    kernel = nk.linear_kernel()  # compile (or load from the disk cache) now, not in the first call
+
+    def run(x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, k)
+        if x2.dtype != torch.int8:
+            x2 = x2.to(torch.int8)  # (int8 codes held in a wider dtype)
+        x2 = x2.contiguous()
+        out = torch.empty(x2.shape[0], cout, dtype=out_dtype)
+        kernel(x2.numpy(), wpk, bits, k_pad, shift, consts, has_rq, out.numpy())
+        return out.reshape(*lead, cout)
+
+    run.packed_weight = wpk  # type: ignore[attr-defined]  # (tests and benchmarks read its size)
+    return run
+
+
+def packed_kernel(op: ir.Op, device: torch.device, requant: ir.Requant | None = None) -> Kernel | None:
+    """The packed kernel for ``op`` (with ``requant`` fused where given) on ``device``, or None
+    where none applies: the registration hook of :mod:`mpsearch.execution.kernels`."""
+    if not ENABLED[0] or not isinstance(op, ir.Linear) or kernel_bits(int(op.w_bits)) is None:
+        return None
+    if not usable(device):
+        return None
+    from mpsearch.execution.kernels.layers import layer_corr
+
+    return prep_packed_linear(op, layer_corr(op, device), requant)
+
+
+# -- storage ---------------------------------------------------------------------------------
+def storage_bits(op: ir.Op) -> int | None:
+    """The width ``op``'s weight codes are stored at in ``weights.npz`` (its ``w_bits`` below 8), or None."""
+    bits = getattr(op, "w_bits", 8)
+    if isinstance(op, (ir.Conv, ir.Linear)) and bits < 8:
+        return int(bits)
+    if isinstance(op, ir.WeightOnlyLinear) and bits < 8:
+        return int(bits)
+    return None
+
+
+def _weight_field(op: ir.Op) -> str:
+    return "codes" if isinstance(op, ir.WeightOnlyLinear) else "weight"
+
+
+def stored_arrays(op: ir.Op) -> dict[str, np.ndarray]:
+    """``op``'s tensors as the arrays written to ``weights.npz``: the weight codes of a layer under 8
+    bits packed at ``w_bits`` (uint8, :func:`.weight_only.pack_bits` of ``code + 2^(w_bits-1)``)."""
+    arrays = {field: t.cpu().numpy() for field, t in op.tensors().items()}
+    bits = storage_bits(op)
+    field = _weight_field(op)
+    if bits is not None and field in arrays:
+        codes = torch.from_numpy(arrays[field]).to(torch.int64)
+        if _fits(codes, bits):
+            arrays[field] = pack_bits(codes + (1 << (bits - 1)), bits).numpy()
+    return arrays
+
+
+def restored_tensor(array: Any, info: dict[str, Any], w_bits: int | None) -> Tensor:
+    """A tensor read back from ``weights.npz``: packed codes (a uint8 array whose ``graph.json``
+    entry says int8) unpacked to the recorded shape; any other array as it is."""
+    t = torch.from_numpy(np.array(array, copy=True))
+    if info.get("dtype") != "int8" or t.dtype != torch.uint8 or w_bits is None or w_bits >= 8:
+        return t
+    shape = tuple(info["shape"])
+    count = int(np.prod(shape)) if shape else 1
+    codes = unpack_bits(t, int(w_bits), count).to(torch.int64) - (1 << (int(w_bits) - 1))
+    return codes.to(torch.int8).reshape(shape)

@@ -270,7 +270,7 @@ def _check_format(name: str, layer: nn.Module, bits: LayerBits, profile: Hardwar
         raise ConfigError(f"quantize: layer {name!r} ({type(layer).__name__}) must be a Linear or Embedding to take "
                           f"an LLM format, but got {bits.key!r}")
     fmts = profile.capabilities.formats if profile is not None else None
-    if profile is not None and (fmts is None or not fmts.runs(bits.key, kind)):
+    if profile is not None and (fmts is None or not fmts.runs(bits.bits_key, kind)):  # the method: check_plan_runs
         runs = f"{', '.join(fmts.keys)} for {', '.join(fmts.ops)}" if fmts is not None else "it lists none"
         raise ConfigError(f"quantize: layer {name!r} ({kind}) must take a format the profile {profile.name!r} runs "
                           f"({runs}), but got {bits.key!r}")

@@ -127,3 +127,21 @@ def test_method_inputs_must_be_float_or_quantized():
     with pytest.raises(ConfigError, match=r"QuantizeConfig: method_inputs must be one of float, quantized, but got "
                                           r"'sequential'"):
         QuantizeConfig(method_inputs="sequential")
+
+
+def test_a_weight_only_format_with_a_method_runs_on_a_profile_that_lists_both():
+    """w4a16g32+kmeans: the format is checked without the method (the profile lists w4a16g32), k-means installed."""
+    from dataclasses import replace
+
+    from mpsearch import load_profile
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(16, 32), nn.Linear(32, 16)).eval()
+    base = load_profile("x86-2core-int")
+    profile = replace(base, capabilities=replace(base.capabilities, methods=("rtn", "kmeans")))
+    plan = BitPlan(layers={"0": LayerBits(4, 16, 32, method="kmeans"), "1": LayerBits(4, 16, 32, method="kmeans")})
+    q = quantize(model, plan, [(torch.randint(0, 16, (4, 8)), None)], profile=profile)
+    emb = q.get_submodule("0")
+    want = make_method("kmeans").quantize_weight(model[0].weight, emb.weight_quant.spec, name="0").weight_dq
+    assert emb.weight_method == "kmeans" and torch.equal(emb.weight, want)
+    assert len(torch.unique(emb.weight[0])) <= 16  # one 2^4-entry codebook per group of 32 (one row here)

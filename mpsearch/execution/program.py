@@ -25,6 +25,7 @@ from mpsearch.execution import ir
 from mpsearch.execution.dyadic import is_pure_shift
 from mpsearch.execution._steps import Step, last_reads, plan_steps
 from mpsearch.execution.kernels import GEMMS
+from mpsearch.execution.kernels.packed import restored_tensor, stored_arrays, storage_bits
 from mpsearch.execution.kernels.boundary import quantize_input
 
 FORMAT = "mpsearch-integer-program"
@@ -169,6 +170,8 @@ class IntegerModel:
             for field, t in op.tensors().items():
                 info: dict[str, Any] = {"key": f"{op.name}.{field}", "dtype": str(t.dtype).replace("torch.", ""),
                                         "shape": list(t.shape)}
+                if field in ("weight", "codes") and storage_bits(op) is not None:
+                    info["stored_bits"] = storage_bits(op)  # packed: kernels.packed.stored_arrays
                 if t.numel() <= _INLINE_MAX and field != "weight":
                     info["values"] = t.cpu().reshape(-1).tolist()
                 rec["tensors"][field] = info
@@ -195,7 +198,8 @@ class IntegerModel:
         """Write ``graph.json`` and ``weights.npz`` into ``directory`` (created if missing)."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{op.name}.{field}": t.cpu().numpy() for op in self.ops for field, t in op.tensors().items()}
+        # weight codes under 8 bits are stored packed at their width (kernels.packed.stored_arrays)
+        arrays = {f"{op.name}.{field}": a for op in self.ops for field, a in stored_arrays(op).items()}
         np.savez(path / "weights.npz", **arrays)
         tmp = path / "graph.json.tmp"
         tmp.write_text(json.dumps(self.describe(), indent=1))
@@ -223,7 +227,8 @@ class IntegerModel:
         for rec in data["ops"]:
             if rec.get("op") not in ir.OPS:
                 raise rule_error(str(graph_file), "ops[].op", f"one of {', '.join(ir.OPS)}", rec.get("op"))
-            tensors = {f: arrays[info["key"]] for f, info in rec.pop("tensors", {}).items()}
+            tensors = {f: restored_tensor(arrays[info["key"]], info, rec.get("w_bits"))
+                       for f, info in rec.pop("tensors", {}).items()}
             ops.append(op_from_dict(rec, tensors))
         inputs = tuple(ir.InputQuant(**(d | {"sample_shape": tuple(d["sample_shape"])})) for d in data["inputs"])
         out = data["output"]

@@ -126,3 +126,29 @@ def test_storage_packs_low_bit_codes_at_their_width(bits: int) -> None:
     assert torch.equal(pk.restored_tensor(arrays["bias"], {"dtype": "int32", "shape": [37]}, bits), op.bias)
     w8 = _linear(8, 4, 4, seed=1)
     assert pk.stored_arrays(w8)["weight"].dtype == np.int8  # 8-bit codes stay as they are
+
+
+def test_weights_npz_stores_4_bit_layers_packed(demo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mpsearch.core import BitPlan
+    from mpsearch.demo import batches
+    from mpsearch.execution import IntegerModel, to_integer
+    from mpsearch.quant import quantizable_layer_names, quantize
+
+    model, splits = demo("small_cnn")
+    names = quantizable_layer_names(model)
+    x = splits.test.tensors[0][:16]
+    sizes = {}
+    for bits in (8, 4):
+        q = quantize(model, BitPlan.uniform(names, bits, 8), batches(splits.train, 256))
+        imodel = to_integer(q, splits.example_inputs(2))
+        imodel.save(tmp_path / f"w{bits}")
+        with np.load(tmp_path / f"w{bits}" / "weights.npz") as npz:
+            layers = [op for op in imodel.ops if isinstance(op, (ir.Conv, ir.Linear))]
+            stored = [npz[f"{op.name}.weight"] for op in layers]
+        n_weights = [op.weight.numel() for op in layers]
+        want = [n if bits == 8 else -(-n // 8) * 4 for n in n_weights]  # 8 codes in 4 bytes
+        assert [a.nbytes for a in stored] == want
+        sizes[bits] = sum(want)
+        loaded = IntegerModel.load(tmp_path / f"w{bits}")
+        assert torch.equal(loaded.logits_int(x), imodel.logits_int(x))
+    assert sizes[4] * 2 >= sizes[8] and sizes[4] * 2 - sizes[8] < 8 * len(n_weights)  # half, up to padding

@@ -149,7 +149,7 @@ def stored_arrays(op: ir.Op) -> dict[str, np.ndarray]:
 def restored_tensor(array: Any, info: dict[str, Any], w_bits: int | None) -> Tensor:
     """A tensor read back from ``weights.npz``: packed codes (a uint8 array whose ``graph.json``
     entry says int8) unpacked to the recorded shape; any other array as it is."""
-    t = torch.from_numpy(np.array(array, copy=True))
+    t = array if isinstance(array, Tensor) else torch.from_numpy(np.array(array, copy=True))
     if info.get("dtype") != "int8" or t.dtype != torch.uint8 or w_bits is None or w_bits >= 8:
         return t
     shape = tuple(info["shape"])

@@ -7,6 +7,8 @@ guard must return it. Exact plans are worked out by hand in the comments.
 
 from __future__ import annotations
 
+import pytest
+
 from mpsearch import allocate
 from mpsearch.core.cost_table import CostTable
 from mpsearch.pipeline.guard import bits_only, guard_plan
@@ -60,3 +62,30 @@ def test_guard_keeps_the_joint_plan_when_it_is_better():
                      extra=bits_only(joint, {"size_bytes": 6}))
     assert out.meta["guard"]["chosen"] == "mixed" and out.meta["guard"]["values"]["bits-only (rtn)"] == 0.90
     assert {n: lb.key for n, lb in out.layers.items()} == {"a": "w2a8+gptq", "b": "w4a8+gptq"}
+
+
+@pytest.mark.slow
+def test_a_recipe_with_methods_guards_the_joint_plan_against_bits_only(tmp_path):
+    """hardware.methods in a recipe: the guard's values include the bits-only (rtn) plan, on the val split."""
+    import copy
+
+    import yaml
+
+    from mpsearch import load_profile
+    from mpsearch.hardware.schema import profile_to_dict
+    from mpsearch.pipeline import run_recipe
+    from mpsearch.recipe import recipe_from_dict
+    from tests.recipe.test_guard_recipe import RECIPE
+
+    prof = profile_to_dict(load_profile("gap8-pulp-nn"))
+    prof["capabilities"]["methods"] = ["rtn", "gptq"]
+    path = tmp_path / "gap8-gptq.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    data = copy.deepcopy(RECIPE)
+    data["hardware"] = {**data["hardware"], "profile": str(path), "methods": ["rtn", "gptq"]}
+    data["output"] = {"dir": str(tmp_path / "out")}
+    result = run_recipe(recipe_from_dict(data))
+    g = result.plan.meta["guard"]
+    assert g["split"] == "val" and "bits-only (rtn)" in g["values"]
+    returned = g["values"][g["chosen"]]
+    assert returned >= g["values"]["bits-only (rtn)"]  # never below bits-only on validation

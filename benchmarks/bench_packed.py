@@ -141,3 +141,12 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def wide_mlp() -> torch.nn.Module:
+    """The layers of the target as one model for ``mpsearch profile --model benchmarks.bench_packed:wide_mlp
+    --input-shape 1024``: linears 1024x1024, 1024x4096, 4096x4096, 4096x1024."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 4096), nn.ReLU(),
+                         nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1024)).eval()

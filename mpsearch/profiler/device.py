@@ -50,6 +50,19 @@ from mpsearch.profiler._timing import ROUNDS, TRIM
 DEFAULT_PAIRS: tuple[tuple[int, int], ...] = ((8, 8), (8, 4), (4, 8), (4, 4), (2, 8), (2, 4))
 
 
+
+def _packing_note(dev: torch.device) -> str:
+    """What the pairs' latencies differ by on ``dev``: packed low-bit linears, or nothing but noise."""
+    from mpsearch.execution.kernels import packed
+
+    if packed.usable(dev):
+        return ("Linear layers of 2-4 weight bits run on packed kernels (int4 two codes a byte, int2 four; "
+                "kernels.packed), so they read fewer bytes than w8 and can be faster; convs store every width "
+                "2..8 in int8 and run the same kernels, so there the pairs differ only by noise.")
+    return ("Codes of every width 2..8 are stored in int8 and multiplied by the same kernels (no packed "
+            "kernels here: they need numba and AVX-512 VNNI), so fewer bits are NOT faster here: the pairs "
+            "differ only by noise, and no speed-up is assumed.")
+
 def _load_avg() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -141,9 +154,8 @@ def profile_device(model_or_layers: nn.Module | Sequence[Layer], example_inputs:
              f"(1/5/15 min) {load_start} at the start, {_load_avg()} at the end. Timing {how}. Latencies in ms: "
              f"mean, std, count over the fastest {1 - TRIM:.0%} of the timed runs (ranked by the program's "
              "end-to-end time, the same runs for every layer: load from other processes only adds time, in bursts, "
-             "so the fastest runs are the reproducible quantity; layers sharing a signature are pooled). Codes of every width 2..8 are stored in int8 and multiplied by the same "
-             "kernels, so fewer bits are NOT faster here: the pairs differ only by noise, and no speed-up is "
-             "assumed. Roofline fitted to the LUT (fit_roofline) as one w8a8 rate that every pair falls back to."
+             "so the fastest runs are the reproducible quantity; layers sharing a signature are pooled). "
+             f"{_packing_note(dev)} Roofline fitted to the LUT (fit_roofline) as one w8a8 rate that every pair falls back to."
              + (" One intra-op thread gives stable timings on a shared machine." if threads == 1 else ""))
     if base_profile is not None:
         base_notes = base_profile.source.get("notes", "")

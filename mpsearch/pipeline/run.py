@@ -98,6 +98,11 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
         else:
             raw_plan = steps.choose_plan(prep, table, bars)
         plan = steps.stable_plan(raw_plan)
+    if recipe.allocation.method == "ilp" and not target:
+        from mpsearch.pipeline.kbest import kbest_step
+
+        with _timed(timings, "k_best_s"):  # the k best plans by omega, the lowest val loss
+            plan = steps.stable_plan(kbest_step(prep, table, plan))
     if recipe.allocation.guard and not target:
         with _timed(timings, "guard_s"):
             plan = steps.stable_plan(guard.guard_step(prep, table, plan))

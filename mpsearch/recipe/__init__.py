@@ -41,6 +41,8 @@ Schema (defaults in brackets)::
       gap_rel: 0.0001               # [1e-4] stop once proven within this relative gap; 0: prove the optimum
       n_trials: 200                 # [200] optuna trials / rl episodes
       pareto: {resource: size_bytes, n_points: 12}   # [first budget's resource, 12]; null: no sweep
+      k_best: 8                     # [8] ilp: of the 8 best plans by omega keep the one with the lowest
+                                    # loss on the val split (1: the ILP's plan as is)
       guard: true                   # [true] score the plan against uniform and greedy plans within
                                     # the budgets on the val split; a better baseline wins (plan meta says)
     finetune:                       # [null: no QAT]

@@ -166,6 +166,7 @@ class AllocationSpec:
     n_trials: int = 200
     pareto: ParetoSpec | None = field(default_factory=ParetoSpec)
     guard: bool = True  # compare the plan with uniform and greedy plans on the val split (pipeline/guard.py)
+    k_best: int = 8  # method ilp: the k best plans by omega, the one with the lowest val loss (pipeline/kbest.py); 1: off
     # accuracy-target mode (pipeline/target.py): the smallest `minimize` plan within max_drop of float
     max_drop: float | str | None = None  # metric units (0.005) or a percentage of float ("0.5%")
     minimize: str = "size_bytes"
@@ -177,6 +178,7 @@ class AllocationSpec:
         if self.max_drop is not None:
             check_max_drop(self.max_drop, "AllocationSpec", "max_drop")
         check_bool(self.guard, "AllocationSpec", "guard", rule="true or false")
+        check_int(self.k_best, "AllocationSpec", "k_best", min=1)
         check_int(self.n_trials, "AllocationSpec", "n_trials", min=1)
         check_gap_rel(self.gap_rel, "AllocationSpec", "gap_rel")
 

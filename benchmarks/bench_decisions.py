@@ -1,17 +1,21 @@
 """Decision quality on tasks with headroom: tasks x budgets x methods, oracle rank by brute force, QAT frontier.
 
-    nice -n 5 python benchmarks/bench_decisions.py [--tasks narrow_cnn denoise] [--seeds 0 1 2] [--qat-epochs 3]
+    nice -n 5 python benchmarks/bench_decisions.py [--tasks narrow_cnn denoise lm] [--seeds 0 1 2] [--qat-epochs 3]
 
 Tasks (nothing downloaded; models cached per seed): ``narrow_cnn`` (digits, 2958 parameters, top-1 on
 the 359 test images) and ``denoise`` (DenoiseNet on 16x16 patches of sklearn's sample photos, PSNR in
-dB on the 416 test patches). Candidates: weight-only w{2,3,4,8}a16 per-channel on every layer (x86-2core-int
+dB on the 416 test patches); ``lm`` (gpt_tiny, bits per byte: bench_decisions_lm.py, no brute force). Candidates: weight-only w{2,3,4,8}a16 per-channel on every layer (x86-2core-int
 profile), so a layer's quantized weight does not depend on any other layer's choice, and all
 4^5 = 1024 plans can be scored exactly by swapping precomputed quantized weights into the float model
 (checked against ``mps.quantize`` on every evaluated plan). Budgets: the size of uniform W3 and the
 midpoint between uniform W2 and W3 sizes ("W2.5").
 
-Methods, every plan scored by mpsearch's own quantizer on the full test split:
-- mpsearch: Hessian sensitivity + ILP (``mps.allocate``), the default;
+Methods, every plan scored by mpsearch's own quantizer on the full test split (chosen without it):
+- mpsearch: the DEFAULT decision of ``mpsearch run`` (decisions_methods.default_decision): Hessian
+  sensitivity -> omega calibrated on the calibration batches -> 8 best ILP plans, lowest VALIDATION loss
+  -> guard on the VALIDATION split;
+- mpsearch-ilp: the ILP on the uncalibrated Hessian omega, no guard (what this benchmark scored before);
+- kbest8-val: the 8 best plans by calibrated omega, the best on the validation split;
 - uniform: the widest uniform plan within the budget (W3 at both budgets: W2.5 -> uniform W2);
 - greedy-mse: from all-8-bit, repeatedly lower the layer with the smallest increase of per-layer weight
   quantization MSE x parameters per byte saved, until the budget holds;
@@ -47,6 +51,13 @@ from mpsearch.qat import FinetuneConfig, finetune_, rederive_weight_scales_
 from mpsearch.quant.quantizer import fake_quantize_weight, weight_quantization_error
 from mpsearch.sensitivity import HessianConfig
 
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from decisions_methods import default_decision, kbest_decision  # noqa: E402
+
+from mpsearch.pipeline.guard import guard_plan  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER_DIR = ROOT / "benchmarks" / "results" / "peers"
 PEERS = ["modelopt-gradient", "modelopt-kl", "nncf-hawq", "aimet-amp"]
@@ -64,7 +75,8 @@ def load_task(task: str, seed: int) -> dict[str, Any]:
         loss, metric, bs = nn.MSELoss(), psnr, 128
     train = list(batches(run.splits.train, 128, shuffle=True, seed=seed))
     return {"model": run.model, "splits": run.splits, "loss": loss, "metric": metric,
-            "test": list(batches(run.splits.test, bs)), "calib": train[:2], "sens": train[2:4], "train": train}
+            "test": list(batches(run.splits.test, bs)), "val": list(batches(run.splits.val, bs)),
+            "calib": train[:2], "sens": train[2:4], "train": train}
 
 
 def plan_bits(plan: Any) -> dict[str, int]:
@@ -113,11 +125,21 @@ class FastScorer:
         self.qw = {(n, b): fake_quantize_weight(self.mods[n].weight.detach(), b) for n in names for b in W_BITS}
         self.metric, self.test = metric, test
 
-    def __call__(self, bits: dict[str, int]) -> float:
+    def install(self, bits: dict[str, int]) -> None:
         with torch.no_grad():
             for n, b in bits.items():
                 self.mods[n].weight.copy_(self.qw[(n, b)])
-        return float(self.metric(self.model, self.test))
+
+    def __call__(self, bits: dict[str, int], data: list[Any] | None = None) -> float:
+        self.install(bits)
+        return float(self.metric(self.model, self.test if data is None else data))
+
+    def loss(self, bits: dict[str, int], loss_fn: Any, data: list[Any]) -> float:
+        """Example-weighted mean ``loss_fn`` of the plan on ``data`` (the guard's tie-break)."""
+        from mpsearch.pipeline.guard import mean_loss
+
+        self.install(bits)
+        return mean_loss(self.model, loss_fn, data)
 
 
 def qat_metric(q: nn.Module, t: dict[str, Any], task: str, epochs: int) -> float:
@@ -181,19 +203,42 @@ def one_seed(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         def rank(v: float) -> int:
             return 1 + sum(1 for w, _ in feasible if sign * w > sign * v + 1e-12)
 
-        plans = {"mpsearch": plan_bits(mps.allocate(table, budgets={"size_bytes": budget})),
+        on_val = lambda p: scorer(plan_bits(p), t["val"])  # noqa: E731
+        loss_val = lambda p: scorer.loss(plan_bits(p), t["loss"], t["val"])  # noqa: E731
+        b = {"size_bytes": budget}
+        t0 = time.perf_counter()
+        dec = default_decision(model, table, b, profile, t["loss"], t["calib"], on_val, loss_val, True)
+        decide_s = time.perf_counter() - t0
+        kb, kb_val = kbest_decision(dec["table"], b, on_val, True)
+        kbg = guard_plan(kb, dec["table"], b, on_val, higher_is_better=True, greedy=dec["greedy"], tiebreak=loss_val)
+        kbl, _ = kbest_decision(dec["table"], b, loss_val, False)  # picked by the validation LOSS
+        kblg = guard_plan(kbl, dec["table"], b, on_val, higher_is_better=True, greedy=dec["greedy"], tiebreak=loss_val)
+        plans = {"mpsearch": plan_bits(dec["plan"]),
+                 "mpsearch-ilp": plan_bits(mps.allocate(table, budgets=b)),
+                 "kbest8-val": plan_bits(kb),
+                 "kbest8-val+guard": plan_bits(kbg),
+                 "kbest8-valloss": plan_bits(kbl),
+                 "kbest8-valloss+guard": plan_bits(kblg),
                  "uniform": dict.fromkeys(names, 3 if label == "W3" else 2),
                  "greedy-mse": greedy_mse(model, table, names, budget)}
         for peer in PEERS:
             path = PEER_DIR / f"{peer}_{task}_s{seed}.json"
             if path.is_file():
-                plans[peer] = {n: int(b) for n, b in json.loads(path.read_text())["plans"][label].items()}
+                got = json.loads(path.read_text())
+                if label in got["plans"]:
+                    plans[peer] = {n: int(b) for n, b in got["plans"][label].items()}
+                else:
+                    print(f"  peer {peer} {task} seed {seed} {label}: no plan "
+                          f"({got.get('notes', {}).get(label, {}).get('not_expressible', 'not written')})")
         cell: dict[str, Any] = {"size_bytes": budget, "n_feasible": len(feasible),
-                                "oracle_best": max(v for v, _ in feasible), "methods": {}}
+                                "oracle_best": max(v for v, _ in feasible), "methods": {},
+                                "default": {"guard": dec["guard"], "ilp_bits": plan_bits(dec["ilp"]),
+                                            "omega_rows_measured": dec["n_measured"], "omega_rows_checked": dec["n_checked"],
+                                            "decide_s": decide_s, "kbest_val": kb_val}}
         for m, bits in plans.items():
             v = score(bits)
             cell["methods"][m] = {"bits": bits, "metric": v, "rank": rank(v), "size_bytes": size_of(table, bits),
-                                  "over_budget": size_of(table, bits) > budget + 1e-9}
+                                  "over_budget": size_of(table, bits) > budget + 1e-9, "val": scorer(bits, t["val"])}
         rng = random.Random(seed)
         draws = [feasible[rng.randrange(len(feasible))] for _ in range(20)]
         cell["methods"]["random20"] = {"metric": statistics.fmean(v for v, _ in draws),
@@ -204,8 +249,8 @@ def one_seed(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
                 cell["methods"][m]["qat"] = qat_metric(q, t, task, args.qat_epochs)
         row["budgets"][label] = cell
         print(f"  {task} seed {seed} {label}: " + "  ".join(
-            f"{m} {c['metric']:.4f} (#{c['rank']})" for m, c in cell["methods"].items()) + f"  oracle {cell['oracle_best']:.4f}",
-            flush=True)
+            f"{m} {c['metric']:.4f} (#{c['rank']})" for m, c in cell["methods"].items()) + f"  oracle {cell['oracle_best']:.4f}"
+            + f"  guard: {dec['guard'].get('chosen')} ({dec['guard'].get('reason', '')[:160]})", flush=True)
     if args.qat_epochs:
         row["float_qat_ref"] = {f"uniform W{w}": {"ptq": score(dict.fromkeys(names, w)), "qat": qat_metric(
             mps.quantize(model, to_layers(dict.fromkeys(names, w)), t["calib"]), t, task, args.qat_epochs)}
@@ -238,10 +283,13 @@ def print_tables(task: str, rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", nargs="+", default=["narrow_cnn", "denoise"], choices=["narrow_cnn", "denoise"])
+    ap.add_argument("--tasks", nargs="+", default=["narrow_cnn", "denoise"], choices=["narrow_cnn", "denoise", "lm"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--max-probes", type=int, default=32)
     ap.add_argument("--qat-epochs", type=int, default=3)
+    ap.add_argument("--qat-steps", type=int, default=150, help="lm: QAT steps (batches of 16 windows)")
+    ap.add_argument("--lm-max-probes", type=int, default=64, help="lm: Hutchinson probes (bench_lm.py's, cached)")
+    ap.add_argument("--n-random", type=int, default=20)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_decisions.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -256,9 +304,15 @@ def main() -> None:
             print(f"peer {peer}: no plans in {PEER_DIR} ({why})")
     out = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "tasks": {}}
     for task in args.tasks:
-        rows = [one_seed(task, s, args) for s in args.seeds]
+        if task == "lm":
+            from bench_decisions_lm import one_seed_lm, print_tables_lm
+
+            rows = [one_seed_lm(s, args) for s in args.seeds]
+            print_tables_lm(rows)
+        else:
+            rows = [one_seed(task, s, args) for s in args.seeds]
+            print_tables(task, rows)
         out["tasks"][task] = rows
-        print_tables(task, rows)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
 

@@ -1,0 +1,148 @@
+"""Decision quality on the language-model task (gpt_tiny, bits per byte, lower is better), PTQ and after QAT.
+
+    PYTHONPATH=. nice -n 5 python benchmarks/bench_decisions.py --tasks lm --seeds 0 1 2 --qat-steps 150
+
+(run through bench_decisions.py; this module holds the LM half). Each seed is one trained gpt_tiny
+(``load_demo_lm_run(seed=...)``, cached) with its own sensitivity / calibration windows (as
+bench_lm.py). Candidates: the weight-only LLM formats w2/w3/w4 g128, w8 per channel, w16 (15 layers,
+tied embedding/head one group: 5^14 = 6e9 plans, beyond brute force: no oracle rank). Budgets: the
+sizes of uniform W4 g128 and W3 g128. Validation = the val split (1 561 windows of 128 bytes), test =
+the test split (1 602 windows, 205 k predictions); every plan is chosen without the test split and
+scored on all of it by ``mps.quantize`` (fake-quant) and ``bits_per_byte``.
+
+Methods: ``mpsearch`` (the default decision of ``mpsearch run``: calibrated omega -> ILP -> guard on
+validation), ``mpsearch-ilp`` (uncalibrated Hessian omega, no guard: bench_lm.py's plan), ``kbest8-val``,
+``uniform`` (W4 g128 / W3 g128), ``greedy-mse`` (the package's greedy on weight MSE x parameters, the
+guard's baseline), ``random20`` (mean of 20 random feasible plans: decisions_methods.random_feasible).
+Peers: ModelOpt / NNCF / AIMET plans are read from results/peers/<peer>_lm_s<seed>.json when present.
+QAT: ``finetune_`` with KD from the float model (T 1, alpha 0.5, as recipes/demo-gpt.yaml), lr 5e-4,
+``--qat-steps`` batches of 16 random train windows, seed 0, for mpsearch, uniform and greedy-mse.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import mpsearch as mps
+from mpsearch.allocation import uniform_plan
+from mpsearch.core.plan import BitPlan
+from mpsearch.demo import bits_per_byte, lm_loss, load_demo_lm_run, text_batches
+from mpsearch.model import weight_ties
+from mpsearch.pipeline.guard import mean_loss
+from mpsearch.qat import DistillConfig, FinetuneConfig, finetune_
+from mpsearch.sensitivity import HessianConfig
+from mpsearch.sensitivity.cache import default_cache_dir
+
+from decisions_methods import default_decision, kbest_decision, plan_of_keys, random_feasible
+
+FORMATS = ["w2a16g128", "w3a16g128", "w4a16g128", "w8a16", "w16a16"]
+BUDGETS = {"W4 g128": "w4a16g128", "W3 g128": "w3a16g128"}
+PEER_DIR = Path(__file__).resolve().parent / "results" / "peers"
+PEERS = ["modelopt-gradient", "nncf-hawq", "aimet-amp"]
+
+
+def keys_of(plan: BitPlan) -> dict[str, str]:
+    return {n: b.key for n, b in plan.layers.items()}
+
+
+def one_seed_lm(seed: int, args: Any) -> dict[str, Any]:
+    """Every method at both budgets for one seed: test bits per byte, PTQ and QAT."""
+    run = load_demo_lm_run("gpt_tiny", seed=seed)
+    model, splits = run.model.eval(), run.splits
+    ctx = model.config.context
+    windows = list(text_batches(splits.train, ctx, 32, n_batches=6, seed=1000 + seed))
+    calib = windows[2:]
+    val = list(text_batches(splits.val, ctx, 64))
+    test = list(text_batches(splits.test, ctx, 64))
+    profile = mps.load_profile("x86-2core-int")
+    t0 = time.perf_counter()
+    layers = mps.discover(model, splits.example_inputs(2, ctx))
+    sens = mps.analyze(model, lm_loss, windows[:2], method="hessian", cache_dir=default_cache_dir(),
+                       config=HessianConfig(max_probes=args.lm_max_probes, rel_stderr_target=0.1, seed=seed))
+    table = mps.cost_table(model, layers, sens, profile, formats=FORMATS, calib_batches=calib, ties=weight_ties(layers))
+    sens_s = time.perf_counter() - t0
+    cache: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def quantized(plan: BitPlan):
+        return mps.quantize(model, plan, calib, profile=profile)
+
+    def metric(plan: BitPlan, split: str) -> float:
+        key = (split, tuple(sorted(keys_of(plan).items())))
+        if key not in cache:
+            cache[key] = float(bits_per_byte(quantized(plan), val if split == "val" else test))
+        return cache[key]
+
+    def on_val(plan: BitPlan) -> float:
+        return metric(plan, "val")
+
+    def loss_val(plan: BitPlan) -> float:
+        return mean_loss(quantized(plan), lm_loss, val)
+
+    def qat(plan: BitPlan) -> float:
+        q = quantized(plan)
+        train = list(text_batches(splits.train, ctx, 16, n_batches=args.qat_steps, seed=2000 + seed))
+        finetune_(q, train, FinetuneConfig(epochs=1, lr=5e-4, seed=0, n_threads=1), DistillConfig(model, 1.0, 0.5))
+        return float(bits_per_byte(q, test))
+
+    row: dict[str, Any] = {"seed": seed, "float": float(bits_per_byte(model, test)),
+                           "float_val": float(bits_per_byte(model, val)), "sensitivity_s": sens_s, "budgets": {}}
+    for label, fmt in BUDGETS.items():
+        uni = uniform_plan(table, int(fmt[1]), 16, key=fmt)[0]
+        budget = float(uni.totals["size_bytes"])
+        b = {"size_bytes": budget}
+        t0 = time.perf_counter()
+        dec = default_decision(model, table, b, profile, lm_loss, calib, on_val, loss_val, False)
+        decide_s = time.perf_counter() - t0
+        kb, kb_val = kbest_decision(dec["table"], b, on_val, False)
+        plans: dict[str, BitPlan] = {"mpsearch": dec["plan"], "mpsearch-ilp": mps.allocate(table, budgets=b),
+                                     "kbest8-val": kb, "uniform": uni}
+        if dec["greedy"] is not None:
+            plans["greedy-mse"] = plan_of_keys(table, keys_of(dec["greedy"]))
+        for peer in PEERS:
+            path = PEER_DIR / f"{peer}_lm_s{seed}.json"
+            if path.is_file():
+                plans[peer] = plan_of_keys(table, json.loads(path.read_text())["plans"][label])
+        cell: dict[str, Any] = {"size_bytes": budget, "methods": {}, "decide_s": decide_s, "kbest_val": kb_val,
+                                "default": {"guard": dec["guard"], "ilp_keys": keys_of(dec["ilp"]),
+                                            "omega_rows_measured": dec["n_measured"]}}
+        for m, p in plans.items():
+            size = float(table.totals(table.rows_for_plan(p))["size_bytes"])
+            cell["methods"][m] = {"keys": keys_of(p), "metric": metric(p, "test"), "val": on_val(p),
+                                  "size_bytes": size, "over_budget": size > budget * (1 + 1e-9)}
+        rng = random.Random(seed)
+        draws = [metric(plan_of_keys(table, random_feasible(table, budget, rng)), "test") for _ in range(args.n_random)]
+        cell["methods"]["random20"] = {"metric": statistics.fmean(draws), "draws": draws}
+        if args.qat_steps:
+            for m in ("mpsearch", "uniform", "greedy-mse"):
+                if m in plans:
+                    cell["methods"][m]["qat"] = qat(plans[m])
+        row["budgets"][label] = cell
+        print(f"  lm seed {seed} {label}: " + "  ".join(
+            f"{m} {c['metric']:.4f}" + (f"/qat {c['qat']:.4f}" if "qat" in c else "") for m, c in cell["methods"].items())
+            + f"  guard: {dec['guard'].get('chosen')} ({dec['guard'].get('reason', '')[:160]})", flush=True)
+    return row
+
+
+def print_tables_lm(rows: list[dict[str, Any]]) -> None:
+    """Markdown tables (mean ± std over seeds; paired differences against uniform)."""
+
+    def ms(v: list[float]) -> str:
+        return f"{statistics.fmean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.4f}"
+
+    print(f"\nlm (gpt_tiny): float {ms([r['float'] for r in rows])} bits/byte on test, {len(rows)} seeds")
+    for label in rows[0]["budgets"]:
+        cells = [r["budgets"][label] for r in rows]
+        print(f"\n| lm @ uniform {label} size | bits/byte PTQ (mean ± std) | minus uniform (paired) | QAT bits/byte |"
+              f" QAT minus uniform |\n|---|---|---|---|---|")
+        for m in dict.fromkeys(m for c in cells for m in c["methods"]):
+            got = [(c["methods"][m], c["methods"]["uniform"]) for c in cells if m in c["methods"]]
+            d = ms([g["metric"] - u["metric"] for g, u in got])
+            q = [(g["qat"], u["qat"]) for g, u in got if "qat" in g and "qat" in u]
+            qs = (ms([a for a, _ in q]), ms([a - b for a, b in q])) if len(q) == len(got) else ("", "")
+            note = f" ({len(got)} seeds)" if len(got) != len(cells) else ""
+            print(f"| {m}{note} | {ms([g['metric'] for g, _ in got])} | {d} | {qs[0]} | {qs[1]} |")

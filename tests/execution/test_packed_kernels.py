@@ -152,3 +152,22 @@ def test_weights_npz_stores_4_bit_layers_packed(demo, tmp_path) -> None:  # type
         loaded = IntegerModel.load(tmp_path / f"w{bits}")
         assert torch.equal(loaded.logits_int(x), imodel.logits_int(x))
     assert sizes[4] * 2 >= sizes[8] and sizes[4] * 2 - sizes[8] < 8 * len(n_weights)  # half, up to padding
+
+
+@needs_packed
+def test_packed_kernel_is_integer_only_and_uses_vnni() -> None:
+    from mpsearch.execution.audit import float_instructions, float_llvm_ops
+    from mpsearch.execution.kernels._numba_jit import jit
+    from mpsearch.execution.kernels._numba_packed import _microkernel, linear_py
+
+    _microkernel()
+    fn = jit(linear_py, cache=False)  # compiled here (a kernel loaded from the disk cache has no IR text)
+    w = pack_rows(np.ones((4, 128), np.int8), 4)
+    out = np.zeros((1, 4), np.int32)
+    fn(np.ones((1, 128), np.int8), w, 4, 128, 0, np.zeros((6, 4), np.int64), False, out)
+    assert out.tolist() == [[128] * 4]
+    for llvm in fn.inspect_llvm().values():  # type: ignore[attr-defined]
+        assert float_llvm_ops(llvm[llvm.index("define"):]) == []
+    for asm in fn.inspect_asm().values():  # type: ignore[attr-defined]
+        assert float_instructions(asm) == []
+        assert "vpdpbusd" in asm  # the packed codes meet the activations in VNNI dot products

@@ -47,6 +47,7 @@ def test_allocate_recipe_guards_the_plan_and_says_so(tmp_path: Path, capsys) -> 
     assert len(line) == 1 and g["reason"] in line[0]
     assert line[0].startswith("guard: changed the plan" if g["changed"] else "guard: kept the plan")
     assert g["split"] == "val" and g["higher_is_better"] is True
+    assert g["tie_margin"] == pytest.approx(1 / 359)  # accuracy: one of the 359 val images is a tie
     # the uniform w4a8 figure is that plan's val accuracy, measured again here
     with progress(True) as bars:
         prep = steps.prepare(load_recipe(recipe), None)

@@ -132,8 +132,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+", default=["cnn", "lm"], choices=["cnn", "lm"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--tie-images", type=int, default=0,
-                    help="CNNs: accuracies this many validation images apart tie; the val loss decides")
+    ap.add_argument("--tie-images", type=int, default=1,
+                    help="CNNs: accuracies this many validation images apart tie; the val loss decides "
+                         "(default 1, as guard_step does for accuracy; 0: only equal accuracies tie)")
     ap.add_argument("--models", nargs="+", default=["small_cnn", "resnet_tiny", "mobilenet_tiny"],
                     help="which demo CNNs (with --tasks cnn); results of models not run are kept from --out")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "guard.json"))

@@ -6,6 +6,14 @@ same stopping rule), on ResNet-style models defined here (torchvision is not req
 
     python benchmarks/bench_sensitivity.py                       # CPU, ResNet-style 16x16
     python benchmarks/bench_sensitivity.py --device cuda --models resnet18 resnet50
+    python benchmarks/bench_sensitivity.py --fair --threads 1   # #17 target 3: vs the fair loop
+
+``--fair`` compares ``analyze(method="hessian")`` with the fair loop (the gradient graph built
+once with create_graph and reused for every probe, one restricted HVP per probe and layer,
+each layer stopped at 5% relative standard error) on resnet_tiny, 8- and 16-layer MLPs and
+gpt_tiny, in interleaved fresh processes; it prints time, ratio, probes and seconds per
+layer, layers at 5%, the largest deviation from a long reference run in combined standard
+errors, and peak memory against one training step; writes ``results/bench_sensitivity_fair.json``.
 
 Prints a table and writes ``benchmarks/results/bench_sensitivity[_<device>].json``.
 Memory: CUDA peak allocated bytes; on CPU the peak RSS growth (VmHWM after resetting it,
@@ -266,6 +274,198 @@ def run_spearman(args: argparse.Namespace) -> int:
     print(f"wrote {path}")
     return 0
 
+# -- #17 target 3: analyze vs the fair loop (graph built once, reused for every probe) ----------
+
+
+class MLP(nn.Module):
+    def __init__(self, depth: int, width: int = 128, cin: int = 64, n_classes: int = 10) -> None:
+        super().__init__()
+        dims = [cin] + [width] * (depth - 1) + [n_classes]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for i, lin in enumerate(self.layers):
+            x = lin(x)
+            if i < len(self.layers) - 1:
+                x = torch.tanh(x)
+        return x
+
+
+def _lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def fair_model(name: str, batch: int, seed: int = 0, train: bool = True):
+    """(model, loss_fn, [(x, y)]) after 30 Adam steps: resnet_tiny / mlp8 / mlp16 on digits, gpt_tiny on text."""
+    torch.manual_seed(seed)
+    if name == "gpt_tiny":
+        from mpsearch.demo.lm_train import get_lm_model
+
+        model, loss_fn = get_lm_model("gpt_tiny"), _lm_loss
+        text = (Path(torch.__file__).parent / "nn" / "modules" / "module.py").read_bytes()
+        # batch // 8 windows of 32 tokens (batch 128 -> 16 x 32 = 512 tokens)
+        ids = torch.tensor(list(text[: 33 * 64 * 4]), dtype=torch.long).view(-1, 33)[: max(batch // 8, 1)]
+        x, y = ids[:, :32], ids[:, 1:]
+    else:
+        from mpsearch.demo.data import load_digits_splits
+
+        split = load_digits_splits(0).train
+        x, y = split.tensors[0][:batch], split.tensors[1][:batch]
+        loss_fn = nn.CrossEntropyLoss()
+        if name == "resnet_tiny":
+            from mpsearch.demo.models import get_model
+
+            model = get_model("resnet_tiny")
+        else:
+            model = MLP(int(name[3:]))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(30 if train else 0):
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    model.eval()
+    return model, loss_fn, [(x, y)]
+
+
+def fair_loop(model: nn.Module, loss_fn, batches: list, target: float, min_probes: int, max_probes: int,
+              seed: int = 0) -> dict:
+    """The fair baseline: the gradient graph built once and reused for every Rademacher probe.
+
+    Per probe and per still-active layer one restricted HVP ``grad(g_l, W_l, v_l)`` on the
+    retained graph; a layer stops when the standard error of its samples is <= ``target`` x
+    |mean| (after ``min_probes``) or at ``max_probes``; same rule as ``analyze``.
+    """
+    from mpsearch.model import canonical_view
+    from mpsearch.sensitivity.layers import select_layers
+
+    model = canonical_view(model)
+    mods = [m for _, m in select_layers(model, None, batches[0][0])]
+    ws = [m.weight for m in mods]
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    n_total = sum(len(y) for _, y in batches)
+    with sdpa_kernel(SDPBackend.MATH):  # the attention kernel with a double backward (as analyze)
+        loss = sum(loss_fn(model(x), y) * (len(y) / n_total) for x, y in batches)
+        grads = torch.autograd.grad(loss, ws, create_graph=True)
+    gen = torch.Generator().manual_seed(seed)
+    samples: list[list[float]] = [[] for _ in ws]
+    active = list(range(len(ws)))
+    while active:
+        for l in active:
+            v = torch.randint(0, 2, ws[l].shape, generator=gen).to(ws[l].dtype).mul_(2).sub_(1)
+            hv = torch.autograd.grad(grads[l], ws[l], v, retain_graph=True)[0]
+            samples[l].append(float((v * hv).sum()))
+        still = []
+        for l in active:
+            s = torch.tensor(samples[l], dtype=torch.float64)
+            n = len(s)
+            ok = n >= min_probes and float(s.std() / n ** 0.5) <= target * abs(float(s.mean()))
+            if not ok and n < max_probes:
+                still.append(l)
+        active = still
+    out = []
+    for s in samples:
+        t = torch.tensor(s, dtype=torch.float64)
+        out.append((float(t.mean()), float(t.std() / len(t) ** 0.5), len(t)))
+    return {"layers": out}
+
+
+def fair_measure(args: argparse.Namespace, model_name: str, variant: str) -> dict:
+    """One run in this (fresh) process: seconds, peak RSS growth, per-layer (trace, stderr, probes).
+
+    The model is trained by the parent and loaded here (``--state``), so the heap holds no
+    training leftovers; memory runs set MALLOC_MMAP_THRESHOLD_=4096 so freed tensors leave
+    the RSS and VmHWM is the peak of live tensors (to a page).
+    """
+    model, loss_fn, batches = fair_model(model_name, args.batch, train=False)
+    model.load_state_dict(torch.load(args.state))
+    model.eval()
+    base = _reset_cpu_peak()
+    t0 = time.perf_counter()
+    if variant == "train_step":
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        model.train()
+        opt.zero_grad()
+        loss_fn(model(batches[0][0]), batches[0][1]).backward()
+        opt.step()
+        out: dict = {}
+    elif variant in ("fair", "fair_ref"):
+        tgt = args.target if variant == "fair" else args.ref_target
+        out = fair_loop(model, loss_fn, batches, tgt, 8, args.max_probes if variant == "fair" else 10000)
+    else:
+        cfg = HessianConfig(rel_stderr_target=args.target, max_probes=args.max_probes, min_probes=8, seed=0,
+                            floor_rel=0.0, **json.loads(args.config))
+        sens = analyze(model, loss_fn, batches, config=cfg)
+        out = {"layers": [(sens[n].trace, sens[n].trace_stderr or float("inf"), sens[n].n_probes) for n in sens]}
+    out["seconds"] = time.perf_counter() - t0
+    out["peak_bytes"] = _status_bytes("VmHWM") - base
+    return out
+
+
+def run_fair(args: argparse.Namespace) -> int:
+    """fair loop vs analyze, interleaved repetitions in fresh processes; median time; precision check."""
+    import statistics
+    import subprocess
+
+    import tempfile
+
+    tmp = tempfile.mkdtemp()
+
+    def child(model_name: str, variant: str, memory: bool = False) -> dict:
+        cmd = [sys.executable, __file__, "--fair", "--batch", str(args.batch), "--target", str(args.target),
+               "--max-probes", str(args.max_probes), "--ref-target", str(args.ref_target),
+               "--threads", str(args.threads or 1), "--config", args.config, "--state", os.path.join(tmp, model_name + ".pt"),
+               "--one", model_name, variant]
+        env = dict(os.environ, **({"MALLOC_MMAP_THRESHOLD_": "4096"} if memory else {}))
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    load = os.getloadavg()
+    results = {}
+    for m in args.models or ["resnet_tiny", "mlp8", "mlp16", "gpt_tiny"]:
+        torch.save(fair_model(m, args.batch)[0].state_dict(), os.path.join(tmp, m + ".pt"))
+        runs = {"fair": [], "analyze": []}
+        for _ in range(args.reps):  # interleaved
+            for v in runs:
+                runs[v].append(child(m, v))
+        mem = {v: child(m, v, memory=True)["peak_bytes"] / 2 ** 20 for v in ("train_step", "fair", "analyze")}
+        ref = child(m, "fair_ref")
+        row = {"reference": ref["layers"]}
+        for v in ("fair", "analyze"):
+            rs = runs[v]
+            sec = statistics.median(r["seconds"] for r in rs)
+            last = rs[-1]["layers"]
+            n_l = len(last)
+            z = [abs(t - rt) / (se ** 2 + rse ** 2) ** 0.5 for (t, se, _), (rt, rse, _) in zip(last, ref["layers"])]
+            row[v] = {"seconds": sec, "all_seconds": [r["seconds"] for r in rs],
+                      "probes_per_layer": sum(p for *_, p in last) / n_l, "seconds_per_layer": sec / n_l,
+                      "max_rse": max(se / abs(t) for t, se, _ in last),
+                      "layers_at_target": sum(se <= args.target * abs(t) * 1.0000001 for t, se, _ in last),
+                      "n_layers": n_l, "max_z_vs_reference": max(z),
+                      "peak_mib": mem[v]}
+        row["train_step_peak_mib"] = mem["train_step"]
+        for v in ("fair", "analyze"):
+            row[v]["memory_vs_train_step"] = row[v]["peak_mib"] / max(row["train_step_peak_mib"], 1e-9)
+        row["speedup"] = row["fair"]["seconds"] / row["analyze"]["seconds"]
+        results[m] = row
+        f, a = row["fair"], row["analyze"]
+        print(f"{m:12s} fair {f['seconds']:7.2f}s  analyze {a['seconds']:7.2f}s  x{row['speedup']:5.2f}  "
+              f"probes/layer {f['probes_per_layer']:6.1f} / {a['probes_per_layer']:6.1f}  "
+              f"s/layer {f['seconds_per_layer']:.3f} / {a['seconds_per_layer']:.3f}  "
+              f"at 5% {f['layers_at_target']}/{f['n_layers']} / {a['layers_at_target']}/{a['n_layers']}  "
+              f"max z {f['max_z_vs_reference']:.1f} / {a['max_z_vs_reference']:.1f}  "
+              f"mem/step {f['memory_vs_train_step']:.2f} / {a['memory_vs_train_step']:.2f} "
+              f"(step {row['train_step_peak_mib']:.1f} MiB)", flush=True)
+    meta = {"torch": torch.__version__, "threads": args.threads or 1, "batch": args.batch, "target": args.target,
+            "reps": args.reps, "load_before": load, "load_after": os.getloadavg(), "ref_target": args.ref_target}
+    path = Path(args.out) if args.out else Path(__file__).parent / "results" / "bench_sensitivity_fair.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"wrote {path}  load {load} -> {os.getloadavg()}")
+    return 0
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -279,6 +479,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--spearman", action="store_true",
                    help="rank correlation of omega vs the measured loss increase on the digits demo models")
+    p.add_argument("--fair", action="store_true",
+                   help="#17 target 3: analyze vs the fair loop on resnet_tiny, mlp8, mlp16, gpt_tiny")
+    p.add_argument("--config", default="{}", help="--fair: extra HessianConfig fields for analyze, as JSON")
+    p.add_argument("--reps", type=int, default=3, help="--fair: interleaved repetitions (median)")
+    p.add_argument("--ref-target", type=float, default=0.02, help="--fair: target of the long reference run")
     p.add_argument("--out", default=None, help="results JSON (default results/bench_sensitivity[_cuda].json)")
     p.add_argument("--state", default=None, help=argparse.SUPPRESS)
     p.add_argument("--one", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
@@ -290,6 +495,13 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     if args.spearman:
         return run_spearman(args)
+    if args.fair:
+        if args.batch is None:
+            args.batch = 128
+        if args.one:
+            print(json.dumps(fair_measure(args, *args.one)))
+            return 0
+        return run_fair(args)
     if args.batch is None:
         args.batch = 32 if args.device == "cpu" else 64
     if args.models is None:

@@ -15,7 +15,9 @@ Where things live:
   integer GELU, softmax, LayerNorm), :mod:`.weight_only` (weight-only linear: torch's int4 / int8
   weight kernels);
 * backends: :mod:`.gemm` ("int32", "int_mm": the torch GEMMs), :mod:`.numba_cpu` ("numba":
-  compiled CPU kernels in :mod:`._numba_direct`, :mod:`._numba_conv`, :mod:`._numba_kernels`).
+  compiled CPU kernels in :mod:`._numba_direct`, :mod:`._numba_conv`, :mod:`._numba_kernels`),
+  :mod:`.intmm_cpu` ("int_mm_fused": ``torch._int_mm`` with numba im2col and fused epilogues,
+  :mod:`._numba_intmm`; "auto" on a CPU with VNNI or AMX).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mpsearch.execution.kernels import (activations, elementwise, ibert, islands
                                       weight_only)
 from mpsearch.execution.kernels._base import Backend, Kernel
 from mpsearch.execution.kernels.gemm import Int32Backend, IntMmBackend, int_matmul
+from mpsearch.execution.kernels.intmm_cpu import IntMmFusedBackend
 from mpsearch.execution.kernels.numba_cpu import NUMBA_MIN_K, NumbaBackend
 
 __all__ = ["AUTO", "BACKENDS", "FUSED", "GEMMS", "GENERIC", "KERNELS", "NUMBA_MIN_K", "Backend", "Kernel",
@@ -56,10 +59,13 @@ def _merge(families: tuple[object, ...]) -> dict[str, Prepare]:
 GENERIC: dict[str, Prepare] = _merge(FAMILIES)
 
 #: backend name -> backend; a new backend is an instance listed here.
-BACKENDS: dict[str, Backend] = {b.name: b for b in (IntMmBackend(), Int32Backend(), NumbaBackend())}
-#: what "auto" picks per device type (any other device: "int32"). On CPU numba measured 3-5x
-#: faster than torch's int32 matmul, which was about 4x faster than ``torch._int_mm``.
-AUTO = {"cuda": "int_mm", "cpu": "numba"}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (IntMmBackend(), Int32Backend(), NumbaBackend(),
+                                                     IntMmFusedBackend())}
+#: what "auto" picks per device type, the first usable backend in order (any other device:
+#: "int32"). On a CPU with int8 dot products (VNNI, AMX) "int_mm_fused" measured 3-10x the numba
+#: GEMMs (benchmarks/bench_vs_fbgemm.py); without them numba measured 3-5x faster than torch's
+#: int32 matmul, which was about 4x faster than ``torch._int_mm`` there.
+AUTO: dict[str, tuple[str, ...]] = {"cuda": ("int_mm",), "cpu": ("int_mm_fused", "numba")}
 #: the names ``IntegerModel.to(gemm=...)`` accepts.
 GEMMS = ("auto", *BACKENDS)
 
@@ -68,7 +74,7 @@ def resolve_gemm(gemm: str, device: torch.device) -> str:
     """The backend that runs for ``gemm`` on ``device``: "auto" is :data:`AUTO`'s pick; a backend
     that cannot run there (numba off CPU or not installed) gives way to "int32"."""
     if gemm == "auto":
-        gemm = AUTO.get(device.type, "int32")
+        gemm = next((g for g in AUTO.get(device.type, ()) if BACKENDS[g].usable(device)), "int32")
     if gemm not in BACKENDS:
         raise rule_error("kernels", "gemm", f"one of {', '.join(GEMMS)}", gemm)
     return gemm if BACKENDS[gemm].usable(device) else "int32"

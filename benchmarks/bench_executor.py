@@ -19,8 +19,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,32 +30,15 @@ from mpsearch.execution import to_integer
 from mpsearch.execution.kernels import resolve_gemm
 from mpsearch.quant import quantizable_layer_names, quantize
 
+from _timing import fastest_steps, time_interleaved  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 MODELS = ("small_cnn", "resnet_tiny", "mobilenet_tiny")
 PLANS = {"w8a8": (8, 8), "w4a4": (4, 4)}
 
 
-def _time_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int) -> dict[str, float]:
-    """Median seconds of each ``fns[k]()`` over ``repeats`` runs, after 3 warm-ups each.
-
-    The runs are interleaved (one run of each function per round, the order reversed every other
-    round), so a burst of load from another process falls on all of them alike and the ratios
-    between them compare like with like.
-    """
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    keys = list(fns)
-    for r in range(repeats):
-        for k in (keys if r % 2 == 0 else keys[::-1]):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fns[k]()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+def _sync(device: torch.device):
+    """What waits for ``device`` around a timed call (nothing on the CPU)."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
 def _print_steps(name: str, device: torch.device, batch: int, repeats: int) -> None:
@@ -68,17 +49,7 @@ def _print_steps(name: str, device: torch.device, batch: int, repeats: int) -> N
     q = quantize(model, BitPlan.uniform(quantizable_layer_names(model), 8, 8), batches(splits.train, 256))
     imodel = to_integer(q, x[:2].cpu()).to(device)
     steps = imodel.steps()
-    best = [float("inf")] * len(steps)
-    codes = imodel.quantize_input(x)
-    for _ in range(repeats + 3):
-        env = {inp.name: c for inp, c in zip(imodel.inputs, codes)}
-        for k, step in enumerate(steps):
-            args = [env[n] for n in step.inputs]
-            start = time.perf_counter()
-            env[step.output] = step.kernel(*args)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best[k] = min(best[k], time.perf_counter() - start)
+    best, env = fastest_steps(imodel, x, repeats, _sync(device))
     for step, t in zip(steps, best):
         ops = "+".join(imodel.ops[i].KIND for i in step.ops)
         first = imodel.ops[step.ops[0]]
@@ -122,7 +93,7 @@ def main() -> None:
             for g, im in imodels.items():
                 fns[f"integer_{g}"] = lambda im=im: im.logits_int(x)
             with torch.no_grad():
-                seconds = _time_interleaved(fns, device, args.repeats)
+                seconds = time_interleaved(fns, args.repeats, _sync(device))
             row["float_img_s"] = args.batch / seconds["float"]
             row["fake_quant_img_s"] = args.batch / seconds["fake_quant"]
             for g in gemms:

@@ -19,9 +19,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,27 +32,14 @@ from mpsearch.execution.export import OnnxRunner, export_onnx, validate_onnx
 from mpsearch.execution.reference import torch_ao_available, torch_int8_reference
 from mpsearch.quant import quantizable_layer_names, quantize
 
+from _timing import time_interleaved  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 
 def mixed_plan(names: list[str]) -> BitPlan:
     cycle = [LayerBits(4, 8), LayerBits(2, 8), LayerBits(4, 4), LayerBits(8, 4)]
     layers = {n: cycle[i % len(cycle)] for i, n in enumerate(names)}
     layers[names[0]] = layers[names[-1]] = LayerBits(8, 8)
     return BitPlan(layers=layers, solver="bench")
-
-
-def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function over ``repeats`` interleaved rounds (order reversed every other)."""
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    keys = list(fns)
-    for r in range(repeats):
-        for k in (keys if r % 2 == 0 else keys[::-1]):
-            start = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _ort(path: Path, x: torch.Tensor, fusion: bool) -> Callable[[], Any]:

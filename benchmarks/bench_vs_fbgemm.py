@@ -30,8 +30,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,23 +42,10 @@ from mpsearch.execution import to_integer
 from mpsearch.execution.reference import torch_int8_reference
 from mpsearch.quant import quantizable_layer_names, quantize
 
+from _timing import fastest_steps, time_interleaved  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 MODELS = ("small_cnn", "resnet_tiny", "mobilenet_tiny")
 LM_LAYERS = ("blocks.0.attn.q_proj", "blocks.0.mlp.fc_in", "blocks.0.mlp.fc_out", "head")
-
-
-def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function over ``repeats`` interleaved rounds (order reversed every other)."""
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    keys = list(fns)
-    for r in range(repeats):
-        for k in (keys if r % 2 == 0 else keys[::-1]):
-            start = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _check_exact(imodel: Any, x: torch.Tensor) -> None:
@@ -115,15 +100,7 @@ def profile(name: str, batch: int, threads: int, repeats: int) -> None:
     torch.set_num_threads(threads)
     imodel, _, _, x = cnn_pair(name, batch) if name in MODELS else lm_pair(name, batch)
     steps = imodel.steps()
-    best = [float("inf")] * len(steps)
-    codes = imodel.quantize_input(x)
-    for _ in range(repeats + 3):
-        env = {inp.name: c for inp, c in zip(imodel.inputs, codes)}
-        for k, step in enumerate(steps):
-            args = [env[n] for n in step.inputs]
-            start = time.perf_counter()
-            env[step.output] = step.kernel(*args)
-            best[k] = min(best[k], time.perf_counter() - start)
+    best, env = fastest_steps(imodel, x, repeats)
     for step, t in zip(steps, best):
         ops = "+".join(imodel.ops[i].KIND for i in step.ops)
         first = imodel.ops[step.ops[0]]

@@ -60,6 +60,13 @@ def row_view(x: Tensor, spec: QuantSpec) -> Tensor:
     return to_rows(x, spec)
 
 
+def grouped_conv_reason(layer: nn.Module | None) -> str | None:
+    """Why a Hessian-over-the-fan-in method cannot take ``layer`` (a grouped conv), or None."""
+    if layer is not None and layer_kind(layer).startswith("conv") and layer.groups != 1:  # type: ignore[union-attr]
+        return f"it needs groups == 1 (one Hessian over the whole fan-in), and this conv has groups={layer.groups}"  # type: ignore[union-attr]
+    return None
+
+
 def layer_forward(layer: nn.Module | None, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """The layer's output on ``x`` with ``weight`` (and ``bias``) in place of its own."""
     kind = layer_kind(layer)

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 
 from mpsearch.core.checks import check_int, check_number
 from mpsearch.errors import ConfigError
-from mpsearch.quant.methods._base import MethodConfig, MethodResult, WeightMethod, layer_kind
-from mpsearch.quant.methods._common import check_inputs, input_rows, minmax_qparams, uniform_result
+from mpsearch.quant.methods._base import MethodConfig, MethodResult, WeightMethod
+from mpsearch.quant.methods._common import (check_inputs, grouped_conv_reason, input_rows, minmax_qparams,
+                                             uniform_result)
 from mpsearch.quant.spec import QuantSpec
 
 
@@ -68,9 +69,7 @@ class Gptq(WeightMethod):
 
     def unsupported_reason(self, layer: nn.Module | None) -> str | None:
         reason = super().unsupported_reason(layer)
-        if reason is None and layer_kind(layer).startswith("conv") and layer.groups != 1:  # type: ignore[union-attr]
-            return f"it needs groups == 1 (one Hessian over the whole fan-in), and this conv has groups={layer.groups}"  # type: ignore[union-attr]
-        return reason
+        return reason if reason is not None else grouped_conv_reason(layer)
 
     def _quantize(self, weight: Tensor, spec: QuantSpec, calib_inputs: Tensor | None, layer: nn.Module | None,
                   name: str) -> MethodResult:

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from mpsearch.core.checks import check_bool, check_int
 from mpsearch.errors import ConfigError
-from mpsearch.quant.methods._base import MethodConfig, MethodResult, WeightMethod, layer_kind
-from mpsearch.quant.methods._common import check_inputs, codebook_result, input_rows
+from mpsearch.quant.methods._base import MethodConfig, MethodResult, WeightMethod
+from mpsearch.quant.methods._common import check_inputs, codebook_result, grouped_conv_reason, input_rows
 from mpsearch.quant.methods._kmeans1d import assign, kmeans_exact, kmeans_lloyd
 from mpsearch.quant.quantizer import to_rows
 from mpsearch.quant.spec import QuantSpec
@@ -112,9 +112,7 @@ class HessianKMeans(KMeans):
 
     def unsupported_reason(self, layer: nn.Module | None) -> str | None:
         reason = super().unsupported_reason(layer)
-        if reason is None and layer_kind(layer).startswith("conv") and layer.groups != 1:  # type: ignore[union-attr]
-            return f"it needs groups == 1 (one Hessian over the whole fan-in), and this conv has groups={layer.groups}"  # type: ignore[union-attr]
-        return reason
+        return reason if reason is not None else grouped_conv_reason(layer)
 
     def _importance(self, weight: Tensor, spec: QuantSpec, x: Tensor | None, layer: nn.Module | None,
                     name: str) -> Tensor:

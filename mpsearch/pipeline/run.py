@@ -4,7 +4,8 @@ Order (cheap checks first, so a bad recipe fails before heavy work): load and ch
 recipe -> profile, model, data -> discover -> budgets against the resources (infeasible stops
 here) -> sensitivity -> cost table -> plan (ILP / explorer, or with ``allocation.max_drop`` the
 smallest frontier plan within that drop on validation: pipeline/target.py) -> Pareto sweep and uniform
-baselines with PTQ accuracy -> QAT of the plan -> integer conversion and validation -> files.
+baselines with PTQ accuracy -> QAT of the plan (and of ``finetune.frontier_points`` frontier points)
+-> integer conversion and validation -> files.
 
 This module orders the steps; ``report/`` writes the files (``report/files.py`` lists them)
 and builds the summary.
@@ -119,6 +120,12 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
             chosen["acc_qat"] = steps.metric(prep, qmodel, val)
             if baselines and "size_bytes" in table.resource_names:
                 _finetune_nearest_baseline(prep, val, chosen, baselines, baseline_models, bars)
+    frontier_qat: list[dict[str, Any]] = []
+    if qat and front is not None and recipe.finetune is not None and recipe.finetune.frontier_points:
+        from mpsearch.pipeline.frontier_qat import frontier_qat_step
+
+        with _timed(timings, "frontier_qat_s"):  # a few frontier points, the same QAT (finetune.frontier_points)
+            frontier_qat = frontier_qat_step(prep, front.points, frontier, val, bars)
     imodel = report = None
     with _timed(timings, "validation_s"):
         if recipe.validation.integer:
@@ -129,6 +136,7 @@ def _run_steps(prep: steps.Prepared, bars: Progress, timings: dict[str, float]) 
     return RunRecord(sens=sens, table=table, plan=plan, layers=prep.layers, profile=prep.profile, front=front,
                      frontier=frontier, baselines=baselines, chosen=chosen, float_accuracy=float_acc, qat=qat,
                      integer_model=imodel, validation=report, solve_time_s=raw_plan.solve_time_s,
+                     frontier_qat=frontier_qat,
                      pareto_n_points=None if recipe.allocation.pareto is None else recipe.allocation.pareto.n_points)
 
 

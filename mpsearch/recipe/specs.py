@@ -204,9 +204,12 @@ class FinetuneSpec:
     batch_size: int = 64
     distill: DistillSpec | None = None
     seed: int | None = None  # None: the recipe's seed
+    frontier_points: int = 3  # Pareto points fine-tuned the same way, spread along the frontier (0: off)
 
     def __post_init__(self) -> None:
         check_int(self.epochs, "FinetuneSpec", "epochs", min=0)
+        check_int(self.frontier_points, "FinetuneSpec", "frontier_points", min=0,
+                  rule="an integer >= 0 (0: no frontier point is fine-tuned)")
         check_number(self.lr, "FinetuneSpec", "lr", min=0, min_exclusive=True)
         check_int(self.batch_size, "FinetuneSpec", "batch_size", min=1)
         check_int(self.seed, "FinetuneSpec", "seed", min=0, allow_none=True,

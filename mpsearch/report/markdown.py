@@ -6,6 +6,7 @@ import os
 from typing import Any, Mapping
 
 from mpsearch.core.io import write_text_atomic
+from mpsearch.report.frontier_qat import frontier_qat_section
 from mpsearch.report.guard import guard_section
 from mpsearch.report.target import target_section
 from mpsearch.report.metric import metric_view
@@ -113,6 +114,7 @@ def render_report(s: Mapping[str, Any]) -> str:
         for p in s["frontier"]:
             L.append(f"| {p[res]:.6g} | {p['omega']:.4g} | {_pct(p.get('acc_ptq'))} |")
         L.append("")
+    L += frontier_qat_section(s, _pct, m.label)
     t = s.get("timings_s", {})
     L += ["## Timings", "", ", ".join(f"{k} {v:.1f}" for k, v in t.items()), ""]
     return "\n".join(L)

@@ -8,7 +8,7 @@ below ``recipe/`` in the stack and does not read recipes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mpsearch.core.cost_table import CostTable
@@ -73,6 +73,7 @@ class RunRecord:
         validation: its validation report, or None.
         solve_time_s: wall time of the allocation that made the plan (None if unknown).
         pareto_n_points: how many budgets the Pareto sweep was asked for (None without one).
+        frontier_qat: the frontier points fine-tuned like the chosen plan, with PTQ and QAT metric.
     """
 
     sens: Sensitivity
@@ -90,6 +91,7 @@ class RunRecord:
     validation: ValidationReport | None = None
     solve_time_s: float | None = None  # of the plan as the allocator returned it (plan.yaml drops wall times)
     pareto_n_points: int | None = None  # the budgets the Pareto sweep was asked for
+    frontier_qat: list[dict[str, Any]] = field(default_factory=list)  # frontier points after QAT (pipeline/frontier_qat.py)
 
 
 #: Keys of a plan's meta that say what closed it (report/truth.py reads them).
@@ -116,7 +118,7 @@ def run_summary(header: RunHeader, run: RunRecord, timings_s: Mapping[str, float
         "validation_split": header.validation_split,
         "inputs": header.inputs, "timings_s": timings_s,
         "frontier": run.frontier, "pareto_resource": None if run.front is None else run.front.resource,
-        "pareto_n_points": run.pareto_n_points, "n_layers": len(run.layers),
+        "pareto_n_points": run.pareto_n_points, "frontier_qat": run.frontier_qat, "n_layers": len(run.layers),
         "guard": plan.meta.get("guard"), "omega_sources": _omega_sources(run.table),
         "target": {k: plan.meta[k] for k in _TARGET_META if k in plan.meta} or None,
     })

@@ -14,6 +14,7 @@ from mpsearch.pipeline import run_recipe, steps
 from mpsearch.pipeline.frontier_qat import spread_indices
 from mpsearch.qat import FinetuneConfig, finetune_
 from mpsearch.recipe.load import recipe_from_dict
+from mpsearch.report.progress import Progress
 
 
 def _raw(tmp_path: Path, frontier_points: object) -> dict:
@@ -43,7 +44,7 @@ def test_each_point_matches_an_independent_finetune(tmp_path: Path) -> None:
     result = run_recipe(recipe)
     rows = result.summary["frontier_qat"]
     prep = steps.prepare(recipe)
-    table = steps.table_step(prep, steps.sensitivity_step(prep, _NoBars()))
+    table = steps.table_step(prep, steps.sensitivity_step(prep, Progress(enabled=False)))
     front = pareto(table, "size_bytes", 5, prep.budgets.without("size_bytes"), rules=prep.profile.rules)
     picked = spread_indices(len(front.points), 2)
     assert len(front.points) >= 2 and [r["frontier_index"] for r in rows] == picked == [0, len(front.points) - 1]
@@ -78,14 +79,3 @@ def test_bad_frontier_points_names_file_key_rule_value(tmp_path: Path, bad: obje
         recipe_from_dict(_raw(tmp_path, bad), where="fq.yaml")
     assert str(e.value) == ("fq.yaml: finetune.frontier_points must be an integer >= 0 (0: no frontier point is "
                             f"fine-tuned), but got {bad!r}")
-
-
-class _NoBars:
-    def add(self, *a, **k):
-        return 0
-
-    def update(self, *a, **k):
-        pass
-
-    def finish(self, *a, **k):
-        pass

@@ -13,6 +13,7 @@ from mpsearch.errors import ConfigError
 from mpsearch.pipeline import run_recipe, steps
 from mpsearch.pipeline.guard import mean_loss
 from mpsearch.recipe.load import recipe_from_dict
+from mpsearch.report.progress import Progress
 from mpsearch.recipe.specs import AllocationSpec
 
 
@@ -34,7 +35,7 @@ def test_run_keeps_the_k_best_plan_with_the_lowest_val_loss(tmp_path: Path) -> N
     result = run_recipe(recipe)
     plan = BitPlan.load(result.results_dir / "plan.yaml")
     prep = steps.prepare(recipe)
-    table = steps.table_step(prep, steps.sensitivity_step(prep, _NoBars()))
+    table = steps.table_step(prep, steps.sensitivity_step(prep, Progress(enabled=False)))
     plans = allocate_k_best(table, prep.budgets, 4)
     losses = [mean_loss(steps.quantize_plan(prep, p), prep.inputs.task.loss_fn, prep.inputs.val) for p in plans]
     best = min(range(len(losses)), key=lambda i: (losses[i], i))
@@ -48,7 +49,7 @@ def test_k_best_1_is_the_ilp_plan(tmp_path: Path) -> None:
     recipe = _recipe(tmp_path, 1)
     result = run_recipe(recipe)
     prep = steps.prepare(recipe)
-    table = steps.table_step(prep, steps.sensitivity_step(prep, _NoBars()))
+    table = steps.table_step(prep, steps.sensitivity_step(prep, Progress(enabled=False)))
     ilp = allocate(table, prep.budgets)
     assert {n: b.key for n, b in result.plan.layers.items()} == {n: b.key for n, b in ilp.layers.items()}
     assert "k_best" not in result.plan.meta
@@ -57,14 +58,3 @@ def test_k_best_1_is_the_ilp_plan(tmp_path: Path) -> None:
 def test_k_best_must_be_a_positive_int() -> None:
     with pytest.raises(ConfigError, match="k_best"):
         AllocationSpec(k_best=0)
-
-
-class _NoBars:
-    def add(self, *a, **k):
-        return 0
-
-    def update(self, *a, **k):
-        pass
-
-    def finish(self, *a, **k):
-        pass

@@ -30,7 +30,7 @@ from mpsearch.execution import to_integer
 from mpsearch.execution.kernels import resolve_gemm
 from mpsearch.quant import quantizable_layer_names, quantize
 
-from _timing import fastest_steps, time_interleaved  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _timing import print_fastest_steps, time_interleaved  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 MODELS = ("small_cnn", "resnet_tiny", "mobilenet_tiny")
 PLANS = {"w8a8": (8, 8), "w4a4": (4, 4)}
@@ -48,14 +48,7 @@ def _print_steps(name: str, device: torch.device, batch: int, repeats: int) -> N
     x = x_test.repeat(-(-batch // len(x_test)), 1, 1, 1)[:batch].to(device)
     q = quantize(model, BitPlan.uniform(quantizable_layer_names(model), 8, 8), batches(splits.train, 256))
     imodel = to_integer(q, x[:2].cpu()).to(device)
-    steps = imodel.steps()
-    best, env = fastest_steps(imodel, x, repeats, _sync(device))
-    for step, t in zip(steps, best):
-        ops = "+".join(imodel.ops[i].KIND for i in step.ops)
-        first = imodel.ops[step.ops[0]]
-        what = f"weight {tuple(first.weight.shape)}" if hasattr(first, "weight") else ""
-        print(f"{ops:<15} {step.output:<28} {str(tuple(env[step.output].shape)):<18} {t * 1e3:7.3f} ms  {what}")
-    print(f"sum of the fastest calls: {sum(best) * 1e3:.3f} ms")
+    print_fastest_steps(imodel, x, repeats, _sync(device))
 
 
 def main() -> None:

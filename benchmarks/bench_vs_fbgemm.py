@@ -42,7 +42,7 @@ from mpsearch.execution import to_integer
 from mpsearch.execution.reference import torch_int8_reference
 from mpsearch.quant import quantizable_layer_names, quantize
 
-from _timing import fastest_steps, time_interleaved  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _timing import print_fastest_steps, time_interleaved  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 MODELS = ("small_cnn", "resnet_tiny", "mobilenet_tiny")
 LM_LAYERS = ("blocks.0.attn.q_proj", "blocks.0.mlp.fc_in", "blocks.0.mlp.fc_out", "head")
@@ -99,14 +99,7 @@ def profile(name: str, batch: int, threads: int, repeats: int) -> None:
     """Best time of each integer kernel call and of each torch.ao step of ``name``."""
     torch.set_num_threads(threads)
     imodel, _, _, x = cnn_pair(name, batch) if name in MODELS else lm_pair(name, batch)
-    steps = imodel.steps()
-    best, env = fastest_steps(imodel, x, repeats)
-    for step, t in zip(steps, best):
-        ops = "+".join(imodel.ops[i].KIND for i in step.ops)
-        first = imodel.ops[step.ops[0]]
-        what = f"weight {tuple(first.weight.shape)}" if hasattr(first, "weight") else ""
-        print(f"{ops:<22} {step.output:<28} {str(tuple(env[step.output].shape)):<20} {t * 1e3:8.3f} ms  {what}")
-    print(f"executor: sum of the fastest calls {sum(best) * 1e3:.3f} ms")
+    print_fastest_steps(imodel, x, repeats)
     with torch.autograd.profiler.profile() as prof, torch.no_grad():
         _, _, fb, _ = cnn_pair(name, batch) if name in MODELS else lm_pair(name, batch)
         for _ in range(repeats):

@@ -1,8 +1,12 @@
 """Decision quality on the language-model task (gpt_tiny, bits per byte, lower is better), PTQ and after QAT.
 
     PYTHONPATH=. nice -n 5 python benchmarks/bench_decisions.py --tasks lm --seeds 0 1 2 --qat-steps 150
+    # or one seed per process, then score the peer plans written since and merge the seeds:
+    PYTHONPATH=. nice -n 5 python benchmarks/bench_decisions.py --tasks lm --seeds 1 --out benchmarks/results/decisions_lm_s1.json
+    PYTHONPATH=. nice -n 5 python benchmarks/bench_decisions_lm.py --seeds 0 1 2 --qat-steps 150
 
-(run through bench_decisions.py; this module holds the LM half). Each seed is one trained gpt_tiny
+(run through bench_decisions.py; this module holds the LM half, and its ``main`` adds peer plans
+(``benchmarks/peers/run_modelopt_lm.py``) to per-seed result files and prints the merged tables). Each seed is one trained gpt_tiny
 (``load_demo_lm_run(seed=...)``, cached) with its own sensitivity / calibration windows (as
 bench_lm.py). Candidates: the weight-only LLM formats w2/w3/w4 g128, w8 per channel, w16 (15 layers,
 tied embedding/head one group: 5^14 = 6e9 plans, beyond brute force: no oracle rank). Budgets: the
@@ -43,7 +47,8 @@ from decisions_methods import default_decision, kbest_decision, plan_of_keys, ra
 FORMATS = ["w2a16g128", "w3a16g128", "w4a16g128", "w8a16", "w16a16"]
 BUDGETS = {"W4 g128": "w4a16g128", "W3 g128": "w3a16g128"}
 PEER_DIR = Path(__file__).resolve().parent / "results" / "peers"
-PEERS = ["modelopt-gradient", "nncf-hawq", "aimet-amp"]
+PEERS = ["modelopt-gradient", "modelopt-kl", "nncf-hawq", "aimet-amp"]
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def keys_of(plan: BitPlan) -> dict[str, str]:
@@ -146,3 +151,86 @@ def print_tables_lm(rows: list[dict[str, Any]]) -> None:
             qs = (ms([a for a, _ in q]), ms([a - b for a, b in q])) if len(q) == len(got) else ("", "")
             note = f" ({len(got)} seeds)" if len(got) != len(cells) else ""
             print(f"| {m}{note} | {ms([g['metric'] for g, _ in got])} | {d} | {qs[0]} | {qs[1]} |")
+
+
+def qat_bits_per_byte(model: Any, q: Any, splits: Any, seed: int, steps: int) -> float:
+    """``q`` fine-tuned in place as in ``one_seed_lm`` (KD from ``model``, lr 5e-4, ``steps`` batches of 16), test bits/byte."""
+    ctx = model.config.context
+    train = list(text_batches(splits.train, ctx, 16, n_batches=steps, seed=2000 + seed))
+    finetune_(q, train, FinetuneConfig(epochs=1, lr=5e-4, seed=0, n_threads=1), DistillConfig(model, 1.0, 0.5))
+    return float(bits_per_byte(q, list(text_batches(splits.test, ctx, 64))))
+
+
+def add_peers(row: dict[str, Any], qat_steps: int) -> bool:
+    """Score the peer plans of ``row``'s seed that the row lacks (PTQ and QAT on test, validation); True if any."""
+    from mpsearch.hardware.resources import resource_table
+
+    seed, todo = row["seed"], []
+    for label, cell in row["budgets"].items():
+        for peer in PEERS:
+            path = PEER_DIR / f"{peer}_lm_s{seed}.json"
+            got = json.loads(path.read_text()) if path.is_file() else {}
+            have = cell["methods"].get(peer, {})
+            if label in got.get("plans", {}) and ("qat" not in have and qat_steps or "metric" not in have):
+                todo.append((label, peer, got["plans"][label]))
+            elif got.get("error"):
+                cell.setdefault("peer_errors", {})[peer] = got["error"]
+    if not todo:
+        return False
+    run = load_demo_lm_run("gpt_tiny", seed=seed)
+    model, splits = run.model.eval(), run.splits
+    ctx = model.config.context
+    windows = list(text_batches(splits.train, ctx, 32, n_batches=6, seed=1000 + seed))  # as one_seed_lm
+    calib, profile = windows[2:], mps.load_profile("x86-2core-int")
+    val, test = list(text_batches(splits.val, ctx, 64)), list(text_batches(splits.test, ctx, 64))
+    layers = mps.discover(model, splits.example_inputs(2, ctx))
+    table = resource_table(layers, profile, formats=FORMATS, ties=weight_ties(layers))
+    done: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
+    for label, peer, keys in todo:
+        cell, sig = row["budgets"][label], tuple(sorted(keys.items()))
+        if sig not in done:
+            plan = plan_of_keys(table, keys)
+            q = mps.quantize(model, plan, calib, profile=profile)
+            done[sig] = {"metric": float(bits_per_byte(q, test)), "val": float(bits_per_byte(q, val)),
+                         "size_bytes": float(table.totals(table.rows_for_plan(plan))["size_bytes"])}
+            if qat_steps:
+                done[sig]["qat"] = qat_bits_per_byte(model, q, splits, seed, qat_steps)
+        size = done[sig]["size_bytes"]
+        cell["methods"][peer] = {"keys": dict(keys), **done[sig], "over_budget": size > cell["size_bytes"] * (1 + 1e-9)}
+        print(f"  lm seed {seed} {label} {peer}: {done[sig]}", flush=True)
+    return True
+
+
+def main() -> None:
+    """Add peer plans to the per-seed result files, then print the tables over the seeds."""
+    import argparse
+
+    import torch
+
+    ap = argparse.ArgumentParser(description="Merge per-seed LM results of bench_decisions.py, adding peer plans.")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--qat-steps", type=int, default=150, help="QAT steps for peer plans (as the seed runs')")
+    ap.add_argument("--per-seed", default=str(RESULTS / "decisions_lm_s{seed}.json"))
+    ap.add_argument("--out", default=str(RESULTS / "decisions_lm.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    for seed in args.seeds:
+        path = Path(args.per_seed.format(seed=seed))
+        data = json.loads(path.read_text())
+        row = data["tasks"]["lm"][0]
+        if add_peers(row, args.qat_steps):
+            path.write_text(json.dumps(data, indent=1))
+        rows.append(row)
+    ctx = load_demo_lm_run("gpt_tiny", seed=args.seeds[0]).model.config.context
+    from mpsearch.demo import load_text_splits
+
+    n_pred = sum(int(y.numel()) for _, y in text_batches(load_text_splits().test, ctx, 64))
+    print(f"one point = {n_pred} test predictions (bytes) per seed")
+    print_tables_lm(rows)
+    Path(args.out).write_text(json.dumps({"seeds": args.seeds, "n_test_predictions": n_pred, "rows": rows}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mpsearch.allocation import lagrange_bb
 from mpsearch.allocation.branching import BranchResult, branch_and_bound
 from mpsearch.allocation.problem import Core, Problem
 from mpsearch.allocation.reduce import incumbent, lagrangian, restrict
@@ -42,9 +43,13 @@ class ExactSolver:
     """
 
     def __init__(self, problem: Problem, solver: str, msg: bool = False, reduce: bool = True,
-                 max_nodes: int = MAX_NODES) -> None:
+                 max_nodes: int = MAX_NODES, fast: bool = False) -> None:
         self.problem = problem
         self.max_nodes = max_nodes
+        # compiled Lagrangian branching (lagrange_bb) for cores with <= 2 budget rows, where asked for
+        # and numba is there: pareto asks (numba's start-up, ~1-3 s a process, is paid once per
+        # sweep), allocate does not (one solve would pay it for a few ms saved)
+        self.fast = bool(fast) and lagrange_bb.available()
         self.backend_cls = get_backend(solver)
         self.msg = msg
         self.lp = get_lp_engine(solver)(problem) if reduce and problem.n_vars else None
@@ -72,7 +77,10 @@ class ExactSolver:
             return SolverOutcome(INFEASIBLE, None, None, t_lp - t0, "LP relaxation infeasible")
         lam = lp.lam if lp.status == LP_OPTIMAL else np.zeros(len(limits))  # lam = 0 is still a valid bound
         bound, rc, tol = lagrangian(p, lam, limits)
-        inc = incumbent(p, limits, lp.x, start, rc=rc, bound=bound - tol, target=_target(p, bound, gap_rel))
+        # the compiled search finds plans itself: skip the local search (~5 ms a solve) before it
+        fast = self.fast and 1 <= len(limits) <= lagrange_bb.MAX_ROWS
+        inc = incumbent(p, limits, lp.x, start, rc=rc, bound=bound - tol, target=_target(p, bound, gap_rel),
+                        search=not fast, max_moves=FAST_INCUMBENT_MOVES if fast else 200)
         if inc is None:  # no incumbent: nothing can be removed, the MIP decides (feasibility too)
             keep = np.ones(p.n_vars, dtype=bool)
             upper = np.inf
@@ -108,7 +116,7 @@ class ExactSolver:
 
         branched = None
         if core_start is not None:
-            branched = self._branch(core, red.limits, core_start, core_gap, remaining)
+            branched = self._branch(core, red.limits, core_start, core_gap, remaining, lam / scale)
             t_bb = time.perf_counter()
             stats.update(bb_s=t_bb - t_fix, bb_nodes=branched.n_nodes, bb_lps=branched.n_lps)
             if branched.closed and branched.chosen is not None:
@@ -148,8 +156,14 @@ class ExactSolver:
 
 
     def _branch(self, core: Core, limits: np.ndarray, start: np.ndarray, gap_abs: float,
-                remaining: float | None) -> BranchResult:
-        """Group branching on the normalized core, with an LP of the same engine built on it."""
+                remaining: float | None, lam: np.ndarray) -> BranchResult:
+        """Group branching on the normalized core: compiled with Lagrangian bounds (one or two
+        budget rows, numba installed), else with node LPs of the LP engine built on the core."""
+        if self.fast and 1 <= len(core.coef) <= lagrange_bb.MAX_ROWS:
+            nodes = min(lagrange_bb.MAX_NODES, max(2, FAST_NODE_VARS // max(core.n_vars, 1)))
+            if remaining is not None:  # a time limit: a node budget that fits its share (~50 us a node)
+                nodes = max(1, min(nodes, int(BRANCH_TIME_SHARE * remaining / FAST_NODE_S)))
+            return lagrange_bb.branch_lagrange(core, limits, start, gap_abs, lam, nodes)
         lp_core = type(self.lp)(core)
         root = lp_core.solve(limits)
         deadline = None if remaining is None else time.perf_counter() + BRANCH_TIME_SHARE * remaining
@@ -199,6 +213,13 @@ SLOW_LP_MAX_NODES = 2
 
 #: Share of the time limit left (when the caller set one) that group branching may use.
 BRANCH_TIME_SHARE = 0.5
+#: Repair and upgrade moves of the LP rounding before the compiled search (it upgrades plans itself).
+FAST_INCUMBENT_MOVES = 20
+#: Free candidates x nodes the compiled search may spend (a node costs ~0.1-0.2 us per candidate:
+#: 20 000 nodes on the 259 candidates of a 54-layer table, 250 on a 20 000-candidate core).
+FAST_NODE_VARS = 5_000_000
+#: Time of one node of the compiled search, to turn a time limit into a node budget (upper end).
+FAST_NODE_S = 50e-6
 #: Free candidates x nodes that branching may spend: a node costs a few LPs whose time grows with
 #: the core, so a core of tens of thousands of candidates gets a few nodes, not minutes.
 BRANCH_NODE_VARS = 300_000

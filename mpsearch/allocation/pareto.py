@@ -111,7 +111,7 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
     lo, _ = minimize_resource(table, resource, limits, pinned, solver, time_limit_s)
     if lo is None:
         raise infeasible_error(table, limits, pinned, solver, labels)
-    exact = ExactSolver(problem, solver)
+    exact = ExactSolver(problem, solver, fast=True)  # compiled branching where numba is installed
     top = float(problem.hi[0]) + float(_slack([problem.hi[0]])[0])  # resource effectively free
     free = exact.solve(problem.scale_limits([top, *values]), time_limit_s, gap_rel)
     free_meta = solve_meta(exact)

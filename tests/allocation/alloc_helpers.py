@@ -10,6 +10,7 @@ import pytest
 from mpsearch.core.cost_table import CostTable
 
 HAVE_HIGHS = importlib.util.find_spec("highspy") is not None
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 SOLVERS = ["cbc", pytest.param("highs", marks=pytest.mark.skipif(not HAVE_HIGHS, reason="highspy not installed"))]
 PAIRS = [(2, 8), (4, 4), (4, 8), (8, 8)]
 

@@ -27,10 +27,14 @@ from mpsearch.allocation.problem import Core, Problem
 from mpsearch.allocation.solvers._base import LP_ERROR, LpResult
 from mpsearch.core.cost_table import CostTable
 
-from alloc_helpers import HAVE_HIGHS, PAIRS, SOLVERS, enumerate_all, random_table
+from alloc_helpers import HAVE_HIGHS, HAVE_NUMBA, PAIRS, SOLVERS, enumerate_all, random_table
 
 pytestmark = pytest.mark.skipif(not HAVE_HIGHS, reason="group branching re-solves node LPs in highspy")
 NAMES = ["size_bytes", "bops", "latency_ms"]
+#: Which search branches on cores with <= 2 budget rows: the compiled Lagrangian one (the default
+#: with numba, mpsearch.allocation.lagrange_bb) or the HiGHS node-LP one (always used for 3 rows).
+FAST = [pytest.param(False, id="highs-search"),
+        pytest.param(True, id="compiled-search", marks=pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed"))]
 GAPS = (0.0, 1e-4, 0.05)
 
 
@@ -155,8 +159,9 @@ def _feasible_instances(first_seed: int, n: int, degenerate: bool = False) -> li
 
 
 # -- against brute force, through ExactSolver ----------------------------------------------------
+@pytest.mark.parametrize("fast", FAST)
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_random_tables_with_ties_pins_and_tight_budgets(solver):
+def test_random_tables_with_ties_pins_and_tight_budgets(solver, fast):
     """Budgets met, objective within (1 + gap_rel) of the optimum, bound <= optimum, "optimal"
     only for the optimum, and gap 0 proves it. Limits lie between attainable totals: budgets
     at a plan's exact total, and the gap_rel > 0 bound, have their own tests below."""
@@ -164,18 +169,19 @@ def test_random_tables_with_ties_pins_and_tight_budgets(solver):
     closed_by = set()
     for inst in instances:
         for gap_rel in GAPS:
-            out, stats = inst.solve(solver, gap_rel)
+            out, stats = inst.solve(solver, gap_rel, fast=fast)
             inst.check(out, gap_rel)
             closed_by.add(stats["closed_by"])
     assert "branching" in closed_by  # the new stage is exercised, not only fixing
 
 
+@pytest.mark.parametrize("fast", FAST)
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_degenerate_tables_with_many_equal_costs(solver):
+def test_degenerate_tables_with_many_equal_costs(solver, fast):
     instances = _feasible_instances(100, 20, degenerate=True)
     for inst in instances:
         for gap_rel in (0.0, 0.05):
-            out, _ = inst.solve(solver, gap_rel)
+            out, _ = inst.solve(solver, gap_rel, fast=fast)
             inst.check(out, gap_rel)
 
 
@@ -206,7 +212,7 @@ def test_node_limit_hands_over_to_the_mip(max_nodes):
     """With (almost) no nodes, the MIP engine finishes from the search's plan and bound."""
     n_mip = 0
     for inst in _feasible_instances(300, 16):
-        out, stats = inst.solve("highs", 0.0, max_nodes=max_nodes)
+        out, stats = inst.solve("highs", 0.0, max_nodes=max_nodes, fast=False)
         inst.check(out, 0.0)
         n_mip += stats["closed_by"] == "mip"
     assert n_mip >= 3
@@ -217,7 +223,7 @@ def test_time_limit_before_the_search_keeps_the_incumbent_and_the_lp_bound():
     """A limit spent by the LP and fixing: time_limit, the incumbent (feasible) and a bound <= optimum."""
     n = 0
     for inst in _feasible_instances(400, 8):
-        out, stats = inst.solve("highs", 0.0, time_limit_s=1e-9)
+        out, stats = inst.solve("highs", 0.0, time_limit_s=1e-9, fast=False)
         if stats["closed_by"] in ("fixing", "infeasible"):
             continue
         n += 1
@@ -239,6 +245,7 @@ def test_time_limit_during_the_search(monkeypatch):
         return res
 
     monkeypatch.setattr(exact_mod, "branch_and_bound", slow)
+    monkeypatch.setattr(exact_mod.lagrange_bb, "available", lambda: False)  # the HiGHS search
     n = 0
     for inst in _feasible_instances(500, 6):
         out, stats = inst.solve("highs", 0.0, time_limit_s=limit_s)
@@ -328,6 +335,7 @@ def test_lp_error_in_every_node_falls_back_to_the_mip(monkeypatch):
             return LpResult(LP_ERROR, None, None, 0.0)
 
     monkeypatch.setattr(exact_mod, "get_lp_engine", lambda solver: Broken)
+    monkeypatch.setattr(exact_mod.lagrange_bb, "available", lambda: False)  # the search that uses node LPs
     n_mip = 0
     for inst in _feasible_instances(800, 10):
         for gap_rel in (0.0, 0.05):

@@ -21,7 +21,10 @@ Methods, every plan scored by mpsearch's own quantizer on the full test split (c
   quantization MSE x parameters per byte saved, until the budget holds;
 - random20: mean of 20 feasible plans drawn uniformly from the brute-force list;
 - peers: plans written by ``benchmarks/peers/run_<peer>.py`` (``results/peers/<peer>_<task>_s<seed>.json``);
-  a missing file is printed with the reason from the peer's install log.
+  a missing file is printed with the reason from the peer's install log, a peer that failed with its error.
+  AIMET AMP (``aimet-amp``: scored on the validation metric, ``aimet-amp-loss``: on minus the validation
+  loss) hands back its whole Pareto curve; each budget takes the curve's point with the best AIMET score
+  among those whose size fits (``run_aimet.pick_point``, sizes by this file's ``size_of``).
 Oracle rank = 1 + number of feasible plans with a strictly better test metric (ties share a rank).
 ``--qat-epochs > 0`` also fine-tunes mpsearch's plans and the uniform baselines (QAT, seed 0) and reports
 the metric before and after (issue #15 item 5).
@@ -58,9 +61,12 @@ from decisions_methods import default_decision, kbest_decision  # noqa: E402
 
 from mpsearch.pipeline.guard import guard_plan  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+from run_aimet import pick_point  # noqa: E402  (imports no aimet)
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER_DIR = ROOT / "benchmarks" / "results" / "peers"
-PEERS = ["modelopt-gradient", "modelopt-kl", "nncf-hawq", "aimet-amp"]
+PEERS = ["modelopt-gradient", "modelopt-kl", "nncf-hawq", "aimet-amp", "aimet-amp-loss"]
 W_BITS = (2, 3, 4, 8)
 PROFILE = "x86-2core-int"
 
@@ -221,15 +227,25 @@ def one_seed(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
                  "kbest8-valloss+guard": plan_bits(kblg),
                  "uniform": dict.fromkeys(names, 3 if label == "W3" else 2),
                  "greedy-mse": greedy_mse(model, table, names, budget)}
+        peer_meta: dict[str, dict[str, Any]] = {}
         for peer in PEERS:
             path = PEER_DIR / f"{peer}_{task}_s{seed}.json"
             if path.is_file():
                 got = json.loads(path.read_text())
-                if label in got["plans"]:
+                if "curve" in got:  # AIMET AMP: its Pareto curve; the budget picks a point (run_aimet.pick_point)
+                    picked = pick_point(got["curve"], lambda bits: size_of(table, bits), budget)
+                    if picked is not None:
+                        i, point = picked
+                        plans[peer] = {n: int(b) for n, b in point["bits"].items()}
+                        peer_meta[peer] = {"pareto_index": i, "pareto_points": len(got["curve"]),
+                                           "peer_score": point["score"], "rel_bitops": point["rel_bitops"]}
+                        continue
+                if label in got.get("plans", {}):
                     plans[peer] = {n: int(b) for n, b in got["plans"][label].items()}
                 else:
-                    print(f"  peer {peer} {task} seed {seed} {label}: no plan "
-                          f"({got.get('notes', {}).get(label, {}).get('not_expressible', 'not written')})")
+                    notes = got.get("notes", {})
+                    why = notes.get("error") or notes.get(label, {}).get("not_expressible", "not written")
+                    print(f"  peer {peer} {task} seed {seed} {label}: no plan ({why})")
         cell: dict[str, Any] = {"size_bytes": budget, "n_feasible": len(feasible),
                                 "oracle_best": max(v for v, _ in feasible), "methods": {},
                                 "default": {"guard": dec["guard"], "ilp_bits": plan_bits(dec["ilp"]),
@@ -238,7 +254,8 @@ def one_seed(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         for m, bits in plans.items():
             v = score(bits)
             cell["methods"][m] = {"bits": bits, "metric": v, "rank": rank(v), "size_bytes": size_of(table, bits),
-                                  "over_budget": size_of(table, bits) > budget + 1e-9, "val": scorer(bits, t["val"])}
+                                  "over_budget": size_of(table, bits) > budget + 1e-9, "val": scorer(bits, t["val"]),
+                                  **peer_meta.get(m, {})}
         rng = random.Random(seed)
         draws = [feasible[rng.randrange(len(feasible))] for _ in range(20)]
         cell["methods"]["random20"] = {"metric": statistics.fmean(v for v, _ in draws),
@@ -294,6 +311,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     for peer in PEERS:
+        for path in sorted(PEER_DIR.glob(f"{peer}_*.json")):
+            error = json.loads(path.read_text()).get("notes", {}).get("error")
+            if error:
+                print(f"peer {peer}: did not run on {path.stem.removeprefix(peer + '_')}: {error}")
         if not any(PEER_DIR.glob(f"{peer}_*.json")):
             venv = Path("/work/venvs") / peer.split("-")[0]
             log = venv / "install.log"

@@ -214,7 +214,7 @@ SLOW_LP_MAX_NODES = 2
 #: Share of the time limit left (when the caller set one) that group branching may use.
 BRANCH_TIME_SHARE = 0.5
 #: Repair and upgrade moves of the LP rounding before the compiled search (it upgrades plans itself).
-FAST_INCUMBENT_MOVES = 20
+FAST_INCUMBENT_MOVES = 5
 #: Free candidates x nodes the compiled search may spend (a node costs ~0.1-0.2 us per candidate:
 #: 20 000 nodes on the 259 candidates of a 54-layer table, 250 on a 20 000-candidate core).
 FAST_NODE_VARS = 5_000_000

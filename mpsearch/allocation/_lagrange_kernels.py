@@ -68,7 +68,7 @@ def _eval_py(l1, l2, cost, s, t, ptr, fixed, banned, b1, b2):
 
 
 def _smin_py(s, ptr, fixed, banned):
-    """The smallest row-1 total of any plan of the node."""
+    """The smallest total of row ``s`` over the plans of the node."""
     out = 0.0
     for g in range(len(ptr) - 1):
         if fixed[g] >= 0:
@@ -146,8 +146,10 @@ def _inner_py(l2, l1, cost, s, t, ptr, fixed, banned, b1, b2):
 
 def _bound_py(l1, l2, two, cost, s, t, ptr, fixed, banned, b1, b2, thr):
     """``(l1, l2, bound)``: the best multipliers found from the start ``(l1, l2)`` and their valid
-    bound (the LP bound of the node up to the search's stop rule). Stops early once the bound
-    reaches ``thr`` (the node is pruned)."""
+    bound (the LP bound of the node up to the search's stop rule; inf when no plan of the node
+    meets one of the rows on its own). Stops early once the bound reaches ``thr`` (pruned)."""
+    if two and _smin(t, ptr, fixed, banned) > b2:  # no plan of the node meets row 2
+        return l1, l2, INF
     a1, h, g = _inner(l2, l1, cost, s, t, ptr, fixed, banned, b1, b2)
     b_l1, b_l2, best = a1, l2, h
     if not two or h >= thr or g == 0.0 or (g < 0.0 and l2 <= 0.0):
@@ -218,7 +220,7 @@ def kernel(name: str) -> Callable[..., Any]:
         _inner = njit(_inner_py)
         _bound = njit(_bound_py)
         search._bound = _bound
-        for helper in ("_allowed", "_totals", "_improve"):
+        for helper in ("_threshold", "_allowed", "_totals", "_improve"):
             setattr(search, helper, njit(getattr(search, helper)))
         _KERNELS.update(bound=_bound, search=njit(search.search_py))
     return _KERNELS[name]

@@ -23,6 +23,12 @@ FILL_MOVES = 10
 _bound: Any = None  # the compiled bound search, set before this module's kernel is compiled
 
 
+def _threshold(upper, gap_abs):
+    """Bound at or above which a node is pruned: ``gap_abs`` and float rounding below the
+    incumbent; inf without one (nothing is pruned but nodes that hold no plan)."""
+    return INF if upper == INF else upper - gap_abs - 1e-12 * (1.0 + abs(upper))
+
+
 def _allowed(j, g, fixed, banned):
     return fixed[g] == j if fixed[g] >= 0 else banned[j] < 0
 
@@ -112,7 +118,7 @@ def search_py(cost, s, t, two, b1, b2, ptr, var_group, weight, start, gap_abs, l
     while sp > 0 and n_eval < max_nodes:
         sp -= 1
         d, g0, j0, est = st_d[sp], st_g[sp], st_j[sp], st_est[sp]
-        thr = upper - gap_abs - 1e-12 * (1.0 + abs(upper))
+        thr = _threshold(upper, gap_abs)
         if est >= thr:
             closed = min(closed, est)
             continue
@@ -150,7 +156,7 @@ def search_py(cost, s, t, two, b1, b2, ptr, var_group, weight, start, gap_abs, l
             if c < upper:
                 upper = c
                 best_plan[:] = plan
-                thr = upper - gap_abs - 1e-12 * (1.0 + abs(upper))
+                thr = _threshold(upper, gap_abs)
         if bound >= thr:
             closed = min(closed, bound)
             continue

@@ -55,6 +55,9 @@ class ExactSolver:
         self.lp = get_lp_engine(solver)(problem) if reduce and problem.n_vars else None
         self._full = None if self.lp is not None else self.backend_cls(problem, msg=msg)
         self.stats: dict[str, Any] = {}
+        self._whole: tuple[Core, float, float] | None = None  # the normalized problem (compiled search)
+        self._lam: np.ndarray | None = None  # the last root multipliers (compiled search)
+        self._whole_plan: np.ndarray | None = None  # its best plan when it did not close
 
     def solve(self, scaled_limits: np.ndarray, time_limit_s: float | None, gap_rel: float,
               start: np.ndarray | None = None) -> SolverOutcome:
@@ -66,6 +69,12 @@ class ExactSolver:
             self.stats = {"lp": None, "mip_s": out.solve_time_s, "n_vars_after_fixing": self.problem.n_vars,
                           "n_groups_after_fixing": self.problem.n_groups, "closed_by": "mip"}
             return out
+        if self.fast and 1 <= len(limits) <= lagrange_bb.MAX_ROWS:
+            out = self._solve_whole(limits, time_limit_s, gap_rel, start)
+            if out.chosen is not None or out.status == INFEASIBLE:
+                return out
+            # not closed: the LP path below (fixing, the search on the core, the MIP) from its best plan
+            start = self._whole_plan if self._whole_plan is not None else start
         p = self.problem
         t0 = time.perf_counter()
         lp = self.lp.solve(limits)
@@ -154,6 +163,52 @@ class ExactSolver:
             lower = float(p.cost[chosen].sum())
         return done(out.status, chosen, lower, "mip" if out.status != TIME_LIMIT else "time_limit", out.raw)
 
+
+    def _solve_whole(self, limits: np.ndarray, time_limit_s: float | None, gap_rel: float,
+                     start: np.ndarray | None) -> SolverOutcome:
+        """The compiled search on the whole problem, no LP engine and no fixing before it (the search
+        fixes by reduced costs in every node): its root bound is the LP bound, searched from the last
+        solve's multipliers (a sweep's neighbouring point). An outcome with no plan and a status other
+        than infeasible means "not closed": the caller goes on with the LP path."""
+        p = self.problem
+        t0 = time.perf_counter()
+        if self._whole is None:  # built once per problem: a sweep only changes the limits
+            self._whole = _normalized(Core(p.cost, p.coef, p.var_group, p.group_ptr))
+        core, shift, scale = self._whole
+        lam, root = lagrange_bb.root_bound(core, limits, self._lam)
+        t_lp = time.perf_counter()
+        stats: dict[str, Any] = {"lp": "lagrangian", "lp_s": t_lp - t0, "fix_s": 0.0, "mip_s": 0.0,
+                                 "n_vars_after_fixing": p.n_vars, "n_groups_after_fixing": p.n_groups}
+        self.stats = stats
+        if root == np.inf:  # no plan meets the first budget (with the fit slack)
+            stats.update(closed_by="infeasible")
+            return SolverOutcome(INFEASIBLE, None, None, t_lp - t0, "no plan meets the budgets (Lagrangian bound)")
+        self._lam = lam
+        bound = shift + scale * root
+        fits = start is not None and bool(np.all(p.coef[:, start].sum(axis=1) <= limits))
+        stats["lp_gap_rel"] = _rel(p, float(p.cost[start].sum()), bound) if fits else None
+        nodes = lagrange_bb.MAX_NODES if time_limit_s is None else self._fast_nodes(p.n_vars, time_limit_s - (t_lp - t0))
+        res = lagrange_bb.branch_lagrange(core, limits, start if fits else None, _core_gap_abs(p, gap_rel, bound, scale),
+                                          lam, min(nodes, max(2, FAST_NODE_VARS // max(p.n_vars, 1))))
+        stats.update(bb_s=time.perf_counter() - t_lp, bb_nodes=res.n_nodes, bb_lps=res.n_lps)
+        elapsed = time.perf_counter() - t0
+        self._whole_plan = res.chosen
+        if not res.closed:
+            stats.update(closed_by="time_limit")
+            return SolverOutcome(TIME_LIMIT, None, None, elapsed, "compiled search not closed")
+        if res.chosen is None:  # closed without a plan: every node held none
+            stats.update(closed_by="infeasible")
+            return SolverOutcome(INFEASIBLE, None, None, elapsed, "no plan meets the budgets (compiled search)")
+        stats.update(closed_by="gap" if res.n_nodes == 0 else "branching")
+        lower = max(bound, shift + scale * res.bound)
+        if res.optimal:
+            return SolverOutcome(OPTIMAL, res.chosen, float(p.cost[res.chosen].sum()), elapsed, "optimal (compiled search)")
+        return SolverOutcome(WITHIN_GAP, res.chosen, lower, elapsed, "within gap_rel (compiled search)")
+
+    @staticmethod
+    def _fast_nodes(n_vars: int, remaining_s: float) -> int:
+        """Nodes of the compiled search that fit its share of a time limit (~50 us a node)."""
+        return max(1, int(BRANCH_TIME_SHARE * max(remaining_s, 0.0) / FAST_NODE_S))
 
     def _branch(self, core: Core, limits: np.ndarray, start: np.ndarray, gap_abs: float,
                 remaining: float | None, lam: np.ndarray) -> BranchResult:

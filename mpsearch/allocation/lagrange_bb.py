@@ -58,6 +58,34 @@ def load_numba() -> ModuleType:
     return numba
 
 
+def _rows(core: Core, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, float, float]:
+    """``(s, t, two, b1, b2)``: the rows as the kernels read them, limits with the fit slack."""
+    n_rows = len(core.coef)
+    if not 1 <= n_rows <= MAX_ROWS:
+        raise ValueError(f"lagrange_bb: the core must have 1 to {MAX_ROWS} budget rows, but it has {n_rows}")
+    limits = np.asarray(limits, dtype=np.float64)
+    tol_limits = limits + _FIT_TOL * (1.0 + np.abs(limits))  # as branching.py's fits()
+    s = np.ascontiguousarray(core.coef[0], dtype=np.float64)
+    two = n_rows == 2
+    t = np.ascontiguousarray(core.coef[1], dtype=np.float64) if two else np.zeros_like(s)
+    return s, t, two, float(tol_limits[0]), float(tol_limits[1]) if two else 0.0
+
+
+def root_bound(core: Core, limits: np.ndarray, lam: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """``(multipliers, bound)``: the Lagrangian bound of the whole core searched from ``lam`` (the
+    LP bound, see test_lagrange_bb.py); ``inf`` when no plan meets one of the rows on its own."""
+    from mpsearch.allocation._lagrange_kernels import kernel
+
+    s, t, two, b1, b2 = _rows(core, limits)
+    lam = np.zeros(2) if lam is None else np.maximum(np.asarray(lam, dtype=np.float64), 0.0)
+    l1, l2, bound = kernel("bound")(float(lam[0]), float(lam[1]) if two else 0.0, two,
+                                    np.ascontiguousarray(core.cost, dtype=np.float64), s, t,
+                                    np.ascontiguousarray(core.group_ptr, dtype=np.int64),
+                                    np.full(core.n_groups, -1, dtype=np.int64), np.full(core.n_vars, -1, dtype=np.int64),
+                                    b1, b2, np.inf)
+    return np.array([l1, l2][:len(core.coef)]), float(bound)
+
+
 def branch_lagrange(core: Core, limits: np.ndarray, start: np.ndarray | None, gap_abs: float,
                     lam: np.ndarray | None = None, max_nodes: int = MAX_NODES) -> BranchResult:
     """Search the core (see module docstring) for a plan within ``gap_abs`` of its optimum.
@@ -73,14 +101,8 @@ def branch_lagrange(core: Core, limits: np.ndarray, start: np.ndarray | None, ga
     from mpsearch.allocation._lagrange_kernels import kernel
 
     n_rows = len(core.coef)
-    if not 1 <= n_rows <= MAX_ROWS:
-        raise ValueError(f"branch_lagrange: the core must have 1 to {MAX_ROWS} budget rows, but it has {n_rows}")
+    s, t, two, b1, b2 = _rows(core, limits)
     limits = np.asarray(limits, dtype=np.float64)
-    tol_limits = limits + _FIT_TOL * (1.0 + np.abs(limits))  # as branching.py's fits()
-    s = np.ascontiguousarray(core.coef[0], dtype=np.float64)
-    two = n_rows == 2
-    t = np.ascontiguousarray(core.coef[1], dtype=np.float64) if two else np.zeros_like(s)
-    b1, b2 = float(tol_limits[0]), float(tol_limits[1]) if two else 0.0
     weight = (core.coef / np.maximum(np.abs(limits), 1e-12)[:, None]).sum(axis=0)
     lam = np.zeros(n_rows) if lam is None else np.maximum(np.asarray(lam, dtype=np.float64), 0.0)
     first = np.full(core.n_groups, -1, dtype=np.int64) if start is None else np.asarray(start, dtype=np.int64)

@@ -139,3 +139,39 @@ def test_pareto_sweep_with_a_second_budget_matches_brute_force(gap_rel):
         assert best * (1 - 1e-12) <= p.objective <= best * (1 + gap_rel) + 1e-12 * best
         assert p.objective * (1 - p.gap) <= best * (1 + 1e-12)  # the reported gap is a real bound
         assert p.meta["closed_by"] != "mip"
+
+
+@pytest.mark.parametrize("row", [0, 1])
+def test_whole_problem_with_a_budget_below_every_plan_is_infeasible(row):
+    """ExactSolver's compiled path: a budget under the smallest total of its row -> infeasible,
+    found by the root bound (no node, no LP engine)."""
+    table = random_table(7, 6)
+    names = ["size_bytes", "latency_ms"]
+    problem = Problem(table, "omega", names)
+    limits = [float(problem.hi[0]), float(problem.hi[1])]
+    limits[row] = float(problem.lo[row]) * (1 - 1e-6)
+    assert brute_force(table, dict(zip(names, limits)))[0] is None
+    solver = ExactSolver(problem, "highs", fast=True)
+    out = solver.solve(problem.scale_limits(limits), None, 0.0)
+    assert out.status == "infeasible" and out.chosen is None
+    assert solver.stats["closed_by"] == "infeasible" and solver.stats["lp"] == "lagrangian"
+
+
+def test_whole_problem_under_a_time_limit_meets_the_budgets():
+    """A time limit turns into a node budget: the plan still meets both budgets and its bound holds."""
+    for seed in range(400, 420):
+        table = random_table(seed, 9)
+        limits = {"size_bytes": float(np.quantile(table.resources["size_bytes"], 0.4)) * 9,
+                  "latency_ms": float(np.quantile(table.resources["latency_ms"], 0.5)) * 9}
+        best, _ = brute_force(table, limits)
+        if best is None:
+            continue
+        problem = Problem(table, "omega", list(limits))
+        out = ExactSolver(problem, "highs", fast=True).solve(problem.scale_limits(list(limits.values())), 1e-4, 0.0)
+        if out.chosen is None:
+            continue
+        rows = problem.table_rows(out.chosen)
+        assert all(table.resources[n][rows].sum() <= v * (1 + 1e-12) for n, v in limits.items())
+        assert float(table.omega[rows].sum()) >= best * (1 - 1e-12)
+        if out.bound is not None:
+            assert problem.cost_const + problem.cost_scale * out.bound <= best * (1 + 1e-12)

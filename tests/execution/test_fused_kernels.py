@@ -183,9 +183,12 @@ def programs(demo):  # type: ignore[no-untyped-def]
 
 #: kinds of the ops of each fused step (anchor first) and how many such steps each demo model has
 FUSED_STEPS = {
-    "small_cnn": {"conv+requant": 1, "linear+requant": 1},  # conv2 feeds a max pool, conv3 a flatten
-    "resnet_tiny": {"conv+requant": 8, "linear+requant": 1},  # every conv, downsample included
-    "mobilenet_tiny": {"conv+requant": 8, "linear+requant": 1},  # depthwise convs and the head apart
+    # conv2's requant runs before the max pool and conv3's before the flatten (_reorder): both fuse
+    "small_cnn": {"conv+requant": 3, "linear+requant": 1},
+    # every conv, downsample included; each residual add with the requants around it
+    "resnet_tiny": {"conv+requant": 8, "linear+requant": 1, "add+requant+requant": 1, "add+requant": 1,
+                    "add+requant+clamp": 1},
+    "mobilenet_tiny": {"conv+requant": 8, "linear+requant": 1, "add+requant+requant": 2},  # depthwise apart
 }
 
 

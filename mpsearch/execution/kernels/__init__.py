@@ -36,7 +36,7 @@ from mpsearch.execution.kernels.intmm_cpu import IntMmFusedBackend
 from mpsearch.execution.kernels.numba_cpu import NUMBA_MIN_K, NumbaBackend
 
 __all__ = ["AUTO", "BACKENDS", "FUSED", "GEMMS", "GENERIC", "KERNELS", "NUMBA_MIN_K", "Backend", "Kernel",
-           "backend_for", "int_matmul", "resolve_gemm"]
+           "backend_for", "int_matmul", "prepare_add_group", "resolve_gemm"]
 
 Prepare = Callable[[ir.Op, torch.device, Backend], Kernel]
 
@@ -109,3 +109,11 @@ KERNELS: dict[str, Callable[[ir.Op, torch.device, str], Kernel]] = {kind: _prepa
 #: that runs both (the consumer reading the producer's output alone), or None where it does not apply.
 FUSED: dict[tuple[str, str], Callable[[ir.Op, ir.Op, torch.device, str], Kernel | None]] = {
     pair: _prepare_fused for backend in BACKENDS.values() for pair in sorted(backend.fuses)}
+
+
+def prepare_add_group(pre: tuple[ir.Requant | None, ir.Requant | None], post: ir.Requant | ir.Clamp | None,
+                      apart: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device,
+                      gemm: str) -> Kernel | None:
+    """One kernel for an add with the requants that alone feed it and the requant or clamp that
+    alone reads it (:meth:`Backend.fused_add` of the backend ``gemm`` names), or None."""
+    return backend_for(gemm, device).fused_add(pre, post, apart, device)

@@ -25,7 +25,8 @@ by name ("auto" picks per device, :data:`~mpsearch.execution.kernels.AUTO`). A b
 * :meth:`Backend.kernel`: its own kernel for an op, or None to run the generic one
   (:data:`~mpsearch.execution.kernels.GENERIC`) with its GEMM;
 * :meth:`Backend.fused`: one kernel for a producer and the consumer that alone reads it (pairs
-  listed in :attr:`Backend.fuses`), or None where the ops run apart;
+  listed in :attr:`Backend.fuses`), or None where the ops run apart; :meth:`Backend.fused_add`:
+  one kernel for a residual add with the requants around it;
 * :meth:`Backend.usable`: whether it runs on a device here; where not, "int32" runs instead.
 
 How to add a kernel for a new op kind (an op family such as LayerNorm or softmax): write
@@ -86,6 +87,13 @@ class Backend:
 
     def fused(self, producer: ir.Op, consumer: ir.Op, device: torch.device) -> Kernel | None:
         """One kernel running ``producer`` then ``consumer`` (which reads only its output), or None."""
+        return None
+
+    def fused_add(self, pre: tuple[ir.Requant | None, ir.Requant | None], post: ir.Requant | ir.Clamp | None,
+                  apart: Callable[[Tensor, Tensor], Tensor], device: torch.device) -> Kernel | None:
+        """One kernel ``(a, b) -> post(pre[0](a) + pre[1](b))`` for an add, the requants that alone
+        feed it (None: the operand as is) and the requant or clamp that alone reads it (None: the
+        sum), or None; ``apart`` runs the same ops apart (for inputs the kernel does not take)."""
         return None
 
 

@@ -16,6 +16,7 @@ from mpsearch.errors import rule_error
 from mpsearch.execution import ir
 from mpsearch.execution.kernels import _numba_conv
 from mpsearch.execution.kernels._base import DTYPES, Kernel
+from mpsearch.execution.kernels._parallel import run_split
 from mpsearch.execution.kernels.requant import channel_consts
 
 
@@ -71,8 +72,13 @@ def prep_direct(op: ir.Conv | ir.Linear, corr: Tensor, requant: ir.Requant | Non
         oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
         ow = (w_in + pl + pr - (kw - 1) * dw - 1) // sw + 1
         out = torch.empty(n, oh, ow, cout, dtype=out_dtype)
-        kernel(xh.view(-1).numpy(), tuple(xh.shape), wpk, cp, consts, shift, geom, zp, has_rq,
-               out.view(-1, cout).numpy())
+        xn, on, c = xh.numpy(), out.numpy(), xh.shape[3]
+
+        def part(lo: int, hi: int) -> None:  # images lo..hi-1
+            kernel(xn[lo:hi].reshape(-1), (hi - lo, h, w_in, c), wpk, cp, consts, shift, geom, zp, has_rq,
+                   on[lo:hi].reshape(-1, cout))
+
+        run_split(part, n, oh * ow * cout)
         if spatial_dims == 0:
             return out.reshape(*lead, cout)
         y = out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory

@@ -16,8 +16,10 @@ import torch
 from torch import Tensor
 
 from mpsearch.execution.kernels import _numba_jit
+from mpsearch.execution.kernels._parallel import run_split
 
 _KERNEL: list[Callable[..., None]] = []
+_ARGS: dict[tuple[float, int, int, int], tuple[np.float32, ...]] = {}  # float32 scalars of each boundary
 
 
 def quantize_py(x: Any, scale: Any, zp: Any, qmin: Any, qmax: Any, out: Any) -> None:
@@ -34,12 +36,16 @@ def quantize_py(x: Any, scale: Any, zp: Any, qmin: Any, qmax: Any, out: Any) -> 
 def quantize_input(x: Tensor, scale: float, zero_point: int, qmin: int, qmax: int) -> Tensor | None:
     """int8 codes of the float32 CPU tensor ``x`` (the boundary's integers), or None where this
     path does not apply (not CPU float32, numba missing, codes outside int8)."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not _numba_jit.available() or qmin < -128 or qmax > 127:
+    if x.device.type != "cpu" or x.dtype != torch.float32 or qmin < -128 or qmax > 127:
         return None
-    if not _KERNEL:
+    if not _KERNEL:  # (checked first: find_spec costs microseconds per call)
+        if not _numba_jit.available():
+            return None
         _KERNEL.append(_numba_jit.jit(quantize_py))
-    xc = x.contiguous()
-    out = torch.empty(xc.shape, dtype=torch.int8)
-    f32 = np.float32
-    _KERNEL[0](xc.view(-1).numpy(), f32(scale), f32(zero_point), f32(qmin), f32(qmax), out.view(-1).numpy())
-    return out
+    xn = x.contiguous().view(-1).numpy()
+    out = np.empty(xn.shape, np.int8)
+    k = _ARGS.get((scale, zero_point, qmin, qmax))
+    if k is None:
+        k = _ARGS.setdefault((scale, zero_point, qmin, qmax), tuple(np.float32(v) for v in (scale, zero_point, qmin, qmax)))
+    run_split(lambda lo, hi: _KERNEL[0](xn[lo:hi], *k, out[lo:hi]), len(xn), 1)
+    return torch.from_numpy(out).view(x.shape)

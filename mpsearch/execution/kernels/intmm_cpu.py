@@ -27,6 +27,7 @@ from mpsearch.execution import ir
 from mpsearch.execution.kernels import _numba_intmm
 from mpsearch.execution.kernels._base import DTYPES, Kernel
 from mpsearch.execution.kernels._numba_direct import prep_direct
+from mpsearch.execution.kernels._parallel import run_split
 from mpsearch.execution.kernels.layers import layer_corr
 from mpsearch.execution.kernels.numba_cpu import NumbaBackend
 from mpsearch.execution.kernels.requant import channel_consts
@@ -108,6 +109,18 @@ def prep_gemm_conv(op: ir.Conv | ir.Linear, requant: ir.Requant | None = None) -
     direct = kh == kw == sh == sw == 1 and not (pt or pb or pl or pr)  # the input is the matrix
     im2col, epilogue = _numba_intmm.kernel("im2col"), _numba_intmm.kernel("epilogue")
     shift, zp, has_rq = int(op.bias_shift), int(op.input_zp), requant is not None
+    out_np = np.int8 if out_dtype == torch.int8 else np.int32
+
+    def run_linear(x: Tensor) -> Tensor:  # rows of features: the input is the matrix (less Python per call)
+        if x.dtype != torch.int8:
+            raise rule_error(f"integer op {op.name!r}", "input dtype", "int8 codes", x.dtype)
+        acc = torch._int_mm(x.reshape(-1, x.shape[-1]).contiguous(), w_kn).numpy()
+        out = np.empty((len(acc), cout), out_np)
+        run_split(lambda lo, hi: epilogue(acc[lo:hi], shift, consts, m32, has_rq, out[lo:hi]), len(acc), cout)
+        return torch.from_numpy(out).view(*x.shape[:-1], cout)
+
+    if spatial_dims == 0:
+        return run_linear
 
     def run(x: Tensor) -> Tensor:
         xh = _nhwc(op, x, spatial_dims)
@@ -118,10 +131,12 @@ def prep_gemm_conv(op: ir.Conv | ir.Linear, requant: ir.Requant | None = None) -
             cols = xh.view(n * h * wd, c)
         else:
             cols = torch.empty(n * oh * ow, kh * kw * c, dtype=torch.int8)
-            im2col(xh.numpy(), (kh, kw, sh, sw, dh, dw, pt, pl, oh, ow), zp, cols.numpy())
-        acc = torch._int_mm(cols, w_kn)
+            xn, cn, geo, per = xh.numpy(), cols.numpy(), (kh, kw, sh, sw, dh, dw, pt, pl, oh, ow), oh * ow
+            run_split(lambda lo, hi: im2col(xn[lo:hi], geo, zp, cn[lo * per:hi * per]), n, per * kh * kw * c)
+        acc = torch._int_mm(cols, w_kn).numpy()
         out = torch.empty(n, oh, ow, cout, dtype=out_dtype)
-        epilogue(acc.numpy(), shift, consts, m32, has_rq, out.view(-1, cout).numpy())
+        on = out.view(-1, cout).numpy()
+        run_split(lambda lo, hi: epilogue(acc[lo:hi], shift, consts, m32, has_rq, on[lo:hi]), len(acc), cout)
         return _out_view(out, x, spatial_dims)
 
     return run
@@ -168,7 +183,7 @@ class IntMmFusedBackend(NumbaBackend):
     """``torch._int_mm`` products with numba im2col and epilogues (see the module docstring)."""
 
     name = "int_mm_fused"
-    fuses = frozenset({("conv", "requant"), ("linear", "requant")})
+    fuses = NumbaBackend.fuses
 
     def usable(self, device: torch.device) -> bool:
         return super().usable(device) and cpu_has_int8_dot()

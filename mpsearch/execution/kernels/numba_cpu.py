@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mpsearch.execution import ir
-from mpsearch.execution.kernels import _numba_jit, _numba_kernels
+from mpsearch.execution.kernels import _numba_jit, _numba_kernels, rowops_cpu
 from mpsearch.execution.kernels._base import Kernel, as_2d, from_2d
+from mpsearch.execution.kernels._parallel import run_split
 from mpsearch.execution.kernels._numba_direct import prep_direct
 from mpsearch.execution.kernels.gemm import Int32Backend, Int32Gemm
 from mpsearch.execution.kernels.layers import layer_corr
@@ -92,7 +93,8 @@ def numba_requant(op: ir.Requant, m: Tensor, s: Tensor, offset: Tensor, lo: int 
         if cols == 0 or xm.numel() == 0:
             return None
         out = torch.empty(xm.shape, dtype=out_dtype)
-        kernel(xm.reshape(-1, cols).numpy(), *consts_for(cols), out.view(-1, cols).numpy())
+        xn, on, k = xm.reshape(-1, cols).numpy(), out.view(-1, cols).numpy(), consts_for(cols)
+        run_split(lambda lo, hi: kernel(xn[lo:hi], *k, on[lo:hi]), len(xn), cols)
         return out.movedim(-1, 1) if back else out
 
     return run
@@ -118,7 +120,9 @@ def _prep_depthwise(op: ir.Conv, corr: Tensor) -> Kernel:
         nb, hp, wp = xh.shape[0], xh.shape[1], xh.shape[2]
         oh, ow = (hp - (kh - 1) * dh - 1) // sh + 1, (wp - (kw - 1) * dw - 1) // sw + 1
         out = torch.empty(nb, oh, ow, cout, dtype=torch.int32)
-        dw_kernel(xh.numpy(), w_taps, corr_np, k, (sh, sw), (dh, dw), out.numpy())
+        xn, on = xh.numpy(), out.numpy()
+        run_split(lambda lo, hi: dw_kernel(xn[lo:hi], w_taps, corr_np, k, (sh, sw), (dh, dw), on[lo:hi]), nb,
+                  oh * ow * cout)
         return from_2d(out.permute(0, 3, 1, 2), op.spatial_dims)
 
     return run
@@ -145,6 +149,8 @@ class NumbaBackend(Int32Backend):
             return _prep_depthwise(op, layer_corr(op, device))
         if isinstance(op, ir.Requant):
             return prep_requant(op, device, fast=numba_requant)
+        if isinstance(op, ir.MaxPool):
+            return rowops_cpu.prep_maxpool(op)
         return None
 
     def fused(self, producer: ir.Op, consumer: ir.Op, device: torch.device) -> Kernel | None:
@@ -154,3 +160,8 @@ class NumbaBackend(Int32Backend):
         if isinstance(producer, ir.Conv) and producer.groups != 1:
             return None
         return prep_direct(producer, layer_corr(producer, device), consumer)
+
+    def fused_add(self, pre: tuple[ir.Requant | None, ir.Requant | None], post: ir.Requant | ir.Clamp | None,
+                  apart: Callable[[Tensor, Tensor], Tensor], device: torch.device) -> Kernel | None:
+        """The add, its requants and its clamp in one pass (:func:`.rowops_cpu.prep_add_group`)."""
+        return rowops_cpu.prep_add_group(pre, post, apart)

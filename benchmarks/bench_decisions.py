@@ -50,6 +50,7 @@ from mpsearch.core.plan import LayerBits
 from mpsearch.demo import batches, evaluate
 from mpsearch.demo.images import load_denoise_run, psnr
 from mpsearch.demo.narrow import load_narrow_run
+from mpsearch.demo.train import load_demo_run
 from mpsearch.qat import FinetuneConfig, finetune_, rederive_weight_scales_
 from mpsearch.quant.quantizer import fake_quantize_weight, weight_quantization_error
 from mpsearch.sensitivity import HessianConfig
@@ -73,8 +74,8 @@ PROFILE = "x86-2core-int"
 
 def load_task(task: str, seed: int) -> dict[str, Any]:
     """Model, splits, loss, metric and batch lists of one task and seed."""
-    if task == "narrow_cnn":
-        run = load_narrow_run(seed=seed)
+    if task in ("narrow_cnn", "small_cnn"):
+        run = load_narrow_run(seed=seed) if task == "narrow_cnn" else load_demo_run("small_cnn", seed=seed)
         loss, metric, bs = nn.CrossEntropyLoss(), evaluate, 256
     else:
         run = load_denoise_run(seed=seed)
@@ -153,7 +154,7 @@ def qat_metric(q: nn.Module, t: dict[str, Any], task: str, epochs: int) -> float
     import copy
 
     q = copy.deepcopy(q)
-    if task == "narrow_cnn":
+    if task != "denoise":
         finetune_(q, t["train"], FinetuneConfig(epochs=epochs, lr=1e-3, seed=0, n_threads=1))
     else:
         opt = torch.optim.Adam([p for p in q.parameters() if p.requires_grad], lr=3e-4)
@@ -281,7 +282,7 @@ def ms(values: list[float], scale: float) -> str:
 
 
 def print_tables(task: str, rows: list[dict[str, Any]]) -> None:
-    scale, unit = (100.0, "top-1 %") if task == "narrow_cnn" else (1.0, "PSNR dB")
+    scale, unit = (100.0, "top-1 %") if task != "denoise" else (1.0, "PSNR dB")
     print(f"\n{task}: float {ms([r['float'] for r in rows], scale)} {unit}, {len(rows)} seeds")
     for label in rows[0]["budgets"]:
         print(f"\n| {task} @ uniform {label} size | {unit} (mean ± std) | oracle rank (median; per seed) |"
@@ -300,7 +301,7 @@ def print_tables(task: str, rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", nargs="+", default=["narrow_cnn", "denoise"], choices=["narrow_cnn", "denoise", "lm"])
+    ap.add_argument("--tasks", nargs="+", default=["narrow_cnn", "denoise"], choices=["narrow_cnn", "small_cnn", "denoise", "lm"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--max-probes", type=int, default=32)
     ap.add_argument("--qat-epochs", type=int, default=3)

@@ -186,7 +186,7 @@ def aimet_curve(model: Any, names: list[str], dummy: Any, calib: list[Any], scor
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", nargs="+", default=["narrow_cnn", "denoise"], choices=["narrow_cnn", "denoise"])
+    ap.add_argument("--tasks", nargs="+", default=["narrow_cnn", "denoise"], choices=["narrow_cnn", "small_cnn", "denoise"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--score", choices=["metric", "loss"], default="metric")
     args = ap.parse_args(argv)
@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from mpsearch.demo import batches, evaluate
     from mpsearch.demo.images import load_denoise_run, psnr
     from mpsearch.demo.narrow import load_narrow_run
+    from mpsearch.demo.train import load_demo_run
     from mpsearch.pipeline.guard import mean_loss
 
     torch.set_num_threads(1)
@@ -208,8 +209,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     for task in args.tasks:
         for seed in args.seeds:
             # the same data as bench_decisions.load_task: calibration = train batches 0-1, validation split
-            run = load_narrow_run(seed=seed) if task == "narrow_cnn" else load_denoise_run(seed=seed)
-            loss_fn, metric, bs, scale = ((nn.CrossEntropyLoss(), evaluate, 256, 100.0) if task == "narrow_cnn"
+            run = (load_narrow_run(seed=seed) if task == "narrow_cnn" else load_denoise_run(seed=seed)
+                   if task == "denoise" else load_demo_run("small_cnn", seed=seed))
+            loss_fn, metric, bs, scale = ((nn.CrossEntropyLoss(), evaluate, 256, 100.0) if task != "denoise"
                                           else (nn.MSELoss(), psnr, 128, 1.0))
             calib = list(batches(run.splits.train, 128, shuffle=True, seed=seed))[:2]
             val = list(batches(run.splits.val, bs))

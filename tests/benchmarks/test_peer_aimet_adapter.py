@@ -100,12 +100,14 @@ def _macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
 @pytest.mark.parametrize("path", PEER_FILES, ids=lambda p: p.stem)
 def test_committed_curves_replay_to_aimets_own_bitops(path):
     from mpsearch.demo.images import DenoiseNet
+    from mpsearch.demo.models import SmallCNN
     from mpsearch.demo.narrow import NarrowCNN
 
     got = json.loads(path.read_text())
     if "error" in got.get("notes", {}):
         pytest.skip(f"AIMET did not run: {got['notes']['error']}")
-    model, x = (NarrowCNN(), torch.zeros(1, 1, 8, 8)) if "narrow_cnn" in path.stem else (DenoiseNet(), torch.zeros(1, 1, 16, 16))
+    model, x = {"narrow_cnn": (NarrowCNN(), torch.zeros(1, 1, 8, 8)), "small_cnn": (SmallCNN(), torch.zeros(1, 1, 8, 8)),
+                "denoise": (DenoiseNet(), torch.zeros(1, 1, 16, 16))}[path.stem.rsplit("_s", 1)[0].split("_", 1)[1]]
     macs = _macs(model, x)
     curve = got["curve"]
     base = curve[0]["bits"]

@@ -55,8 +55,11 @@ def keys_of(plan: BitPlan) -> dict[str, str]:
     return {n: b.key for n, b in plan.layers.items()}
 
 
-def one_seed_lm(seed: int, args: Any) -> dict[str, Any]:
-    """Every method at both budgets for one seed: test bits per byte, PTQ and QAT."""
+def one_seed_lm(seed: int, args: Any, budgets: list[str] | None = None, lean: bool = False) -> dict[str, Any]:
+    """Every method at both budgets (or ``budgets``) for one seed: test bits per byte, PTQ and QAT.
+
+    ``lean`` leaves out the extra rows ``mpsearch-ilp`` and ``kbest8-val`` and validation scores not
+    already measured by the decision (under load: the table's methods only), and fine-tunes peer plans too."""
     run = load_demo_lm_run("gpt_tiny", seed=seed)
     model, splits = run.model.eval(), run.splits
     ctx = model.config.context
@@ -94,18 +97,23 @@ def one_seed_lm(seed: int, args: Any) -> dict[str, Any]:
         finetune_(q, train, FinetuneConfig(epochs=1, lr=5e-4, seed=0, n_threads=1), DistillConfig(model, 1.0, 0.5))
         return float(bits_per_byte(q, test))
 
-    row: dict[str, Any] = {"seed": seed, "float": float(bits_per_byte(model, test)),
-                           "float_val": float(bits_per_byte(model, val)), "sensitivity_s": sens_s, "budgets": {}}
+    row: dict[str, Any] = {"seed": seed, "float": float(bits_per_byte(model, test)), "sensitivity_s": sens_s,
+                           "budgets": {}, "qat_steps": args.qat_steps, "n_random": args.n_random, "lean": lean}
+    if not lean:
+        row["float_val"] = float(bits_per_byte(model, val))
+    qat_done: dict[tuple[tuple[str, str], ...], float] = {}
     for label, fmt in BUDGETS.items():
+        if budgets is not None and label not in budgets:
+            continue
         uni = uniform_plan(table, int(fmt[1]), 16, key=fmt)[0]
         budget = float(uni.totals["size_bytes"])
         b = {"size_bytes": budget}
         t0 = time.perf_counter()
         dec = default_decision(model, table, b, profile, lm_loss, calib, on_val, loss_val, False)
         decide_s = time.perf_counter() - t0
-        kb, kb_val = kbest_decision(dec["table"], b, on_val, False)
-        plans: dict[str, BitPlan] = {"mpsearch": dec["plan"], "mpsearch-ilp": mps.allocate(table, budgets=b),
-                                     "kbest8-val": kb, "uniform": uni}
+        kb, kb_val = (None, None) if lean else kbest_decision(dec["table"], b, on_val, False)
+        plans: dict[str, BitPlan] = {"mpsearch": dec["plan"], "uniform": uni} if lean else {
+            "mpsearch": dec["plan"], "mpsearch-ilp": mps.allocate(table, budgets=b), "kbest8-val": kb, "uniform": uni}
         if dec["greedy"] is not None:
             plans["greedy-mse"] = plan_of_keys(table, keys_of(dec["greedy"]))
         for peer in PEERS:
@@ -117,15 +125,18 @@ def one_seed_lm(seed: int, args: Any) -> dict[str, Any]:
                                             "omega_rows_measured": dec["n_measured"]}}
         for m, p in plans.items():
             size = float(table.totals(table.rows_for_plan(p))["size_bytes"])
-            cell["methods"][m] = {"keys": keys_of(p), "metric": metric(p, "test"), "val": on_val(p),
+            cell["methods"][m] = {"keys": keys_of(p), "metric": metric(p, "test"),
+                                  "val": cache.get(("val", tuple(sorted(keys_of(p).items())))) if lean else on_val(p),
                                   "size_bytes": size, "over_budget": size > budget * (1 + 1e-9)}
         rng = random.Random(seed)
         draws = [metric(plan_of_keys(table, random_feasible(table, budget, rng)), "test") for _ in range(args.n_random)]
         cell["methods"]["random20"] = {"metric": statistics.fmean(draws), "draws": draws}
         if args.qat_steps:
-            for m in ("mpsearch", "uniform", "greedy-mse"):
+            for m in ("mpsearch", "uniform", "greedy-mse", *(PEERS if lean else ())):
                 if m in plans:
-                    cell["methods"][m]["qat"] = qat(plans[m])
+                    sig = tuple(sorted(keys_of(plans[m]).items()))  # a peer plan equal to another: fine-tuned once
+                    qat_done[sig] = qat_done[sig] if sig in qat_done else qat(plans[m])
+                    cell["methods"][m]["qat"] = qat_done[sig]
         row["budgets"][label] = cell
         print(f"  lm seed {seed} {label}: " + "  ".join(
             f"{m} {c['metric']:.4f}" + (f"/qat {c['qat']:.4f}" if "qat" in c else "") for m, c in cell["methods"].items())
@@ -201,26 +212,54 @@ def add_peers(row: dict[str, Any], qat_steps: int) -> bool:
     return True
 
 
+def rows_of_seed(seed: int, pattern: str) -> dict[str, Any]:
+    """One seed's row, its budgets gathered from ``pattern``'s files (a full run first, then per-budget runs)."""
+    paths = sorted(Path(pattern.format(seed=seed)).parent.glob(Path(pattern.format(seed=seed)).stem + "*.json"))
+    row: dict[str, Any] | None = None
+    for path in paths:
+        got = json.loads(path.read_text())["tasks"]["lm"][0]
+        got["budgets"] = {k: {**v, "source": path.name} for k, v in got["budgets"].items()}
+        if row is None:
+            row = got
+        else:
+            row["budgets"] = {**got["budgets"], **row["budgets"]}
+    if row is None:
+        raise FileNotFoundError(f"no result file for seed {seed}: {pattern.format(seed=seed)} (run bench_decisions.py)")
+    row["budgets"] = {k: row["budgets"][k] for k in BUDGETS if k in row["budgets"]}
+    return row
+
+
 def main() -> None:
-    """Add peer plans to the per-seed result files, then print the tables over the seeds."""
+    """``--run``: bench one seed's budgets in this process (lean); then add peer plans and print the tables."""
     import argparse
 
     import torch
 
-    ap = argparse.ArgumentParser(description="Merge per-seed LM results of bench_decisions.py, adding peer plans.")
+    ap = argparse.ArgumentParser(description="LM decision benchmark: per-budget runs, peer plans, tables over seeds.")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--qat-steps", type=int, default=150, help="QAT steps for peer plans (as the seed runs')")
+    ap.add_argument("--run", action="store_true", help="run one_seed_lm (lean) for --seeds and --budgets first")
+    ap.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
+    ap.add_argument("--qat-steps", type=int, default=150, help="QAT steps (as the seed runs')")
+    ap.add_argument("--n-random", type=int, default=20)
+    ap.add_argument("--lm-max-probes", type=int, default=64)
+    ap.add_argument("--peer-qat", action="store_true", help="also fine-tune peer plans missing a QAT figure")
     ap.add_argument("--per-seed", default=str(RESULTS / "decisions_lm_s{seed}.json"))
     ap.add_argument("--out", default=str(RESULTS / "decisions_lm.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.run:
+        for seed in args.seeds:
+            row = one_seed_lm(seed, args, budgets=args.budgets, lean=True)
+            tag = "_".join(b.split()[0] for b in args.budgets)
+            path = Path(args.per_seed.format(seed=seed)).with_name(f"{Path(args.per_seed.format(seed=seed)).stem}_{tag}.json")
+            path.write_text(json.dumps({"torch": torch.__version__, "tasks": {"lm": [row]}}, indent=1))
+            print(f"wrote {path}")
+        return
     rows = []
     for seed in args.seeds:
-        path = Path(args.per_seed.format(seed=seed))
-        data = json.loads(path.read_text())
-        row = data["tasks"]["lm"][0]
-        if add_peers(row, args.qat_steps):
-            path.write_text(json.dumps(data, indent=1))
+        row = rows_of_seed(seed, args.per_seed)
+        if add_peers(row, args.qat_steps if args.peer_qat else 0):
+            print(f"  seed {seed}: peer plans added (kept in {args.out})")
         rows.append(row)
     ctx = load_demo_lm_run("gpt_tiny", seed=args.seeds[0]).model.config.context
     from mpsearch.demo import load_text_splits

@@ -13,6 +13,12 @@ from mpsearch.errors import rule_error
 #: with its own forward/backward per probe (the HAWQ/PyHessian loop, kept as the baseline).
 STRATEGIES = ("shared", "blockwise", "per_layer")
 
+#: How weight traces are estimated: "auto" sums the curvature sites of the traced graph
+#: (exact where the network is piecewise linear in a layer, sampled per example elsewhere;
+#: ``ggn_trace.py``) and uses Hutchinson probes only for the layers or graphs it cannot handle;
+#: "hutchinson" always probes.
+TRACE_ESTIMATORS = ("auto", "hutchinson")
+
 #: A progress callback receives plain dicts such as ``{"stage": "trace", "round": 3,
 #: "n_probes": 24, "active_layers": 5, "n_layers": 12}``.
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -55,6 +61,13 @@ class HessianConfig:
             "fisher" measures those layers' empirical Fisher trace instead, says so in one
             WARNING line naming them and the op, and records them in ``meta["fisher_layers"]``;
             "error" raises UnsupportedModelError.
+        trace_estimator: one of :data:`TRACE_ESTIMATORS`. "auto" (the default) measures
+            weight traces from the graph's curvature sites (``ggn_trace.py``): exact (standard
+            error 0) for layers in which the network is piecewise linear, per-example samples
+            elsewhere, Hutchinson probes for layers it cannot handle (tied weights, ...) and for
+            graphs it cannot place (``meta["site_blocker"]`` says why), and always when
+            ``distributed``. ``n_probes`` then counts output-gradient vectors backpropagated
+            to the layer. Activation traces always use Hutchinson probes.
         progress: optional callback, see :data:`ProgressFn`.
     """
 
@@ -71,11 +84,13 @@ class HessianConfig:
     activations: bool = False
     distributed: bool = False
     no_double_backward: str = "fisher"
+    trace_estimator: str = "hutchinson"
     progress: ProgressFn | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         w = "HessianConfig"
         check_choice(self.no_double_backward, w, "no_double_backward", ("fisher", "error"))
+        check_choice(self.trace_estimator, w, "trace_estimator", TRACE_ESTIMATORS)
         check_number(self.rel_stderr_target, w, "rel_stderr_target", min=0, min_exclusive=True, finite=False)
         check_int(self.min_probes, w, "min_probes", min=2)
         check_int(self.max_probes, w, "max_probes", min=2)

@@ -32,6 +32,9 @@ from mpsearch.execution.kernels._numba_jit import load_numba
 
 #: Weight rows per microkernel call (their x block is loaded once for all of them).
 ROWS = 4
+#: x rows per microkernel call in the conv kernel (:func:`gemm_py`): each unpacked weight vector feeds
+#: ``ROWS x PIX`` accumulators held in registers.
+PIX = 4
 #: The widths stored packed.
 PACKED_BITS = (2, 4, 8)
 
@@ -86,12 +89,14 @@ def unpack_rows(packed: np.ndarray, bits: int, n: int, k: int) -> np.ndarray:
 
 
 def _microkernel() -> Any:
-    """The numba intrinsic ``packed_dot(x, xoff, w, woff, row_stride, n_blocks, bits, acc)``.
+    """The numba intrinsic ``packed_dot(x, xoff, x_stride, w, woff, row_stride, n_blocks, bits, pix, acc)``.
 
-    ``acc[r] = sum_{b < n_blocks} sum_{j < B c} u(r, b, j) * x[xoff + B c b + j]`` (int32) for
-    ``r < ROWS``, where ``u(r, b, j) = (w[woff + r * row_stride + B b + j % B] >> (bits * (j // B)))
+    ``acc[P r + p] = sum_{b < n_blocks} sum_{j < B c} u(r, b, j) * x[xoff + p x_stride + B c b + j]``
+    (int32) for ``r < ROWS`` and ``p < P = pix`` (a literal 1 or :data:`PIX`: P rows of ``x``, e.g.
+    the output pixels of a conv, share each unpacked weight vector), where ``u(r, b, j) = (w[woff + r * row_stride + B b + j % B] >> (bits * (j // B)))
     & (2^bits - 1)`` and ``B`` = :func:`block_bytes`. ``x`` int8 (``vpdpbusd``) or int16 (``vpdpwssd``); ``w`` uint8; ``acc`` int32;
-    all C-contiguous; ``bits`` a literal 2, 4 or 8; ``n_blocks >= 1``.
+    all C-contiguous; ``bits`` a literal 2, 4 or 8; ``n_blocks >= 1``. With several x rows the
+    ``ROWS x P`` accumulators stay in registers and each weight vector is unpacked once for all P.
     """
     global _dot
     if _dot is not None:
@@ -102,8 +107,8 @@ def _microkernel() -> Any:
     from numba.extending import intrinsic
 
     @intrinsic
-    def packed_dot(typingctx: Any, x: Any, xoff: Any, w: Any, woff: Any, row_stride: Any, n_blocks: Any,
-                   bits: Any, acc: Any) -> Any:
+    def packed_dot(typingctx: Any, x: Any, xoff: Any, x_stride: Any, w: Any, woff: Any, row_stride: Any,
+                   n_blocks: Any, bits: Any, pix: Any, acc: Any) -> Any:
         if not (isinstance(x, types.Array) and x.dtype in (types.int8, types.int16) and x.layout == "C"):
             return None
         if not (isinstance(w, types.Array) and w.dtype == types.uint8 and w.layout == "C"):
@@ -112,15 +117,18 @@ def _microkernel() -> Any:
             return None
         if not isinstance(bits, types.IntegerLiteral) or bits.literal_value not in PACKED_BITS:
             return None
-        nbits = int(bits.literal_value)
+        if not isinstance(pix, types.IntegerLiteral) or pix.literal_value not in (1, PIX):
+            return None
+        nbits, n_pix = int(bits.literal_value), int(pix.literal_value)
         wide_x = x.dtype == types.int16
-        sig = types.void(x, types.int64, w, types.int64, types.int64, types.int64, bits, acc)
+        i64t = types.int64
+        sig = types.void(x, i64t, i64t, w, i64t, i64t, i64t, bits, pix, acc)
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
             def data(i: int) -> Any:
                 return context.make_array(signature.args[i])(context, builder, args[i]).data
 
-            x_ptr, w_ptr, acc_ptr = data(0), data(2), data(7)
+            x_ptr, w_ptr, acc_ptr = data(0), data(3), data(9)
             nb = block_bytes(nbits)
             i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
             # one block of u: nb bytes; the VNNI vectors: nb / 4 int32 lanes (512 or 256 bits)
@@ -135,8 +143,8 @@ def _microkernel() -> Any:
             def c64(v: int) -> Any:
                 return ir.Constant(i64, v)
 
-            x_base = builder.gep(x_ptr, [args[1]])
-            w_rows = [builder.gep(w_ptr, [builder.add(args[3], builder.mul(args[4], c64(r)))]) for r in range(ROWS)]
+            x_bases = [builder.gep(x_ptr, [builder.add(args[1], builder.mul(args[2], c64(p)))]) for p in range(n_pix)]
+            w_rows = [builder.gep(w_ptr, [builder.add(args[4], builder.mul(args[5], c64(r)))]) for r in range(ROWS)]
             entry = builder.block
             loop = builder.append_basic_block("pdot_loop")
             done = builder.append_basic_block("pdot_done")
@@ -145,52 +153,57 @@ def _microkernel() -> Any:
             blk = builder.phi(i64)
             blk.add_incoming(c64(0), entry)
             accs = []
-            for _ in range(ROWS):
+            for _ in range(ROWS * n_pix):
                 phi = builder.phi(vacc)
                 phi.add_incoming(ir.Constant(vacc, None), entry)
                 accs.append(phi)
-            # x of this block: c chunks of nb codes (int8: one vector; int16: nb / 32 of 32 lanes)
+            # x of this block, per x row: c chunks of nb codes (int8: one vector; int16: nb / 32 of 32 lanes)
             x_chunks = []
-            for i in range(c):
-                start = builder.add(builder.mul(blk, c64(nb * c)), c64(nb * i))
-                p = builder.gep(x_base, [start])
-                if wide_x:
-                    vx = ir.VectorType(i16, nb // 2)  # the int16 lanes of one VNNI operand
-                    p16 = builder.bitcast(p, vx.as_pointer())
-                    parts = [builder.load(builder.gep(p16, [c64(h)]), align=2) for h in range(2)]
-                    x_chunks.append([builder.bitcast(h, vacc) for h in parts])
-                else:
-                    x_chunks.append([builder.bitcast(builder.load(builder.bitcast(p, vu.as_pointer()), align=1), vacc)])
+            for x_base in x_bases:
+                chunks = []
+                for i in range(c):
+                    start = builder.add(builder.mul(blk, c64(nb * c)), c64(nb * i))
+                    p = builder.gep(x_base, [start])
+                    if wide_x:
+                        vx = ir.VectorType(i16, nb // 2)  # the int16 lanes of one VNNI operand
+                        p16 = builder.bitcast(p, vx.as_pointer())
+                        parts = [builder.load(builder.gep(p16, [c64(h)]), align=2) for h in range(2)]
+                        chunks.append([builder.bitcast(h, vacc) for h in parts])
+                    else:
+                        chunks.append([builder.bitcast(builder.load(builder.bitcast(p, vu.as_pointer()), align=1), vacc)])
+                x_chunks.append(chunks)
             mask = ir.Constant(vu, [(1 << nbits) - 1] * nb)
             halves = [ir.Constant(ir.VectorType(i32, nb // 2), list(range(h * nb // 2, (h + 1) * nb // 2)))
                       for h in range(2)]
-            new = []
+            new = list(accs)
             for r in range(ROWS):
                 p = builder.gep(w_rows[r], [builder.mul(blk, c64(nb))])
                 wv = builder.load(builder.bitcast(p, vu.as_pointer()), align=1)
-                a = accs[r]
                 for i in range(c):
                     u = wv if nbits == 8 else builder.and_(
                         wv if i == 0 else builder.lshr(wv, ir.Constant(vu, [nbits * i] * nb)), mask)
                     if wide_x:  # u widened to int16 lanes, in two operands of nb / 2 lanes
                         u16 = builder.zext(u, ir.VectorType(i16, nb))
-                        for h, idx in enumerate(halves):
-                            part = builder.shuffle_vector(u16, ir.Constant(ir.VectorType(i16, nb), None), idx)
-                            a = builder.call(vnni, [a, builder.bitcast(part, vacc), x_chunks[i][h]])
+                        ops = [builder.bitcast(builder.shuffle_vector(u16, ir.Constant(ir.VectorType(i16, nb), None), idx),
+                                               vacc) for idx in halves]
                     else:
-                        a = builder.call(vnni, [a, builder.bitcast(u, vacc), x_chunks[i][0]])
-                new.append(a)
+                        ops = [builder.bitcast(u, vacc)]
+                    for q in range(n_pix):  # one unpacked weight vector, every x row
+                        for h, op in enumerate(ops):
+                            new[r * n_pix + q] = builder.call(vnni, [new[r * n_pix + q], op, x_chunks[q][i][h]])
             blk_next = builder.add(blk, c64(1))
             blk.add_incoming(blk_next, loop)
             for phi, value in zip(accs, new):
                 phi.add_incoming(value, loop)
-            builder.cbranch(builder.icmp_signed("<", blk_next, args[5]), loop, done)
+            builder.cbranch(builder.icmp_signed("<", blk_next, args[6]), loop, done)
             builder.position_at_end(done)
-            for r, value in enumerate(new):
-                total = builder.extract_element(value, ir.Constant(i32, 0))
-                for lane in range(1, nb // 4):
-                    total = builder.add(total, builder.extract_element(value, ir.Constant(i32, lane)))
-                builder.store(total, builder.gep(acc_ptr, [c64(r)]))
+            for r, value in enumerate(new):  # the lanes summed as a tree (halves added)
+                width = nb // 4
+                while width > 1:
+                    width //= 2
+                    halves_idx = [ir.Constant(ir.VectorType(i32, width), list(range(o, o + width))) for o in (0, width)]
+                    value = builder.add(*[builder.shuffle_vector(value, value, idx) for idx in halves_idx])
+                builder.store(builder.extract_element(value, ir.Constant(i32, 0)), builder.gep(acc_ptr, [c64(r)]))
             return context.get_dummy_value()
 
         return sig, codegen
@@ -230,11 +243,11 @@ def linear_py(x: Any, w: Any, bits: int, k_pad: int, shift: int, consts: Any, ha
             break
         for m in range(rows):
             if bits == 4:
-                _dot(xb, m * k_pad, w, r0 * row_bytes, row_bytes, row_bytes // 64, 4, acc)
+                _dot(xb, m * k_pad, 0, w, r0 * row_bytes, row_bytes, row_bytes // 64, 4, 1, acc)
             elif bits == 2:
-                _dot(xb, m * k_pad, w, r0 * row_bytes, row_bytes, row_bytes // 32, 2, acc)
+                _dot(xb, m * k_pad, 0, w, r0 * row_bytes, row_bytes, row_bytes // 32, 2, 1, acc)
             else:
-                _dot(xb, m * k_pad, w, r0 * row_bytes, row_bytes, row_bytes // 64, 8, acc)
+                _dot(xb, m * k_pad, 0, w, r0 * row_bytes, row_bytes, row_bytes // 64, 8, 1, acc)
             for r in range(n_rows):
                 n = r0 + r
                 s = np.int64(acc[r]) - off * sum_x[m]  # sum(codes * x), exact as an int32 sum
@@ -254,3 +267,48 @@ def linear_kernel() -> Callable[..., None]:
         _microkernel()
         _KERNEL.append(jit(linear_py))
     return _KERNEL[0]
+
+
+def gemm_py(cols: Any, sum_x: Any, w: Any, bits: int, shift: int, consts: Any, has_rq: bool, out: Any) -> None:
+    """``out (M, N)`` from ``cols (Mp, Kp)`` int8 (``Mp`` a multiple of ``PIX``, ``M <= Mp``) and ``w``
+    :func:`._numba_packed.pack_rows` at ``bits`` (``Np`` rows, ``Kp * bits / 8`` bytes each); ``consts``
+    int64 ``(6, N)``: ``corr, m, off, s, lo, hi``; see the module docstring."""
+    rows, k_pad = cols.shape
+    n_pix, n_out = out.shape
+    row_bytes = w.shape[1]
+    off = np.int64(1) << (bits - 1)
+    acc = np.zeros(ROWS * PIX, np.int32)  # (the literal 4 below is PIX: the intrinsic takes a literal)
+    flat = cols.reshape(-1)
+    for r0 in range(0, w.shape[0], ROWS):
+        n_rows = min(ROWS, n_out - r0)
+        for m0 in range(0, rows, PIX):
+            if bits == 4:
+                _dot(flat, m0 * k_pad, k_pad, w, r0 * row_bytes, row_bytes, row_bytes // 64, 4, 4, acc)
+            elif bits == 2:
+                _dot(flat, m0 * k_pad, k_pad, w, r0 * row_bytes, row_bytes, row_bytes // 32, 2, 4, acc)
+            else:
+                _dot(flat, m0 * k_pad, k_pad, w, r0 * row_bytes, row_bytes, row_bytes // 64, 8, 4, acc)
+            for p in range(min(PIX, n_pix - m0)):
+                m = m0 + p
+                for r in range(n_rows):
+                    n = r0 + r
+                    s = np.int64(acc[r * PIX + p]) - off * sum_x[m]  # sum(codes * x), exact as an int32 sum
+                    a = np.int32((s << shift) + consts[0, n])  # wraps as an int32 sum does
+                    if has_rq:
+                        y = (np.int64(a) * consts[1, n] + consts[2, n]) >> consts[3, n]
+                        out[m, n] = min(max(y, consts[4, n]), consts[5, n])
+                    else:
+                        out[m, n] = a
+
+
+_GEMM: list[Callable[..., None]] = []
+
+
+def gemm_kernel() -> Callable[..., None]:
+    """:func:`gemm_py` compiled by numba (compiled or loaded from the disk cache once)."""
+    if not _GEMM:
+        from mpsearch.execution.kernels._numba_jit import jit
+
+        _microkernel()
+        _GEMM.append(jit(gemm_py))
+    return _GEMM[0]

@@ -1,5 +1,9 @@
 """Kernels of weight-only linear layers (``wo_linear``: float activations, integer weights).
 
+* up to 4 bits, groups of whole blocks of 128 input features (or one group a row), on a CPU with
+  AVX-512 (:func:`prep_packed_w4`): the codes packed two a byte and dequantised in registers,
+  float32 activations and sums (:mod:`._numba_packed_float`), for calls of one row (decoding);
+  calls of more rows run the kernels below;
 * 4 bits, symmetric or with zero points, groups of 32 / 64 / 128 / 256 input features, output
   features a multiple of 16:
   ``torch.ops.aten._weight_int4pack_mm_for_cpu`` on the weight packed once by
@@ -9,14 +13,16 @@
   bytes, :func:`pack_bits`) and unpacked to float32 per call (``(codes - zp) * scale``); no float
   copy of the weight is kept.
 
-The two packed kernels run in bfloat16 (activations and scales rounded to it, float32 out): that is
+Torch's two packed kernels run in bfloat16 (activations and scales rounded to it, float32 out): that is
 their fast path on CPU; with float32 inputs they measured 30-100x slower (1024x1024, batch 64:
 117 ms against 1.9 ms), slower than float32 ``F.linear``. Their outputs are within bfloat16
-rounding of the simulation's (relative 1e-2), the unpacked form's within float32 rounding.
+rounding of the simulation's (relative 1e-2); the unpacked form's and the packed w4 kernel's within
+float32 rounding (the packed kernel's dequantised weights are the simulation's bit for bit).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -111,9 +117,60 @@ def _int8(op: ir.WeightOnlyLinear, device: torch.device) -> Kernel | None:
     return run
 
 
-def prepare_wo_linear(op: ir.WeightOnlyLinear, device: torch.device, backend: Backend) -> Kernel:
-    """The fastest kernel that runs ``op`` on ``device``: int4 pack, int8 pack, else unpacked."""
-    return _int4(op, device) or _int8(op, device) or _unpacked(op, device)
+def prep_packed_w4(op: ir.WeightOnlyLinear, device: torch.device) -> Kernel | None:
+    """The packed w4a16 kernel (:mod:`._numba_packed_float`: codes two a byte, dequantised in
+    registers, float32 activations and sums), or None where it does not apply: not a CPU with
+    AVX-512 (:func:`.packed.usable`), over 4 bits, groups not whole blocks of 128 codes."""
+    from mpsearch.execution.kernels import _numba_packed_float as nf
+    from mpsearch.execution.kernels.packed import ENABLED, usable
 
+    n, k = op.codes.shape
+    groups = op.scale.shape[1]
+    if not ENABLED[0] or op.w_bits > 4 or not usable(device) or (groups > 1 and (k // groups) % nf.BLOCK):
+        return None
+    lo, hi = int(op.codes.min()), int(op.codes.max())
+    low = -8 if lo < 0 else 0  # the code of stored nibble 0
+    if lo < low or hi > low + 15:
+        return None
+    cz = (low - op.zp.to(torch.int64)).to(torch.float32).numpy()  # small integers: exact
+    codes = (op.codes.to(torch.int16) - low - 8).to(torch.int8).numpy()  # nibble t - 8
+    wpk, sz = nf.pack_tiles(codes, op.scale.to(torch.float32).numpy(), cz)
+    k_pad = wpk.shape[1] * nf.BLOCK
+    bpg = k_pad // nf.BLOCK if groups == 1 else k // groups // nf.BLOCK
+    bias = np.zeros(n, np.float32) if op.bias is None else op.bias.to(torch.float32).numpy().copy()
+    kernel = nf.wo_linear_kernel()  # compile (or load from the disk cache) now, not in the first call
+
+    def run(x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, k).to(torch.float32).contiguous()
+        out = torch.empty(x2.shape[0], n, dtype=torch.float32)
+        kernel(x2.numpy(), wpk, k_pad, sz, bpg, bias, out.numpy())
+        return out.reshape(*lead, n)
+
+    run.packed_weight = wpk  # type: ignore[attr-defined]  # (tests and benchmarks read its size)
+    return run
+
+
+#: Most rows (tokens) per call that run on the packed w4 kernel; calls of more rows run what ran
+#: before (torch's int4 / int8 kernels, else the unpacked form). It reads the weights once per row,
+#: so at 2+ rows torch's int4 kernel measured as fast or faster (1024x1024: 0.125 vs 0.119 ms at
+#: 2 rows, 0.77 vs 0.60 ms at 16; 1 row: 0.077 vs 0.106 ms).
+PACKED_MAX_ROWS = 1
+
+
+def prepare_wo_linear(op: ir.WeightOnlyLinear, device: torch.device, backend: Backend) -> Kernel:
+    """The fastest kernel that runs ``op`` on ``device``: the packed w4 kernel (float32) for calls
+    of at most :data:`PACKED_MAX_ROWS` rows where it applies; otherwise int4 pack, int8 pack, else unpacked."""
+    other = _int4(op, device) or _int8(op, device) or _unpacked(op, device)
+    packed = prep_packed_w4(op, device)
+    if packed is None:
+        return other
+    k = op.codes.shape[1]
+
+    def run(x: Tensor) -> Tensor:
+        return packed(x) if x.numel() <= PACKED_MAX_ROWS * k else other(x)
+
+    run.packed_weight = packed.packed_weight  # type: ignore[attr-defined]
+    return run
 
 KERNELS = {"wo_linear": prepare_wo_linear}

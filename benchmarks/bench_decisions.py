@@ -240,6 +240,12 @@ def one_seed(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
                         plans[peer] = {n: int(b) for n, b in point["bits"].items()}
                         peer_meta[peer] = {"pareto_index": i, "pareto_points": len(got["curve"]),
                                            "peer_score": point["score"], "rel_bitops": point["rel_bitops"]}
+                        # how much the mapping rule matters: the first point that fits (AIMET walks down its
+                        # curve), and the best fitting point by TEST metric (an upper bound on any rule)
+                        fits = [p["bits"] for p in got["curve"] if size_of(table, p["bits"]) <= budget + 1e-9]
+                        best_test = max(scorer(b) for b in fits)
+                        peer_meta[peer].update({"first_fit_metric": scorer(fits[0]), "curve_best_test": best_test,
+                                                "curve_best_rank": rank(best_test), "curve_points_fitting": len(fits)})
                         continue
                 if label in got.get("plans", {}):
                     plans[peer] = {n: int(b) for n, b in got["plans"][label].items()}

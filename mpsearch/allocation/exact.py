@@ -46,9 +46,9 @@ class ExactSolver:
                  max_nodes: int = MAX_NODES, fast: bool = False) -> None:
         self.problem = problem
         self.max_nodes = max_nodes
-        # compiled Lagrangian branching (lagrange_bb) for cores with <= 2 budget rows, where asked for
-        # and numba is there: pareto asks (numba's start-up, ~1-3 s a process, is paid once per
-        # sweep), allocate does not (one solve would pay it for a few ms saved)
+        # compiled Lagrangian branching (lagrange_bb) for <= 2 budget rows, where asked for and numba is
+        # there: pareto asks when a budget is held beside the swept one (numba's start-up, ~1-3 s a process,
+        # is paid once per sweep); allocate does not (one solve would pay it for a few ms saved)
         self.fast = bool(fast) and lagrange_bb.available()
         self.backend_cls = get_backend(solver)
         self.msg = msg
@@ -177,7 +177,7 @@ class ExactSolver:
         core, shift, scale = self._whole
         lam, root = lagrange_bb.root_bound(core, limits, self._lam)
         t_lp = time.perf_counter()
-        stats: dict[str, Any] = {"lp": "lagrangian", "lp_s": t_lp - t0, "fix_s": 0.0, "mip_s": 0.0,
+        stats: dict[str, Any] = {"lp": LAGRANGIAN_LP, "lp_s": t_lp - t0, "fix_s": 0.0, "mip_s": 0.0,
                                  "n_vars_after_fixing": p.n_vars, "n_groups_after_fixing": p.n_groups}
         self.stats = stats
         if root == np.inf:  # no plan meets the first budget (with the fit slack)
@@ -270,6 +270,8 @@ SLOW_LP_MAX_NODES = 2
 BRANCH_TIME_SHARE = 0.5
 #: Repair and upgrade moves of the LP rounding before the compiled search (it upgrades plans itself).
 FAST_INCUMBENT_MOVES = 5
+#: The plan meta's ``lp`` when the compiled search's Lagrangian root bound stood in for the LP engine.
+LAGRANGIAN_LP = "Lagrangian (numba)"
 #: Free candidates x nodes the compiled search may spend (a node costs ~0.1-0.2 us per candidate:
 #: 20 000 nodes on the 259 candidates of a 54-layer table, 250 on a 20 000-candidate core).
 FAST_NODE_VARS = 5_000_000

@@ -111,7 +111,10 @@ def pareto(table: CostTable, resource: str, n_points: int = 20,
     lo, _ = minimize_resource(table, resource, limits, pinned, solver, time_limit_s)
     if lo is None:
         raise infeasible_error(table, limits, pinned, solver, labels)
-    exact = ExactSolver(problem, solver, fast=True)  # compiled branching where numba is installed
+    # with a budget held beside the swept one (two rows: LP gaps of 2-50 %, ~1000 node LPs a sweep) the
+    # compiled search where numba is installed; a one-row sweep closes in a few HiGHS nodes a point and
+    # would only pay numba's start-up (and its first compile: ~20 s on an empty cache)
+    exact = ExactSolver(problem, solver, fast=len(others.resources) > 0)
     top = float(problem.hi[0]) + float(_slack([problem.hi[0]])[0])  # resource effectively free
     free = exact.solve(problem.scale_limits([top, *values]), time_limit_s, gap_rel)
     free_meta = solve_meta(exact)

@@ -154,7 +154,7 @@ def test_whole_problem_with_a_budget_below_every_plan_is_infeasible(row):
     solver = ExactSolver(problem, "highs", fast=True)
     out = solver.solve(problem.scale_limits(limits), None, 0.0)
     assert out.status == "infeasible" and out.chosen is None
-    assert solver.stats["closed_by"] == "infeasible" and solver.stats["lp"] == "lagrangian"
+    assert solver.stats["closed_by"] == "infeasible" and solver.stats["lp"] == exact_mod.LAGRANGIAN_LP
 
 
 def test_whole_problem_under_a_time_limit_meets_the_budgets():

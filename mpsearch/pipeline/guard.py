@@ -16,10 +16,18 @@ metric)"``) with the losses in ``meta["guard"]["losses"]``.
 
 In the API it is optional (call :func:`guard_plan` with your own ``evaluate``); recipes run it
 by default (``allocation.guard: true``), on the validation split, through :func:`guard_step`.
+
+A table with weight-quantization methods (#16): the joint (bits, method) plan is priced by
+one-layer figures, which can fail to add up. :func:`guard_step` first compares it with the
+bits-only plan (the table's round-to-nearest rows allocated alone) example by example on the
+validation split (:func:`methods_test`): the joint plan is kept only when the examples it scores
+better outnumber those it scores worse beyond chance (exact two-sided sign test, McNemar's test
+for a classifier, at ``alpha`` = 0.05); else the simpler bits-only plan goes on to the guard.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -179,26 +187,116 @@ def guard_plan(plan: BitPlan, table: CostTable, budgets: Any, evaluate: Callable
     return done(out, tied or (tiebreak is not None and tie(best, "mixed, re-allocated")))
 
 
-def guard_step(prep: Any, table: CostTable, plan: BitPlan) -> BitPlan:
+def guard_step(prep: Any, table: CostTable, plan: BitPlan, alpha: float | None = None) -> BitPlan:
     """:func:`guard_plan` of a recipe run: PTQ on the calibration batches, scored on the validation split.
 
     With an accuracy metric, plans one validation example apart or closer tie (``tie_margin`` =
-    1 / validation examples) and the validation loss decides."""
+    1 / validation examples) and the validation loss decides. A table with methods: the joint
+    plan must first beat the bits-only plan by :func:`methods_test` at ``alpha`` (None:
+    :data:`METHODS_ALPHA`), else the bits-only plan (and its round-to-nearest table) is guarded;
+    ``meta["guard"]["methods_test"]`` records the test."""
     from mpsearch.pipeline import steps
     from mpsearch.sensitivity.calibrate import weight_error_table
 
     val = prep.inputs.val
+    extra = bits_only(table, prep.budgets, prep.profile.rules, prep.recipe.allocation.solver)
+    test = None
+    if extra:
+        def scores(p: BitPlan) -> list[float]:
+            return per_example_scores(steps.quantize_plan(prep, p), prep.inputs.task, val)
+
+        test = methods_test(plan, extra[BITS_ONLY], scores, METHODS_ALPHA if alpha is None else alpha)
+        if test["kept"] == BITS_ONLY:  # the simpler plan, guarded on its own (round-to-nearest) table
+            plan, table, extra = extra[BITS_ONLY], rtn_table(table), {}
     # accuracy moves in steps of one example, and a one-example lead on validation did not carry to test
     # over 3 trained models x splits of the demo CNNs (docs/BENCHMARKS.md #21): such a lead is a tie,
     # and the validation loss decides
     margin = 1.0 / max(sum(len(y) for _, y in val), 1) if prep.inputs.task.metric == "accuracy" else 0.0
     greedy = greedy_plan(weight_error_table(prep.inputs.model, table, prep.profile), prep.budgets, prep.profile.rules)
     loss_fn = prep.inputs.task.loss_fn
-    return guard_plan(plan, table, prep.budgets, lambda p: steps.metric(prep, steps.quantize_plan(prep, p), val),
-                      higher_is_better=prep.inputs.task.higher_is_better, greedy=greedy, rules=prep.profile.rules,
-                      solver=prep.recipe.allocation.solver, gap_rel=prep.recipe.allocation.gap_rel,
-                      tiebreak=lambda p: mean_loss(steps.quantize_plan(prep, p), loss_fn, val), tie_margin=margin,
-                      extra=bits_only(table, prep.budgets, prep.profile.rules, prep.recipe.allocation.solver))
+    out = guard_plan(plan, table, prep.budgets, lambda p: steps.metric(prep, steps.quantize_plan(prep, p), val),
+                     higher_is_better=prep.inputs.task.higher_is_better, greedy=greedy, rules=prep.profile.rules,
+                     solver=prep.recipe.allocation.solver, gap_rel=prep.recipe.allocation.gap_rel,
+                     tiebreak=lambda p: mean_loss(steps.quantize_plan(prep, p), loss_fn, val), tie_margin=margin,
+                     extra=extra)
+    if test is None:
+        return out
+    g = out.meta["guard"]  # the report and the printed line show the reason: it starts with the test
+    return replace(out, meta={**out.meta, "guard": {**g, "methods_test": test,
+                                                    "reason": f"{test['reason']}. Then: {g['reason']}"}})
+
+
+#: label of the bits-only plan among the guard's baselines
+BITS_ONLY = "bits-only (rtn)"
+#: significance level at which a joint (bits, method) plan replaces the bits-only plan (#16)
+METHODS_ALPHA = 0.05
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact p-value of the sign test of ``wins`` against ``losses`` (ties left out).
+
+    With the counts of examples that only one of two classifiers gets right this is McNemar's
+    exact test: ``min(1, 2 * P(X >= max(wins, losses)))`` for ``X ~ Binomial(wins + losses, 1/2)``.
+    """
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(max(wins, losses), n + 1)) / 2.0 ** n
+    return min(1.0, 2.0 * tail)
+
+
+def methods_test(joint: BitPlan, simple: BitPlan, scores: Callable[[BitPlan], list[float]],
+                 alpha: float = METHODS_ALPHA) -> dict[str, Any]:
+    """Keep the joint (bits, method) plan over the bits-only plan only when it wins a paired test.
+
+    Args:
+        joint: the joint plan; simple: the bits-only plan (the simpler one, kept unless beaten).
+        scores: plan -> one score per validation example, higher is better (the same examples,
+            in the same order, for both plans: :func:`per_example_scores`).
+        alpha: significance level of the two-sided :func:`sign_test_p`.
+
+    Returns:
+        ``{"kept": "mixed" or BITS_ONLY, "wins": examples the joint plan scores higher,
+        "losses": examples it scores lower, "p_value", "alpha", "reason"}``. The joint plan is
+        kept iff ``wins > losses`` and ``p_value < alpha``.
+    """
+    a, b = scores(joint), scores(simple)
+    if len(a) != len(b):
+        raise ValueError(f"methods_test: scores gave {len(a)} and {len(b)} examples for the two plans; "
+                         "they must score the same examples")
+    wins = sum(1 for x, y in zip(a, b) if x > y)
+    losses = sum(1 for x, y in zip(a, b) if x < y)
+    p = sign_test_p(wins, losses)
+    keep = wins > losses and p < alpha
+    reason = (f"on {len(a)} validation examples the joint plan scored higher on {wins} and lower on {losses} "
+              f"than the bits-only plan: two-sided sign test p = {p:.4g} {'<' if keep else '>='} {alpha:g}"
+              if wins > losses else
+              f"on {len(a)} validation examples the joint plan scored higher on {wins} and lower on {losses} "
+              "than the bits-only plan: no lead")
+    return {"kept": "mixed" if keep else BITS_ONLY, "wins": wins, "losses": losses, "p_value": p, "alpha": alpha,
+            "n_examples": len(a), "reason": reason + ("; kept the joint plan" if keep else "; kept the bits-only plan")}
+
+
+def per_example_scores(model: Any, task: Any, batches: list[Any]) -> list[float]:
+    """One score per example of ``(inputs, targets)`` batches, higher is better: 1.0 / 0.0 for a
+    correct / wrong top-1 when ``task.metric`` is accuracy, else minus the example's ``task.loss_fn``."""
+    import torch
+
+    out: list[float] = []
+    with torch.no_grad():
+        for x, y in batches:
+            pred = model(x)
+            if task.metric == "accuracy":
+                out.extend(float(v) for v in (pred.argmax(dim=-1) == y).tolist())
+            else:
+                out.extend(-float(task.loss_fn(pred[i:i + 1], y[i:i + 1])) for i in range(len(y)))
+    return out
+
+
+def rtn_table(table: CostTable) -> CostTable:
+    """``table``'s round-to-nearest rows (the table a bits-only plan is allocated on)."""
+    recs = [r for r in table.to_records() if r.get("method", "rtn") == "rtn"]
+    return CostTable.from_records(recs, ties=table.ties, where="guard (bits-only)")
 
 
 def bits_only(table: CostTable, budgets: Any, rules: Rules | None = None, solver: str = "cbc") -> dict[str, BitPlan]:
@@ -209,10 +307,8 @@ def bits_only(table: CostTable, budgets: Any, rules: Rules | None = None, solver
     """
     if all(c.method == "rtn" for cs in table.candidates for c in cs):
         return {}
-    recs = [r for r in table.to_records() if r.get("method", "rtn") == "rtn"]
-    sub = CostTable.from_records(recs, ties=table.ties, where="guard (bits-only)")
     try:
-        return {"bits-only (rtn)": allocate(sub, budgets, rules=rules, solver=solver)}
+        return {BITS_ONLY: allocate(rtn_table(table), budgets, rules=rules, solver=solver)}
     except InfeasibleBudgetError:  # the methods' rows made the budget reachable: nothing to compare
         return {}
 

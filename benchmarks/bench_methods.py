@@ -1,6 +1,6 @@
 """Weight-quantization methods x bits on the demo CNNs and the demo LM, and the data-free pipeline.
 
-    python benchmarks/bench_methods.py [--part cnn lm datafree] [--seeds 0 1 2]
+    python benchmarks/bench_methods.py [--part cnn lm datafree datafree_recipe] [--seeds 0 1 2]
 
 Part "cnn": every registered method at 2/3/4 weight bits (per output channel, symmetric), applied
 to every conv/linear layer of the BN-folded float model, activations float (weight-only PTQ:
@@ -16,7 +16,9 @@ and 4 bits, metric test bits per byte (256 windows of 128 bytes), 32 calibration
 Part "datafree": resnet_tiny and mobilenet_tiny, uniform W8A8 and W4A8 plans through
 ``mps.quantize`` calibrated on 4 x 64 real train images vs 256 images distilled from the BN
 statistics (``distill_data``, 200 steps; distillation seeds 0-2, the model is the one cached
-model). Writes benchmarks/results/methods.json.
+model). Part "datafree_recipe": the same comparison through a recipe's data path (``steps.prepare`` of
+a recipe with ``data.calibration: real`` / ``distilled``, ``steps.quantize_plan``; the recipe seed is
+the distillation seed). Writes benchmarks/results/methods.json (``--out``: another file, merged).
 """
 
 from __future__ import annotations
@@ -47,15 +49,17 @@ OUT = Path(__file__).parent / "results" / "methods.json"
 FAST = {"adaround": {"n_iter": 200}}  # AdaRound's steps per layer, kept short for 2 shared cores
 
 
-def _method(name: str) -> Any:
-    return make_method(name, **FAST.get(name, {}))
+def _method(name: str, fast: bool = True) -> Any:
+    return make_method(name, **(FAST.get(name, {}) if fast else {}))
 
 
-def apply_method(model: nn.Module, name: str, bits: int, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """A copy of ``model`` with every layer in ``inputs`` quantized by method ``name`` (weights only)."""
+def apply_method(model: nn.Module, name: str, bits: int, inputs: dict[str, torch.Tensor],
+                 fast: bool = True) -> dict[str, Any]:
+    """A copy of ``model`` with every layer in ``inputs`` quantized by method ``name`` (weights only;
+    ``fast``: :data:`FAST`'s shorter settings, else the method's defaults)."""
     q = copy.deepcopy(model)
     mods = dict(q.named_modules())
-    method, rtn = _method(name), get_method("rtn")()
+    method, rtn = _method(name, fast), get_method("rtn")()
     spec = QuantSpec(bits=bits, symmetric=True, signed=True, granularity="per_channel")
     fallback, run_s = 0, 0.0
     for lname, x in inputs.items():
@@ -100,7 +104,8 @@ def cnn_rows(seeds: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
-def lm_rows(seeds: list[int], skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def lm_rows(seeds: list[int], skip: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """gpt_tiny rows; ``only``: just these methods, with their default settings (AdaRound: 500 Gram steps)."""
     rows = []
     for seed in seeds:
         run = load_demo_lm_run("gpt_tiny", seed=seed)
@@ -111,11 +116,12 @@ def lm_rows(seeds: list[int], skip: tuple[str, ...] = ()) -> list[dict[str, Any]
         inputs = capture_inputs(model, layers, calib)
         fp32 = bits_per_byte(model, test)
         for bits in (3, 4):
-            for method in [m for m in METHODS if m not in skip]:
-                out = apply_method(model, method, bits, inputs)
+            for method in [m for m in METHODS if m not in skip and (not only or m in only)]:
+                out = apply_method(model, method, bits, inputs, fast=not only)
                 bpb = bits_per_byte(out["model"], test)
                 rows.append({"model": "gpt_tiny", "seed": seed, "bits": bits, "method": method, "fp32": fp32,
-                             "bits_per_byte": bpb, "fallback_layers": out["fallback_layers"],
+                             "bits_per_byte": bpb, "settings": "defaults" if only else "FAST",
+                             "fallback_layers": out["fallback_layers"],
                              "run_time_s": out["run_time_s"]})
                 print(f"gpt_tiny s{seed} w{bits} {method:16s} {bpb:.4f} (fp32 {fp32:.4f}) {out['run_time_s']:.2f}s",
                       flush=True)
@@ -146,6 +152,41 @@ def datafree_rows(seeds: list[int]) -> list[dict[str, Any]]:
                              "fp32": evaluate(model, test), **acc, "distill_s": distill_s})
                 print(f"{name} s{seed} W{w_bits}A{a_bits} real {100 * acc['real']:.2f} distilled "
                       f"{100 * acc['distilled']:.2f} noise {100 * acc['noise']:.2f} ({distill_s:.1f}s)", flush=True)
+    return rows
+
+
+def datafree_recipe_rows(seeds: list[int], models: tuple[str, ...] = ("resnet_tiny", "mobilenet_tiny"),
+                         ) -> list[dict[str, Any]]:
+    """The data-free pipeline as a recipe runs it: ``steps.prepare`` of a recipe with ``data.calibration``
+    real / distilled (``load_inputs`` -> ``distilled_inputs``: 4 x 64 ZeroQ images, 200 steps, seed = the
+    recipe's), then ``steps.quantize_plan`` of a uniform plan (activation ranges from the calibration
+    batches) and the test metric (real test split, 359 images)."""
+    from mpsearch.pipeline import steps
+    from mpsearch.recipe import recipe_from_dict
+
+    rows = []
+    for name in models:
+        for seed in seeds:
+            acc: dict[str, dict[str, float]] = {}
+            for source in ("real", "distilled"):
+                t0 = time.perf_counter()
+                prep = steps.prepare(recipe_from_dict({
+                    "version": 1, "name": f"datafree-{name}", "seed": seed, "model": name,
+                    "data": {"source": "digits", "batch_size": 64, "calib_batches": 4, "calibration": source},
+                    "sensitivity": {"n_batches": 1},
+                    "hardware": {"profile": "x86-2core-int", "w_bits": [4, 8], "a_bits": [8]},
+                    "budgets": {"size_bytes": "uniform:w8a8"}, "allocation": {"pareto": None}}))
+                prep_s = time.perf_counter() - t0
+                names = quantizable_layer_names(prep.inputs.model)
+                acc[source] = {f"W{w}A8": steps.metric(prep, steps.quantize_plan(prep, BitPlan.uniform(names, w, 8)),
+                                                       prep.inputs.test) for w in (8, 4)}
+                acc[source]["prepare_s"] = prep_s
+            fp32 = steps.metric(prep, prep.inputs.model, prep.inputs.test)
+            for setting in ("W8A8", "W4A8"):
+                rows.append({"model": name, "seed": seed, "setting": setting, "fp32": fp32, "real": acc["real"][setting],
+                             "distilled": acc["distilled"][setting], "distill_prepare_s": acc["distilled"]["prepare_s"]})
+                print(f"{name} s{seed} {setting} recipe: real {100 * acc['real'][setting]:.2f} distilled "
+                      f"{100 * acc['distilled'][setting]:.2f} (fp32 {100 * fp32:.2f})", flush=True)
     return rows
 
 
@@ -265,6 +306,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--skip", nargs="*", default=[], help="methods left out (e.g. adaround: slow on 2 cores)")
+    ap.add_argument("--models", nargs="+", default=["resnet_tiny", "mobilenet_tiny"], help="part datafree_recipe")
+    ap.add_argument("--only", nargs="*", default=[], help="part lm: run only these methods (default settings) and "
+                    "merge their rows into the file's, replacing that method's earlier rows")
     args = ap.parse_args()
     out = args.out
     torch.set_num_threads(1)
@@ -278,10 +322,16 @@ def main() -> None:
     if "sequential" in args.part:
         result["sequential"] = sequential_rows(args.seeds)
     if "lm" in args.part:
-        result["lm"] = lm_rows(args.seeds, tuple(args.skip))
+        new = lm_rows(args.seeds, tuple(args.skip), tuple(args.only))
+        keep = [r for r in result.get("lm", []) if args.only and r["method"] not in args.only]
+        result["lm"] = keep + new
         result["lm_summary"] = summary(result["lm"], "bits_per_byte")
     if "datafree" in args.part:
         result["datafree"] = datafree_rows(args.seeds)
+    if "datafree_recipe" in args.part:
+        new = datafree_recipe_rows(args.seeds, tuple(args.models))
+        result["datafree_recipe"] = [r for r in result.get("datafree_recipe", [])
+                                     if (r["model"], r["seed"]) not in {(n["model"], n["seed"]) for n in new}] + new
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")

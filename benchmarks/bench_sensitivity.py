@@ -8,7 +8,8 @@ same stopping rule), on ResNet-style models defined here (torchvision is not req
     python benchmarks/bench_sensitivity.py --device cuda --models resnet18 resnet50
     python benchmarks/bench_sensitivity.py --fair --threads 1   # #17 target 3: vs the fair loop
 
-``--fair`` compares ``analyze(method="hessian")`` with the fair loop (the gradient graph built
+``--fair`` compares ``analyze(method="hessian")`` (``--fair-variants``: "analyze" = Hutchinson
+probes, "auto" = ``trace_estimator="auto"``, curvature sites) with the fair loop (the gradient graph built
 once with create_graph and reused for every probe, one restricted HVP per probe and layer,
 each layer stopped at 5% relative standard error) on resnet_tiny, 8- and 16-layer MLPs and
 gpt_tiny, in interleaved fresh processes; it prints time, ratio, probes and seconds per
@@ -394,11 +395,14 @@ def fair_measure(args: argparse.Namespace, model_name: str, variant: str) -> dic
     elif variant in ("fair", "fair_ref"):
         tgt = args.target if variant == "fair" else args.ref_target
         out = fair_loop(model, loss_fn, batches, tgt, 8, args.max_probes if variant == "fair" else 10000)
-    else:
+    else:  # "analyze": Hutchinson probes; "auto": curvature sites (exact / per-example samples)
+        extra = dict(json.loads(args.config), trace_estimator="auto" if variant == "auto" else "hutchinson")
         cfg = HessianConfig(rel_stderr_target=args.target, max_probes=args.max_probes, min_probes=8, seed=0,
-                            floor_rel=0.0, **json.loads(args.config))
+                            floor_rel=0.0, **extra)
         sens = analyze(model, loss_fn, batches, config=cfg)
-        out = {"layers": [(sens[n].trace, sens[n].trace_stderr or float("inf"), sens[n].n_probes) for n in sens]}
+        se = [sens[n].trace_stderr for n in sens]
+        out = {"layers": [(sens[n].trace, float("inf") if e is None else e, sens[n].n_probes) for n, e in zip(sens, se)],
+               "site_blocker": sens.meta.get("site_blocker"), "probed_layers": sens.meta.get("probed_layers")}
     out["seconds"] = time.perf_counter() - t0
     out["peak_bytes"] = _status_bytes("VmHWM") - base
     return out
@@ -426,38 +430,44 @@ def run_fair(args: argparse.Namespace) -> int:
     results = {}
     for m in args.models or ["resnet_tiny", "mlp8", "mlp16", "gpt_tiny"]:
         torch.save(fair_model(m, args.batch)[0].state_dict(), os.path.join(tmp, m + ".pt"))
-        runs = {"fair": [], "analyze": []}
+        cands = list(args.fair_variants)
+        runs: dict[str, list] = {v: [] for v in ["fair", *cands]}
         for _ in range(args.reps):  # interleaved
             for v in runs:
                 runs[v].append(child(m, v))
-        mem = {v: child(m, v, memory=True)["peak_bytes"] / 2 ** 20 for v in ("train_step", "fair", "analyze")}
+        mem = {v: child(m, v, memory=True)["peak_bytes"] / 2 ** 20 for v in ("train_step", *runs)}
         ref = child(m, "fair_ref")
         row = {"reference": ref["layers"]}
-        for v in ("fair", "analyze"):
+        for v in runs:
             rs = runs[v]
             sec = statistics.median(r["seconds"] for r in rs)
             last = rs[-1]["layers"]
             n_l = len(last)
-            z = [abs(t - rt) / (se ** 2 + rse ** 2) ** 0.5 for (t, se, _), (rt, rse, _) in zip(last, ref["layers"])]
+            # an exact trace (stderr 0) is compared with the reference's own error (den 0: both exact)
+            z = [abs(t - rt) / den if (den := (se ** 2 + rse ** 2) ** 0.5) > 0 else 0.0
+                 for (t, se, _), (rt, rse, _) in zip(last, ref["layers"])]
             row[v] = {"seconds": sec, "all_seconds": [r["seconds"] for r in rs],
                       "probes_per_layer": sum(p for *_, p in last) / n_l, "seconds_per_layer": sec / n_l,
+                      "site_blocker": rs[-1].get("site_blocker"), "probed_layers": rs[-1].get("probed_layers"),
                       "max_rse": max(se / abs(t) for t, se, _ in last),
                       "layers_at_target": sum(se <= args.target * abs(t) * 1.0000001 for t, se, _ in last),
                       "n_layers": n_l, "max_z_vs_reference": max(z),
                       "peak_mib": mem[v]}
         row["train_step_peak_mib"] = mem["train_step"]
-        for v in ("fair", "analyze"):
+        for v in runs:
             row[v]["memory_vs_train_step"] = row[v]["peak_mib"] / max(row["train_step_peak_mib"], 1e-9)
-        row["speedup"] = row["fair"]["seconds"] / row["analyze"]["seconds"]
+        f = row["fair"]
+        for v in cands:
+            a = row[v]
+            a["speedup"] = f["seconds"] / a["seconds"]
+            print(f"{m:12s} fair {f['seconds']:7.2f}s  {v} {a['seconds']:7.2f}s  x{a['speedup']:5.2f}  "
+                  f"probes/layer {f['probes_per_layer']:6.1f} / {a['probes_per_layer']:6.1f}  "
+                  f"s/layer {f['seconds_per_layer']:.3f} / {a['seconds_per_layer']:.3f}  "
+                  f"at 5% {f['layers_at_target']}/{f['n_layers']} / {a['layers_at_target']}/{a['n_layers']}  "
+                  f"max z {f['max_z_vs_reference']:.1f} / {a['max_z_vs_reference']:.1f}  "
+                  f"mem/step {f['memory_vs_train_step']:.2f} / {a['memory_vs_train_step']:.2f} "
+                  f"(step {row['train_step_peak_mib']:.1f} MiB)", flush=True)
         results[m] = row
-        f, a = row["fair"], row["analyze"]
-        print(f"{m:12s} fair {f['seconds']:7.2f}s  analyze {a['seconds']:7.2f}s  x{row['speedup']:5.2f}  "
-              f"probes/layer {f['probes_per_layer']:6.1f} / {a['probes_per_layer']:6.1f}  "
-              f"s/layer {f['seconds_per_layer']:.3f} / {a['seconds_per_layer']:.3f}  "
-              f"at 5% {f['layers_at_target']}/{f['n_layers']} / {a['layers_at_target']}/{a['n_layers']}  "
-              f"max z {f['max_z_vs_reference']:.1f} / {a['max_z_vs_reference']:.1f}  "
-              f"mem/step {f['memory_vs_train_step']:.2f} / {a['memory_vs_train_step']:.2f} "
-              f"(step {row['train_step_peak_mib']:.1f} MiB)", flush=True)
     meta = {"torch": torch.__version__, "threads": args.threads or 1, "batch": args.batch, "target": args.target,
             "reps": args.reps, "load_before": load, "load_after": os.getloadavg(), "ref_target": args.ref_target}
     path = Path(args.out) if args.out else Path(__file__).parent / "results" / "bench_sensitivity_fair.json"
@@ -483,6 +493,9 @@ def main() -> int:
                    help="#17 target 3: analyze vs the fair loop on resnet_tiny, mlp8, mlp16, gpt_tiny")
     p.add_argument("--config", default="{}", help="--fair: extra HessianConfig fields for analyze, as JSON")
     p.add_argument("--reps", type=int, default=3, help="--fair: interleaved repetitions (median)")
+    p.add_argument("--fair-variants", nargs="+", default=["analyze", "auto"], choices=["analyze", "auto"],
+                   help="--fair: analyze runs to compare with the fair loop (analyze: Hutchinson probes; "
+                        "auto: trace_estimator='auto', curvature sites)")
     p.add_argument("--ref-target", type=float, default=0.02, help="--fair: target of the long reference run")
     p.add_argument("--out", default=None, help="results JSON (default results/bench_sensitivity[_cuda].json)")
     p.add_argument("--state", default=None, help=argparse.SUPPRESS)
